@@ -1,0 +1,69 @@
+"""A benchmark worker: one process per (artifact, backend), driven by the parent over a pipe.
+
+One process each keeps peak memory per backend honest and imports apart (the ONNX Runtime
+worker never imports torch). The parent interleaves timing blocks across workers, so slow
+drift of a shared machine hits every backend alike.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+import traceback
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        pages = int(fh.read().split()[1])
+    import os
+
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_rss_mb() -> float:
+    """This process's own peak RSS. VmHWM starts afresh at exec; ru_maxrss would carry the parent's peak."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker_main(conn, artifact: str, backend: str, threads: int | None, settle_s: float) -> None:
+    try:
+        from edgekit.runtimes.registry import load_session
+
+        baseline = _rss_mb()
+        start = time.perf_counter()
+        session = load_session(artifact, backend, threads=threads)
+        conn.send(("ready", {"load_s": time.perf_counter() - start, "rss_before_load_mb": baseline, "rss_after_load_mb": _rss_mb(), "model_bytes": session.model_bytes()}))
+        inputs = None
+        while True:
+            command, arg = conn.recv()
+            if command == "inputs":
+                inputs = arg["inputs"]
+                outputs = session.run(inputs)
+                for _ in range(arg["warmup"]):
+                    session.run(inputs)
+                time.sleep(settle_s)
+                conn.send(("outputs", outputs))
+            elif command == "time":
+                latencies = []
+                for _ in range(arg):
+                    t0 = time.perf_counter()
+                    session.run(inputs)
+                    latencies.append(time.perf_counter() - t0)
+                time.sleep(settle_s)  # let spinning runtime threads go idle before the next worker runs
+                conn.send(("latencies", latencies))
+            elif command == "stop":
+                conn.send(("stats", {"peak_rss_mb": _peak_rss_mb()}))
+                return
+    except BaseException as exc:  # noqa: BLE001 - report everything to the parent, which decides
+        from edgekit.errors import EdgekitError
+
+        conn.send(("error", {"type": type(exc).__name__, "message": str(exc), "user_error": isinstance(exc, EdgekitError), "traceback": traceback.format_exc()}))
+    finally:
+        conn.close()

@@ -1,0 +1,237 @@
+"""``edgekit bench``: latency, throughput, memory, size and agreement with the reference, per
+artifact x backend x batch x sequence length, in one run.
+
+    parent ──spawn──> worker(artifact A, torch) ─┐   each case: inputs + warmup to every worker,
+           ──spawn──> worker(artifact A, ort)   ─┤   then `rounds` blocks of timed runs, taken in
+           ──spawn──> worker(artifact B, ort)   ─┘   turn (interleaved) so machine drift is shared
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.artifacts import check_out_dir, environment, now_iso, read_manifest, staged_output, to_jsonable, write_json
+from edgekit.errors import EdgekitError, InputError, MissingExtraError
+
+log = logging.getLogger("edgekit.bench")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    artifacts: tuple[Path, ...]
+    backends: tuple[str, ...] = ("torch", "ort")
+    batches: tuple[int, ...] = (1,)
+    seq_lens: tuple[int, ...] = (128,)
+    warmup: int = 5
+    repeat: int = 30
+    """Timed runs per (artifact, backend, case), split into ``rounds`` interleaved blocks."""
+    rounds: int = 5
+    threads: int | None = None
+    """Intra-op threads for every backend; None = all cores (os.cpu_count())."""
+    text: Path | None = None
+    """Text file / jsonl / folder for the inputs; None uses edgekit's built-in sample."""
+    out: Path | None = None
+    overwrite: bool = False
+    settle_s: float = 0.1
+
+
+@dataclass
+class _Worker:
+    artifact: Path
+    name: str
+    backend: str
+    process: Any
+    conn: Any
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def ask(self, command: str, arg: Any = None, verbose: bool = False):
+        self.conn.send((command, arg))
+        kind, payload = self.conn.recv()
+        if kind == "error":
+            if verbose:
+                log.error("worker traceback:\n%s", payload["traceback"])
+            message = payload["message"] if payload["user_error"] else f"{payload['type']}: {payload['message']}".splitlines()[0]
+            raise EdgekitError(f"backend '{self.backend}' on '{self.name}' failed: {message}", "rerun with --verbose for the traceback")
+        return payload
+
+
+def percentiles(latencies_s: list[float]) -> dict[str, float]:
+    ms = np.asarray(latencies_s) * 1e3
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p90_ms": float(np.percentile(ms, 90)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "mean_ms": float(ms.mean()),
+        "std_ms": float(ms.std()),
+        "min_ms": float(ms.min()),
+    }
+
+
+def agreement(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray], mask: np.ndarray | None) -> dict[str, float]:
+    """Max |diff| per output, and the mean cosine similarity of the main output per example
+    (the pooled embedding where there is one, else token states under the attention mask)."""
+    result: dict[str, float] = {}
+    for name, ref in reference.items():
+        if name in outputs and outputs[name].shape == ref.shape:
+            result[f"max_abs_diff.{name}"] = float(np.max(np.abs(outputs[name].astype(np.float64) - ref)))
+    key = "sentence_embedding" if "sentence_embedding" in reference else next(iter(reference))
+    ref, got = reference[key].astype(np.float64), outputs[key].astype(np.float64)
+    if ref.ndim == 3 and mask is not None:
+        keep = mask.astype(bool)
+        ref, got = ref[keep], got[keep]
+    ref, got = ref.reshape(ref.shape[0], -1), got.reshape(got.shape[0], -1)
+    cos = np.sum(ref * got, axis=1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1) + 1e-12)
+    result[f"cosine.{key}"] = float(cos.mean())
+    return result
+
+
+def _check(cfg: BenchConfig) -> list[tuple[Path, dict]]:
+    from edgekit.runtimes.registry import get_backend_entry
+
+    if not cfg.artifacts:
+        raise InputError("no artifact folder given", "pass one or more folders written by 'edgekit export'")
+    for backend in cfg.backends:
+        entry = get_backend_entry(backend)
+        if entry.missing():
+            raise MissingExtraError(f"the '{backend}' backend", entry.missing()[0], entry.extra)
+    if len(set(cfg.backends)) != len(cfg.backends):
+        raise InputError(f"backend listed twice in {list(cfg.backends)}", "list each backend once")
+    for label, values in (("--batch", cfg.batches), ("--seq-len", cfg.seq_lens)):
+        if not values or any(v < 1 for v in values):
+            raise InputError(f"{label} needs positive integers, got {list(values)}", f"pass e.g. {label} 1,8")
+    if cfg.repeat < 1 or cfg.warmup < 0 or cfg.rounds < 1:
+        raise InputError(f"--repeat must be >= 1 and --warmup >= 0 (got {cfg.repeat}, {cfg.warmup})", "pass e.g. --warmup 5 --repeat 30")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise InputError(f"--threads must be >= 1, got {cfg.threads}", "omit it to use every core")
+    loaded = []
+    for artifact in cfg.artifacts:
+        manifest = read_manifest(Path(artifact))
+        limit = manifest.get("export", {}).get("max_length")
+        too_long = [s for s in cfg.seq_lens if limit and s > limit]
+        if too_long:
+            raise InputError(f"--seq-len {too_long[0]} is longer than '{artifact}' allows ({limit} tokens)", f"use --seq-len <= {limit}")
+        loaded.append((Path(artifact).resolve(), manifest))
+    if cfg.out is not None:
+        check_out_dir(cfg.out, cfg.overwrite)
+    return loaded
+
+
+def _artifact_names(paths: list[Path]) -> list[str]:
+    names = [p.name for p in paths]
+    if len(set(names)) == len(names):
+        return names
+    return [str(p) for p in paths]
+
+
+def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[str, Any]:
+    """Run the benchmark; write bench.json / bench.md (and bench.png when matplotlib is there) to ``cfg.out``."""
+    import multiprocessing
+
+    from transformers import AutoTokenizer
+
+    from edgekit.calibration.text import load_texts, sample_texts, tokenize_fixed
+
+    loaded = _check(cfg)
+    texts = load_texts(cfg.text) if cfg.text else sample_texts(min_words=max(cfg.seq_lens) * 2)
+    threads = cfg.threads or os.cpu_count() or 1
+    started = now_iso()
+    names = _artifact_names([p for p, _ in loaded])
+    tokenizers = {p: AutoTokenizer.from_pretrained(str(p)) for p, _ in loaded}
+    input_names = {p: [i["name"] for i in m["export"]["inputs"]] for p, m in loaded}
+    ctx = multiprocessing.get_context("spawn")
+    from edgekit.benchmarks._worker import worker_main
+
+    workers: list[_Worker] = []
+    rows: list[dict[str, Any]] = []
+    progress = None
+    try:
+        if not quiet:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=Console(stderr=True))
+            progress.start()
+        n_cases = len(cfg.batches) * len(cfg.seq_lens)
+        task = progress.add_task("bench: loading", total=len(loaded) * len(cfg.backends) + n_cases * cfg.rounds) if progress else None
+        for (path, _), name in zip(loaded, names):
+            for backend in cfg.backends:
+                parent, child = ctx.Pipe()
+                proc = ctx.Process(target=worker_main, args=(child, str(path), backend, threads, cfg.settle_s), daemon=True)
+                proc.start()
+                worker = _Worker(path, name, backend, proc, parent)
+                workers.append(worker)
+                kind, payload = parent.recv()
+                if kind == "error":
+                    message = payload["message"] if payload["user_error"] else f"{payload['type']}: {payload['message']}".splitlines()[0]
+                    if verbose:
+                        log.error("worker traceback:\n%s", payload["traceback"])
+                    raise EdgekitError(f"backend '{backend}' could not load '{name}': {message}", "rerun with --verbose for the traceback")
+                worker.info = payload
+                if progress:
+                    progress.advance(task)
+        per_block = max(1, math.ceil(cfg.repeat / cfg.rounds))
+        for batch in cfg.batches:
+            for seq in cfg.seq_lens:
+                if progress:
+                    progress.update(task, description=f"bench: batch {batch}, seq {seq}")
+                inputs = {p: tokenize_fixed(tokenizers[p], texts, batch, seq, input_names[p]) for p, _ in loaded}
+                outputs = {id(w): w.ask("inputs", {"inputs": inputs[w.artifact], "warmup": cfg.warmup}, verbose) for w in workers}
+                latencies: dict[int, list[float]] = {id(w): [] for w in workers}
+                for r in range(cfg.rounds):
+                    order = workers[r % len(workers):] + workers[: r % len(workers)]  # rotate who goes first
+                    for w in order:
+                        latencies[id(w)].extend(w.ask("time", per_block, verbose))
+                    if progress:
+                        progress.advance(task)
+                for w in workers:
+                    row = {"artifact": w.name, "backend": w.backend, "batch": batch, "seq_len": seq, "runs": len(latencies[id(w)])}
+                    row.update(percentiles(latencies[id(w)]))
+                    row["throughput_per_s"] = batch / (row["mean_ms"] / 1e3)
+                    row["model_mb"] = w.info["model_bytes"] / 2**20
+                    ref = next((x for x in workers if x.artifact == w.artifact and x.backend == "torch"), None)
+                    if ref is not None:
+                        row.update(agreement(outputs[id(ref)], outputs[id(w)], inputs[w.artifact].get("attention_mask")))
+                    rows.append(row)
+        for w in workers:
+            stats = w.ask("stop", None, verbose)
+            w.info.update(stats)
+    finally:
+        if progress:
+            progress.stop()
+        for w in workers:
+            w.process.join(timeout=5)
+            if w.process.is_alive():
+                w.process.kill()
+    for row in rows:
+        w = next(x for x in workers if x.name == row["artifact"] and x.backend == row["backend"])
+        row["peak_rss_mb"] = w.info.get("peak_rss_mb")
+        row["load_s"] = w.info.get("load_s")
+        torch_row = next((x for x in rows if x["artifact"] == row["artifact"] and x["backend"] == "torch" and x["batch"] == row["batch"] and x["seq_len"] == row["seq_len"]), None)
+        row["speedup_vs_torch"] = torch_row["p50_ms"] / row["p50_ms"] if torch_row else None
+    result = {
+        "stage": "bench",
+        "created_at": started,
+        "finished_at": now_iso(),
+        "config": to_jsonable(cfg),
+        "threads": threads,
+        "inputs": str(cfg.text) if cfg.text else "edgekit built-in sample text",
+        "artifacts": {name: {"path": str(p), "source": m.get("source", {}).get("path"), "export": {k: m.get("export", {}).get(k) for k in ("task", "exporter", "opset")}} for (p, m), name in zip(loaded, names)},
+        "rows": rows,
+        "environment": environment(),
+    }
+    if cfg.out is not None:
+        from edgekit.benchmarks.report import markdown_table, plot
+
+        with staged_output(cfg.out, cfg.overwrite) as tmp:
+            write_json(tmp / "bench.json", result)
+            (tmp / "bench.md").write_text(markdown_table(result))
+            plot(result, tmp / "bench.png")
+            write_json(tmp / "manifest.json", {"stage": "bench", "edgekit_version": environment()["packages"].get("edgekit"), "created_at": started, "config": to_jsonable(cfg), "files": ["bench.json", "bench.md"] + (["bench.png"] if (tmp / "bench.png").exists() else [])})
+    return result

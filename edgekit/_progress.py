@@ -1,0 +1,45 @@
+"""Progress display for long steps (rich), on stderr so stdout stays clean for results."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import Iterator
+
+log = logging.getLogger("edgekit")
+
+
+class Steps:
+    """A spinner line per step with its elapsed time; quiet=True logs at debug level only."""
+
+    def __init__(self, title: str, quiet: bool = False):
+        self.title = title
+        self.quiet = quiet
+        self._progress = None
+        self.timings: dict[str, float] = {}
+
+    def __enter__(self) -> "Steps":
+        if not self.quiet:
+            from rich.console import Console
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=Console(stderr=True), transient=False)
+            self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    @contextlib.contextmanager
+    def step(self, description: str) -> Iterator[None]:
+        task = self._progress.add_task(f"{self.title}: {description}", total=1) if self._progress else None
+        start = time.perf_counter()
+        log.debug("%s: %s ...", self.title, description)
+        try:
+            yield
+        finally:
+            self.timings[description] = round(time.perf_counter() - start, 3)
+            if self._progress is not None and task is not None:
+                self._progress.update(task, completed=1)

@@ -1,0 +1,160 @@
+"""Artifact folders: written to a temporary folder and renamed into place, with a manifest.
+
+Every stage reads a folder and writes a new one; it never edits its input. ``manifest.json``
+says what the folder holds, what it came from (hashes), which edgekit version and config made
+it, and what was validated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from edgekit.errors import InputError
+
+MANIFEST = "manifest.json"
+MANIFEST_SCHEMA = 1
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def hash_folder(folder: Path) -> str:
+    """One sha256 over every file's relative path and content (sorted, so stable)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        if rel == MANIFEST or rel.startswith("."):
+            continue
+        digest.update(rel.encode())
+        digest.update(sha256_file(path).encode())
+    return digest.hexdigest()
+
+
+def file_table(folder: Path) -> dict[str, dict[str, Any]]:
+    """``{relative path: {bytes, sha256}}`` for every file in ``folder`` but the manifest."""
+    table = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        if rel != MANIFEST:
+            table[rel] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    return table
+
+
+def environment() -> dict[str, Any]:
+    """Versions of Python, the OS and the packages that matter, for the manifest."""
+    from importlib import metadata
+
+    packages = {}
+    for name in ("edgekit", "torch", "transformers", "onnx", "onnxscript", "onnxruntime", "openvino", "numpy"):
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "machine": platform.machine(), "packages": packages}
+
+
+def to_jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return value.item()
+    return value
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(to_jsonable(data), indent=2, sort_keys=False) + "\n")
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not folder.is_dir():
+        raise InputError(f"artifact folder '{folder}' does not exist", "pass a folder written by 'edgekit export'")
+    if not path.is_file():
+        raise InputError(f"'{folder}' has no {MANIFEST}, so it is not an edgekit artifact", "pass a folder written by 'edgekit export'")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"'{path}' is not valid JSON ({exc.msg} at line {exc.lineno})", "re-create the artifact") from exc
+
+
+def check_out_dir(out: Path, overwrite: bool) -> Path:
+    """Fail before any work if ``out`` cannot be written. Returns the resolved path."""
+    out = Path(out).expanduser().resolve()
+    if out.exists() and not overwrite:
+        raise InputError(f"output folder '{out}' already exists", "pass --overwrite to replace it, or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output path '{out}' exists and is not a folder", "choose another --out")
+    parent = out.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write to '{out}': '{parent}' is not writable", "choose an --out in a folder you can write to")
+    return out
+
+
+@contextlib.contextmanager
+def staged_output(out: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield a temporary folder beside ``out``; on success rename it to ``out``.
+
+    On any error the temporary folder is removed and ``out`` is left as it was.
+    """
+    out = check_out_dir(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            backup = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, backup)
+            os.replace(tmp, out)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def build_manifest(*, stage: str, config: Any, source: dict[str, Any], folder: Path, started: str, **sections: Any) -> dict[str, Any]:
+    from edgekit import __version__
+
+    manifest = {
+        "schema": MANIFEST_SCHEMA,
+        "stage": stage,
+        "edgekit_version": __version__,
+        "created_at": started,
+        "finished_at": now_iso(),
+        "config": to_jsonable(config),
+        "source": source,
+        **sections,
+        "files": file_table(folder),
+        "environment": environment(),
+    }
+    return manifest

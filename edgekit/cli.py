@@ -1,0 +1,208 @@
+"""The ``edgekit`` command line. Thin: it parses options into a config and calls the library.
+
+Errors a user can cause print one line and exit non-zero; ``--verbose`` adds the traceback
+and debug logs.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+
+app = typer.Typer(
+    name="edgekit",
+    help="Make trained transformers small and fast on edge devices: export, validate, run and benchmark.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks and debug logs.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists (the old folder is removed only after success).")]
+
+
+def _setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s", handlers=[RichHandler(show_path=False, console=_stderr())], force=True)
+    if not verbose:
+        for noisy in ("torch", "transformers", "onnxscript", "httpx"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def _stderr():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _split(value: str, cast: Callable, option: str) -> tuple:
+    from edgekit.errors import InputError
+
+    try:
+        items = tuple(cast(v.strip()) for v in value.split(",") if v.strip())
+    except ValueError as exc:
+        raise InputError(f"{option} '{value}' is not a comma-separated list of {cast.__name__}", f"pass e.g. {option} 1,8") from exc
+    if not items:
+        raise InputError(f"{option} is empty", f"pass e.g. {option} 1,8")
+    return items
+
+
+def handled(fn):
+    """Turn errors into one line on stderr and an exit code; keep the traceback for --verbose."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        verbose = bool(kwargs.get("verbose"))
+        _setup_logging(verbose)
+        from edgekit.errors import EdgekitError
+
+        try:
+            return fn(*args, **kwargs)
+        except EdgekitError as exc:
+            if verbose:
+                _stderr().print_exception()
+            print(f"error: {exc}", file=sys.stderr)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            print("interrupted; nothing was written", file=sys.stderr)
+            raise typer.Exit(130) from None
+        except Exception as exc:  # noqa: BLE001 - an unexpected failure: one line unless --verbose
+            if verbose:
+                _stderr().print_exception()
+            first = (str(exc).splitlines() or [""])[0][:300]
+            print(f"error: unexpected {type(exc).__name__}: {first} (rerun with --verbose for the traceback)", file=sys.stderr)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        from edgekit import __version__
+
+        print(f"edgekit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
+) -> None:
+    """edgekit: distil, export, quantize, run and benchmark transformers for edge devices."""
+
+
+@app.command()
+@handled
+def export(
+    model: Annotated[Path, typer.Option("--model", "-m", help="Hugging Face model folder (config.json, weights, tokenizer).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Artifact folder to write.")],
+    target: Annotated[str, typer.Option(help="Export target. Available: onnx.")] = "onnx",
+    task: Annotated[str, typer.Option(help="auto, feature-extraction (last_hidden_state) or sentence-embedding (adds the pooled embedding).")] = "auto",
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 20,
+    exporter: Annotated[str, typer.Option(help="auto (torch.export-based, TorchScript fallback), dynamo or torchscript.")] = "auto",
+    atol: Annotated[Optional[float], typer.Option(help="Max |diff| against PyTorch; default 1e-4 for fp32.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (recorded in the manifest).")] = 0,
+    overwrite: Overwrite = False,
+    verbose: Verbose = False,
+) -> None:
+    """Export a model to a validated artifact folder (ONNX + tokenizer + manifest.json)."""
+    from edgekit.export import ExportConfig, export_model
+
+    cfg = ExportConfig(model=model, out=out, target=target, task=task, opset=opset, exporter=exporter, atol=atol, seed=seed, overwrite=overwrite)
+    path = export_model(cfg)
+    _print_export_summary(path)
+
+
+def _print_export_summary(path: Path) -> None:
+    from edgekit.artifacts import read_manifest
+
+    manifest = read_manifest(path)
+    validation = manifest["validation"]
+    diffs = ", ".join(f"{k} {v:.2e}" for k, v in validation["max_abs_diff"].items())
+    print(f"wrote {path} ({manifest['export']['exporter']} exporter, opset {manifest['export']['opset']}); validated on {len(validation['cases'])} inputs: max |diff| {diffs} (atol {validation['atol']:g})")
+
+
+@app.command("bench")
+@handled
+def bench_cmd(
+    artifacts: Annotated[list[Path], typer.Argument(help="Artifact folders written by 'edgekit export'.")],
+    backend: Annotated[str, typer.Option("--backend", "-b", help="Comma-separated backends: torch (reference), ort.")] = "torch,ort",
+    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1",
+    seq_len: Annotated[str, typer.Option("--seq-len", help="Comma-separated sequence lengths (inputs padded/truncated to each).")] = "128",
+    warmup: Annotated[int, typer.Option(help="Untimed runs per case.")] = 5,
+    repeat: Annotated[int, typer.Option(help="Timed runs per case.")] = 30,
+    threads: Annotated[Optional[int], typer.Option(help="Intra-op threads for every backend (default: all cores).")] = None,
+    text: Annotated[Optional[Path], typer.Option(help="Input texts: .txt (a line each), .jsonl (field 'text') or a folder of .txt; default: built-in sample.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for bench.json, bench.md and bench.png.")] = None,
+    overwrite: Overwrite = False,
+    verbose: Verbose = False,
+) -> None:
+    """Benchmark artifacts on several backends: p50/p90/p99 latency, throughput, peak RSS, size, agreement with PyTorch."""
+    from edgekit.benchmarks.harness import BenchConfig, bench
+    from edgekit.benchmarks.report import print_table
+
+    cfg = BenchConfig(
+        artifacts=tuple(artifacts),
+        backends=_split(backend, str, "--backend"),
+        batches=_split(batch, int, "--batch"),
+        seq_lens=_split(seq_len, int, "--seq-len"),
+        warmup=warmup,
+        repeat=repeat,
+        threads=threads,
+        text=text,
+        out=out,
+        overwrite=overwrite,
+    )
+    result = bench(cfg, verbose=verbose)
+    print_table(result)
+    if out is not None:
+        print(f"wrote {out}/bench.json, bench.md")
+
+
+@app.command()
+@handled
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the bench results.")] = Path("edgekit-demo"),
+    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8",
+    seq_len: Annotated[str, typer.Option("--seq-len", help="Comma-separated sequence lengths.")] = "128",
+    repeat: Annotated[int, typer.Option(help="Timed runs per case.")] = 30,
+    overwrite: Overwrite = False,
+    verbose: Verbose = False,
+) -> None:
+    """The default run: export the packaged all-MiniLM-L6-v2 to ONNX, validate it, bench it against PyTorch."""
+    from edgekit.demo import DemoConfig, run_demo
+
+    run_demo(DemoConfig(out=out, batches=_split(batch, int, "--batch"), seq_lens=_split(seq_len, int, "--seq-len"), repeat=repeat, overwrite=overwrite))
+
+
+@app.command()
+@handled
+def backends(verbose: Verbose = False) -> None:
+    """List the runtime backends, whether each is installed, and the extra that provides it."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from edgekit.benchmarks.report import wide_console
+    from edgekit.runtimes import list_backends
+
+    table = Table()
+    for col in ("backend", "installed", "pip extra", "what"):
+        table.add_column(col)
+    for entry in list_backends():
+        table.add_row(entry.name, "yes" if entry.available() else f"no ({', '.join(entry.missing())} missing)", escape(f"edgekit[{entry.extra}]"), entry.description)
+    wide_console().print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Export specs: what differs between architecture families lives here, not in generic code.
+
+A spec is registered explicitly in ``_SPECS`` (no import side effects); ``spec_for(model_type)``
+finds it or says which model types are supported. Tests iterate ``list_specs()``, so a new
+family without a tiny test model fails the suite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edgekit.errors import UnsupportedModelError, did_you_mean
+
+ENCODER_TASKS = ("feature-extraction", "sentence-embedding")
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """A family of text encoders that ``AutoModel`` loads and that return ``last_hidden_state``."""
+
+    family: str
+    model_types: tuple[str, ...]
+    inputs: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
+    """The inputs the family's forward accepts; the tokenizer's own names pick from these, in its order."""
+    position_offset: int = 0
+    """Positions reserved before the first token (RoBERTa-style models start at padding_idx + 1)."""
+    atol: float = 1e-4
+    attn_implementation: str | None = "eager"
+    """Attention used while exporting: the explicit matmul/softmax graph runs faster in ONNX Runtime
+    than the decomposed SDPA (whose NaN guards cost ~10% of the run time on CPU)."""
+    tasks: tuple[str, ...] = field(default=ENCODER_TASKS)
+
+    def max_positions(self, config) -> int:
+        limit = getattr(config, "max_position_embeddings", None) or 512
+        return int(limit) - self.position_offset
+
+
+_SPECS: tuple[EncoderSpec, ...] = (
+    EncoderSpec("bert", ("bert",)),
+    EncoderSpec("roberta", ("roberta", "xlm-roberta", "camembert"), position_offset=2),
+    EncoderSpec("distilbert", ("distilbert",), inputs=("input_ids", "attention_mask")),
+    EncoderSpec("mpnet", ("mpnet",), inputs=("input_ids", "attention_mask"), position_offset=2),
+    EncoderSpec("electra", ("electra",)),
+    EncoderSpec("albert", ("albert",)),
+)
+
+_BY_MODEL_TYPE = {model_type: spec for spec in _SPECS for model_type in spec.model_types}
+
+
+def list_specs() -> list[EncoderSpec]:
+    return list(_SPECS)
+
+
+def supported_model_types() -> list[str]:
+    return sorted(_BY_MODEL_TYPE)
+
+
+def spec_for(model_type: str | None) -> EncoderSpec:
+    spec = _BY_MODEL_TYPE.get(model_type or "")
+    if spec is None:
+        raise UnsupportedModelError(
+            f"model type '{model_type}' has no export spec in this edgekit version",
+            did_you_mean(str(model_type), _BY_MODEL_TYPE),
+        )
+    return spec

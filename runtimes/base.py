@@ -1,0 +1,62 @@
+"""One session interface over every runtime: run named numpy inputs, get named numpy outputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int | str | None, ...]
+    """Fixed sizes as ints, dynamic axes by name (``"batch"``) or None."""
+    dtype: str
+    """numpy dtype name, e.g. ``"int64"``, ``"float32"``."""
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    threads: int | None = None
+    """Intra-op threads; None lets the runtime decide (usually one per core)."""
+
+
+@runtime_checkable
+class Session(Protocol):
+    backend: str
+
+    def input_specs(self) -> list[TensorSpec]: ...
+
+    def output_specs(self) -> list[TensorSpec]: ...
+
+    def run(self, inputs: Mapping[str, Any], output_names: list[str] | None = None) -> dict[str, Any]:
+        """Run on numpy arrays keyed by input name; returns numpy arrays keyed by output name."""
+        ...
+
+    def model_bytes(self) -> int:
+        """Bytes on disk of the model files this session loaded."""
+        ...
+
+
+class Backend(Protocol):
+    """A backend turns an artifact folder into a Session (``build`` steps join here as backends need them)."""
+
+    name: str
+
+    @classmethod
+    def load(cls, artifact: Path, manifest: Mapping[str, Any], options: SessionOptions) -> Session: ...
+
+
+def check_inputs(session: Session, inputs: Mapping[str, Any]) -> None:
+    """Fail with the names when inputs are missing or unknown."""
+    from edgekit.errors import InputError
+
+    expected = [spec.name for spec in session.input_specs()]
+    missing = [n for n in expected if n not in inputs]
+    extra = [n for n in inputs if n not in expected]
+    if missing or extra:
+        raise InputError(
+            f"{session.backend} session got inputs {sorted(inputs)}; missing {missing}, unexpected {extra}",
+            f"pass exactly {expected}",
+        )

@@ -1,0 +1,70 @@
+"""Backend registry: a name maps to "module:Class" and to the pip extra that provides it.
+
+Nothing heavy is imported until a backend is asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgekit.errors import InputError, MissingExtraError, did_you_mean
+from edgekit.runtimes.base import Session, SessionOptions
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    name: str
+    target: str
+    """``module:Class`` implementing the Backend protocol."""
+    extra: str
+    """The pip extra that installs what it needs: ``pip install 'edgekit[<extra>]'``."""
+    requires: tuple[str, ...]
+    """Top-level modules that must be importable."""
+    description: str
+
+    def available(self) -> bool:
+        return all(importlib.util.find_spec(m) is not None for m in self.requires)
+
+    def missing(self) -> list[str]:
+        return [m for m in self.requires if importlib.util.find_spec(m) is None]
+
+
+_BACKENDS: dict[str, BackendEntry] = {
+    entry.name: entry
+    for entry in (
+        BackendEntry("torch", "edgekit.runtimes.torch_backend:TorchBackend", "torch", ("torch", "transformers"), "PyTorch eager fp32, the reference (runs the source model)"),
+        BackendEntry("ort", "edgekit.runtimes.ort_backend:OrtBackend", "ort", ("onnxruntime",), "ONNX Runtime, CPU execution provider"),
+    )
+}
+
+
+def list_backends() -> list[BackendEntry]:
+    return list(_BACKENDS.values())
+
+
+def get_backend_entry(name: str) -> BackendEntry:
+    entry = _BACKENDS.get(name)
+    if entry is None:
+        raise InputError(f"unknown backend '{name}'", did_you_mean(name, _BACKENDS))
+    return entry
+
+
+def get_backend(name: str):
+    entry = get_backend_entry(name)
+    missing = entry.missing()
+    if missing:
+        raise MissingExtraError(f"the '{name}' backend", missing[0], entry.extra)
+    module_name, cls_name = entry.target.split(":")
+    return getattr(importlib.import_module(module_name), cls_name)
+
+
+def load_session(artifact: Path | str, backend: str = "ort", threads: int | None = None) -> Session:
+    """Open an artifact folder with the named backend."""
+    from edgekit.artifacts import read_manifest
+
+    artifact = Path(artifact)
+    manifest = read_manifest(artifact)
+    return get_backend(backend).load(artifact, manifest, SessionOptions(threads=threads))

@@ -1,0 +1,69 @@
+"""PyTorch backend: the reference. It runs the artifact's source model, wrapped exactly as exported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from edgekit.errors import InputError
+from edgekit.runtimes.base import SessionOptions, TensorSpec, check_inputs
+
+
+class TorchSession:
+    backend = "torch"
+
+    def __init__(self, module, input_names: list[str], output_names: list[str], weight_bytes: int, options: SessionOptions = SessionOptions()):
+        import torch
+
+        if options.threads:
+            torch.set_num_threads(options.threads)
+        self.module = module.eval()
+        self._input_names = list(input_names)
+        self._output_names = list(output_names)
+        self._weight_bytes = weight_bytes
+
+    def input_specs(self) -> list[TensorSpec]:
+        return [TensorSpec(n, ("batch", "sequence"), "int64") for n in self._input_names]
+
+    def output_specs(self) -> list[TensorSpec]:
+        return [TensorSpec(n, ("batch", "sequence", None) if n == "last_hidden_state" else ("batch", None), "float32") for n in self._output_names]
+
+    def run(self, inputs: Mapping[str, Any], output_names: list[str] | None = None) -> dict[str, Any]:
+        import torch
+
+        check_inputs(self, inputs)
+        with torch.inference_mode():
+            outputs = self.module(**{k: torch.from_numpy(v) for k, v in inputs.items()})
+        result = {name: out.numpy() for name, out in zip(self._output_names, outputs)}
+        return {n: result[n] for n in (output_names or self._output_names)}
+
+    def model_bytes(self) -> int:
+        return self._weight_bytes
+
+
+def weight_files(model_dir: Path) -> list[Path]:
+    return [p for p in Path(model_dir).iterdir() if p.is_file() and p.suffix in (".safetensors", ".bin", ".pt", ".pth")]
+
+
+class TorchBackend:
+    name = "torch"
+
+    @classmethod
+    def load(cls, artifact: Path, manifest: Mapping[str, Any], options: SessionOptions) -> TorchSession:
+        from edgekit.artifacts import hash_folder
+        from edgekit.export.encoder import build_encoder
+        from edgekit.export.specs import spec_for
+
+        source = manifest.get("source", {})
+        model_dir = Path(source.get("path", ""))
+        if not (model_dir / "config.json").is_file():
+            raise InputError(
+                f"the PyTorch reference needs the source model of '{artifact}', but '{model_dir}' is gone",
+                "restore the source folder or re-export from where it is now",
+            )
+        if source.get("sha256") and hash_folder(model_dir) != source["sha256"]:
+            raise InputError(f"source model '{model_dir}' changed since '{artifact}' was exported", "re-export it so the reference matches")
+        export = manifest["export"]
+        built = build_encoder(model_dir, spec_for(source.get("model_type")), export["task"])
+        weight_bytes = sum(p.stat().st_size for p in weight_files(model_dir))
+        return TorchSession(built.module, built.input_names, built.output_names, weight_bytes, options)

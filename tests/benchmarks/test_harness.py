@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgekit.benchmarks.harness import BenchConfig, agreement, bench, percentiles
+from edgekit.export import ExportConfig, export_model
+
+
+def test_percentiles_worked_by_hand():
+    stats = percentiles([0.001 * i for i in range(1, 101)])  # 1..100 ms
+    assert stats["p50_ms"] == pytest.approx(50.5)
+    assert stats["p90_ms"] == pytest.approx(90.1)
+    assert stats["p99_ms"] == pytest.approx(99.01)
+    assert stats["min_ms"] == pytest.approx(1.0)
+
+
+def test_agreement_uses_the_mask_and_the_pooled_output():
+    ref = {"last_hidden_state": np.ones((1, 3, 2)), "sentence_embedding": np.array([[1.0, 0.0]])}
+    got = {"last_hidden_state": np.array([[[1.0, 1.0], [1.0, 1.0], [5.0, -5.0]]]), "sentence_embedding": np.array([[1.0, 1.0]])}
+    result = agreement(ref, got, np.array([[1, 1, 0]]))
+    assert result["max_abs_diff.last_hidden_state"] == pytest.approx(6.0)
+    assert result["cosine.sentence_embedding"] == pytest.approx(1 / np.sqrt(2))
+    only_hidden = agreement({"last_hidden_state": ref["last_hidden_state"]}, {"last_hidden_state": got["last_hidden_state"]}, np.array([[1, 1, 0]]))
+    assert only_hidden["cosine.last_hidden_state"] == pytest.approx(1.0)  # the padded token is masked out
+
+
+def test_bench_two_backends_two_cases_writes_reports(tiny_models, tmp_path):
+    art = export_model(ExportConfig(model=tiny_models("bert"), out=tmp_path / "art"), quiet=True)
+    cfg = BenchConfig(artifacts=(art,), backends=("torch", "ort"), batches=(1, 2), seq_lens=(16,), warmup=1, repeat=4, rounds=2, out=tmp_path / "bench", settle_s=0.0)
+    result = bench(cfg, quiet=True)
+    rows = result["rows"]
+    assert {(r["backend"], r["batch"]) for r in rows} == {("torch", 1), ("ort", 1), ("torch", 2), ("ort", 2)}
+    for row in rows:
+        assert row["runs"] == 4
+        assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
+        assert row["throughput_per_s"] > 0 and row["peak_rss_mb"] > 10 and row["model_mb"] > 0
+        assert row["cosine.last_hidden_state"] == pytest.approx(1.0, abs=1e-5)
+        assert row["max_abs_diff.last_hidden_state"] <= 1e-4
+    torch_rows = [r for r in rows if r["backend"] == "torch"]
+    assert all(r["speedup_vs_torch"] == 1.0 for r in torch_rows)
+    saved = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    assert len(saved["rows"]) == 4 and saved["threads"] >= 1
+    md = (tmp_path / "bench" / "bench.md").read_text()
+    assert md.count("\n| art |") == 4 or md.count("| art | ") == 4
+    assert (tmp_path / "bench" / "bench.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "bench" / "manifest.json").read_text())["stage"] == "bench"
+
+
+def test_bench_uses_the_users_text(tiny_models, tmp_path):
+    art = export_model(ExportConfig(model=tiny_models("bert"), out=tmp_path / "art"), quiet=True)
+    text = tmp_path / "t.txt"
+    text.write_text("the city council voted\n\nrain is expected tomorrow\n")
+    result = bench(BenchConfig(artifacts=(art,), backends=("ort",), batches=(2,), seq_lens=(8,), warmup=0, repeat=1, rounds=1, text=text, settle_s=0.0), quiet=True)
+    assert result["inputs"] == str(text)
+    assert result["rows"][0]["speedup_vs_torch"] is None

@@ -1,0 +1,113 @@
+"""Shared fixtures: tiny random encoders per model type, and the real packaged MiniLM."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=130)
+
+# model_type -> (config class name, extra config kwargs, tokenizer input names)
+TINY_CONFIGS = {
+    "bert": ("BertConfig", {}, ["input_ids", "token_type_ids", "attention_mask"]),
+    "roberta": ("RobertaConfig", {}, ["input_ids", "attention_mask"]),
+    "xlm-roberta": ("XLMRobertaConfig", {}, ["input_ids", "attention_mask"]),
+    "camembert": ("CamembertConfig", {}, ["input_ids", "attention_mask"]),
+    "distilbert": ("DistilBertConfig", {"dim": 32, "n_layers": 2, "n_heads": 4, "hidden_dim": 64}, ["input_ids", "attention_mask"]),
+    "mpnet": ("MPNetConfig", {}, ["input_ids", "attention_mask"]),
+    "electra": ("ElectraConfig", {"embedding_size": 16}, ["input_ids", "token_type_ids", "attention_mask"]),
+    "albert": ("AlbertConfig", {"embedding_size": 16}, ["input_ids", "token_type_ids", "attention_mask"]),
+}
+
+
+def _vocab() -> list[str]:
+    from edgekit.calibration._sample import SAMPLE_PARAGRAPHS
+
+    words = sorted({w for p in SAMPLE_PARAGRAPHS for w in re.findall(r"\w+|[^\w\s]", p.lower())})
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [str(d) for d in range(10)]
+    return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set(words) | set(letters)) + ["##" + ch for ch in letters]
+
+
+def write_tokenizer(folder: Path, input_names: list[str]) -> int:
+    """A real WordPiece tokenizer over the sample-text vocabulary; returns the vocab size."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate(_vocab())}
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]", model_max_length=128,
+        model_input_names=list(input_names),
+    )
+    fast.save_pretrained(str(folder))
+    return len(vocab)
+
+
+def make_tiny_encoder(folder: Path, model_type: str, seed: int = 0) -> Path:
+    import torch
+    import transformers
+
+    cls_name, extra, input_names = TINY_CONFIGS[model_type]
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab_size = write_tokenizer(folder, input_names)
+    config = getattr(transformers, cls_name)(vocab_size=vocab_size, pad_token_id=0, **{**TINY, **extra})
+    torch.manual_seed(seed)
+    model = transformers.AutoModel.from_config(config).eval()
+    model.save_pretrained(str(folder))
+    return folder
+
+
+def add_sentence_transformers_files(folder: Path, mode: str = "mean", normalize: bool = True) -> Path:
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}, {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    if normalize:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+    (folder / "modules.json").write_text(json.dumps(modules))
+    (folder / "1_Pooling").mkdir(exist_ok=True)
+    flags = {"pooling_mode_cls_token": mode == "cls", "pooling_mode_mean_tokens": mode == "mean", "pooling_mode_max_tokens": mode == "max", "pooling_mode_mean_sqrt_len_tokens": mode == "mean_sqrt_len"}
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, **flags}))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """model_type -> folder, built once per session."""
+    cache: dict[str, Path] = {}
+
+    def get(model_type: str) -> Path:
+        if model_type not in cache:
+            cache[model_type] = make_tiny_encoder(tmp_path_factory.mktemp(f"tiny-{model_type}"), model_type)
+        return cache[model_type]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    from edgekit.assets import MINILM
+
+    return MINILM.path()
+
+
+@pytest.fixture(scope="session")
+def minilm_artifact() -> Path:
+    """The real MiniLM exported once and cached in ~/.cache/edgekit (keyed by package and edgekit versions)."""
+    from edgekit.assets import MINILM, cached_export
+
+    return cached_export(MINILM, "onnx")
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run the real console entry point in a fresh interpreter."""
+    return subprocess.run([sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout)
