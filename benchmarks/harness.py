@@ -32,7 +32,8 @@ class BenchConfig:
     warmup: int = 5
     repeat: int = 30
     """Timed runs per (artifact, backend, case), split into ``rounds`` interleaved blocks."""
-    rounds: int = 5
+    rounds: int | None = None
+    """Interleaved blocks per case; None = blocks of about 3 runs (fine interleaving evens out drift)."""
     threads: int | None = None
     """Intra-op threads for every backend; None = all cores (os.cpu_count())."""
     text: Path | None = None
@@ -49,6 +50,8 @@ class _Worker:
     backend: str
     process: Any
     conn: Any
+    source: str = ""
+    """sha256 of the source model: artifacts of one source share one PyTorch reference."""
     info: dict[str, Any] = field(default_factory=dict)
 
     def ask(self, command: str, arg: Any = None, verbose: bool = False):
@@ -81,7 +84,10 @@ def agreement(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray], 
     for name, ref in reference.items():
         if name in outputs and outputs[name].shape == ref.shape:
             result[f"max_abs_diff.{name}"] = float(np.max(np.abs(outputs[name].astype(np.float64) - ref)))
-    key = "sentence_embedding" if "sentence_embedding" in reference else next(iter(reference))
+    common = [name for name in reference if name in outputs and outputs[name].shape == reference[name].shape]
+    if not common:
+        return result
+    key = "sentence_embedding" if "sentence_embedding" in common else common[0]
     ref, got = reference[key].astype(np.float64), outputs[key].astype(np.float64)
     if ref.ndim == 3 and mask is not None:
         keep = mask.astype(bool)
@@ -106,7 +112,7 @@ def _check(cfg: BenchConfig) -> list[tuple[Path, dict]]:
     for label, values in (("--batch", cfg.batches), ("--seq-len", cfg.seq_lens)):
         if not values or any(v < 1 for v in values):
             raise InputError(f"{label} needs positive integers, got {list(values)}", f"pass e.g. {label} 1,8")
-    if cfg.repeat < 1 or cfg.warmup < 0 or cfg.rounds < 1:
+    if cfg.repeat < 1 or cfg.warmup < 0 or (cfg.rounds is not None and cfg.rounds < 1):
         raise InputError(f"--repeat must be >= 1 and --warmup >= 0 (got {cfg.repeat}, {cfg.warmup})", "pass e.g. --warmup 5 --repeat 30")
     if cfg.threads is not None and cfg.threads < 1:
         raise InputError(f"--threads must be >= 1, got {cfg.threads}", "omit it to use every core")
@@ -141,6 +147,7 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
     loaded = _check(cfg)
     texts = load_texts(cfg.text) if cfg.text else sample_texts(min_words=max(cfg.seq_lens) * 2)
     threads = cfg.threads or os.cpu_count() or 1
+    rounds = cfg.rounds or max(1, cfg.repeat // 3)
     started = now_iso()
     names = _artifact_names([p for p, _ in loaded])
     tokenizers = {p: AutoTokenizer.from_pretrained(str(p)) for p, _ in loaded}
@@ -159,13 +166,18 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
             progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=Console(stderr=True))
             progress.start()
         n_cases = len(cfg.batches) * len(cfg.seq_lens)
-        task = progress.add_task("bench: loading", total=len(loaded) * len(cfg.backends) + n_cases * cfg.rounds) if progress else None
-        for (path, _), name in zip(loaded, names):
+        task = progress.add_task("bench: loading", total=len(loaded) * len(cfg.backends) + n_cases * rounds) if progress else None
+        for (path, manifest), name in zip(loaded, names):
+            source = manifest.get("source", {}).get("sha256") or str(path)
             for backend in cfg.backends:
+                if backend == "torch" and any(w.backend == "torch" and w.source == source for w in workers):
+                    if progress:
+                        progress.advance(task)
+                    continue  # the reference runs the source model: once per source is enough
                 parent, child = ctx.Pipe()
                 proc = ctx.Process(target=worker_main, args=(child, str(path), backend, threads, cfg.settle_s), daemon=True)
                 proc.start()
-                worker = _Worker(path, name, backend, proc, parent)
+                worker = _Worker(path, name, backend, proc, parent, source)
                 workers.append(worker)
                 kind, payload = parent.recv()
                 if kind == "error":
@@ -176,7 +188,7 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
                 worker.info = payload
                 if progress:
                     progress.advance(task)
-        per_block = max(1, math.ceil(cfg.repeat / cfg.rounds))
+        per_block = max(1, math.ceil(cfg.repeat / rounds))
         for batch in cfg.batches:
             for seq in cfg.seq_lens:
                 if progress:
@@ -184,7 +196,7 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
                 inputs = {p: tokenize_fixed(tokenizers[p], texts, batch, seq, input_names[p]) for p, _ in loaded}
                 outputs = {id(w): w.ask("inputs", {"inputs": inputs[w.artifact], "warmup": cfg.warmup}, verbose) for w in workers}
                 latencies: dict[int, list[float]] = {id(w): [] for w in workers}
-                for r in range(cfg.rounds):
+                for r in range(rounds):
                     order = workers[r % len(workers):] + workers[: r % len(workers)]  # rotate who goes first
                     for w in order:
                         latencies[id(w)].extend(w.ask("time", per_block, verbose))
@@ -195,7 +207,7 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
                     row.update(percentiles(latencies[id(w)]))
                     row["throughput_per_s"] = batch / (row["mean_ms"] / 1e3)
                     row["model_mb"] = w.info["model_bytes"] / 2**20
-                    ref = next((x for x in workers if x.artifact == w.artifact and x.backend == "torch"), None)
+                    ref = next((x for x in workers if x.source == w.source and x.backend == "torch"), None)
                     if ref is not None:
                         row.update(agreement(outputs[id(ref)], outputs[id(w)], inputs[w.artifact].get("attention_mask")))
                     rows.append(row)
@@ -209,11 +221,12 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
             w.process.join(timeout=5)
             if w.process.is_alive():
                 w.process.kill()
+    source_of = {w.name: w.source for w in workers}
     for row in rows:
         w = next(x for x in workers if x.name == row["artifact"] and x.backend == row["backend"])
         row["peak_rss_mb"] = w.info.get("peak_rss_mb")
         row["load_s"] = w.info.get("load_s")
-        torch_row = next((x for x in rows if x["artifact"] == row["artifact"] and x["backend"] == "torch" and x["batch"] == row["batch"] and x["seq_len"] == row["seq_len"]), None)
+        torch_row = next((x for x in rows if source_of[x["artifact"]] == w.source and x["backend"] == "torch" and x["batch"] == row["batch"] and x["seq_len"] == row["seq_len"]), None)
         row["speedup_vs_torch"] = torch_row["p50_ms"] / row["p50_ms"] if torch_row else None
     result = {
         "stage": "bench",
@@ -221,6 +234,7 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
         "finished_at": now_iso(),
         "config": to_jsonable(cfg),
         "threads": threads,
+        "rounds": rounds,
         "inputs": str(cfg.text) if cfg.text else "edgekit built-in sample text",
         "artifacts": {name: {"path": str(p), "source": m.get("source", {}).get("path"), "export": {k: m.get("export", {}).get(k) for k in ("task", "exporter", "opset")}} for (p, m), name in zip(loaded, names)},
         "rows": rows,

@@ -98,10 +98,15 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise InputError(f"artifact folder '{folder}' does not exist", "pass a folder written by 'edgekit export'")
     if not path.is_file():
         raise InputError(f"'{folder}' has no {MANIFEST}, so it is not an edgekit artifact", "pass a folder written by 'edgekit export'")
+    return read_json(path, "re-create the artifact")
+
+
+def read_json(path: Path, hint: str) -> Any:
+    """Parse a JSON file; a syntax error is the user's to fix, reported in one line with ``hint``."""
     try:
-        return json.loads(path.read_text())
+        return json.loads(Path(path).read_text())
     except json.JSONDecodeError as exc:
-        raise InputError(f"'{path}' is not valid JSON ({exc.msg} at line {exc.lineno})", "re-create the artifact") from exc
+        raise InputError(f"'{path}' is not valid JSON ({exc.msg} at line {exc.lineno})", hint) from exc
 
 
 def check_out_dir(out: Path, overwrite: bool) -> Path:

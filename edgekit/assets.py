@@ -54,14 +54,15 @@ def cached_export(model: PackagedModel, key: str, **export_options) -> Path:
     A cached folder is reused only when its manifest is complete and its source hash matches.
     """
     from edgekit import __version__
-    from edgekit.artifacts import MANIFEST, hash_folder, read_manifest
+    from edgekit.artifacts import MANIFEST, hash_folder, read_manifest, sha256_file
     from edgekit.export import ExportConfig, export_model
 
     src = model.path()
     out = cache_dir() / "artifacts" / f"{model.dist}-{model.version()}-edgekit{__version__}-{key}"
     if (out / MANIFEST).is_file():
         manifest = read_manifest(out)
-        if manifest.get("source", {}).get("sha256") == hash_folder(src) and manifest.get("validation", {}).get("passed"):
+        intact = all((out / name).is_file() and sha256_file(out / name) == entry["sha256"] for name, entry in manifest.get("files", {}).items())
+        if intact and manifest.get("source", {}).get("sha256") == hash_folder(src) and manifest.get("validation", {}).get("passed"):
             return out
     export_model(ExportConfig(model=src, out=out, overwrite=True, **export_options))
     return out

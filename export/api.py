@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import shutil
 from pathlib import Path
 
-from edgekit.artifacts import build_manifest, check_out_dir, hash_folder, now_iso, staged_output, write_json
+from edgekit.artifacts import build_manifest, check_out_dir, hash_folder, now_iso, read_json, staged_output, write_json
 from edgekit.errors import InputError, require
 from edgekit.export.config import ExportConfig
 
@@ -41,10 +40,7 @@ def read_model_config(model_dir: Path) -> dict:
     cfg_file = model_dir / "config.json"
     if not cfg_file.is_file():
         raise InputError(f"'{model_dir}' has no config.json, so it is not a Hugging Face model folder", "pass the folder that holds config.json and the weights")
-    try:
-        return json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"'{cfg_file}' is not valid JSON ({exc.msg} at line {exc.lineno})", "fix the file") from exc
+    return read_json(cfg_file, "fix the file")
 
 
 def _seed_everything(seed: int) -> None:
