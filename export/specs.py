@@ -63,3 +63,63 @@ def spec_for(model_type: str | None) -> EncoderSpec:
             did_you_mean(str(model_type), _BY_MODEL_TYPE),
         )
     return spec
+
+
+DECODER_TASKS = ("text-generation",)
+
+
+@dataclass(frozen=True)
+class DecoderSpec:
+    """A family of causal decoders whose attention uses the transformers cache API (DynamicCache)."""
+
+    family: str
+    model_types: tuple[str, ...]
+    uses_position_ids: bool = True
+    atol: float = 5e-4
+    """Logits reach |20| and sum over 30 layers: SmolLM2-135M differs from PyTorch by 1.6e-4 (1e-5 relative)."""
+    attn_implementation: str | None = "eager"
+    tasks: tuple[str, ...] = field(default=DECODER_TASKS)
+
+
+_DECODER_SPECS: tuple[DecoderSpec, ...] = (
+    DecoderSpec("llama", ("llama",)),
+    DecoderSpec("qwen2", ("qwen2",)),
+    DecoderSpec("mistral", ("mistral",)),
+    DecoderSpec("phi3", ("phi3",)),
+    DecoderSpec("gpt2", ("gpt2",)),
+)
+
+_DECODERS_BY_TYPE = {model_type: spec for spec in _DECODER_SPECS for model_type in spec.model_types}
+
+
+def list_decoder_specs() -> list[DecoderSpec]:
+    return list(_DECODER_SPECS)
+
+
+def decoder_model_types() -> list[str]:
+    return sorted(_DECODERS_BY_TYPE)
+
+
+def decoder_spec_for(model_type: str | None) -> DecoderSpec:
+    spec = _DECODERS_BY_TYPE.get(model_type or "")
+    if spec is None:
+        raise UnsupportedModelError(
+            f"model type '{model_type}' has no text-generation export spec in this edgekit version",
+            did_you_mean(str(model_type), _DECODERS_BY_TYPE),
+        )
+    return spec
+
+
+def resolve_task(task: str, raw_config: dict) -> str:
+    """``auto`` picks text-generation for a causal-LM architecture of a known decoder family, else an encoder task."""
+    known = ("auto",) + ENCODER_TASKS + DECODER_TASKS
+    if task not in known:
+        from edgekit.errors import InputError
+
+        raise InputError(f"unknown task '{task}'", did_you_mean(task, known))
+    if task != "auto":
+        return task
+    archs = raw_config.get("architectures") or []
+    if raw_config.get("model_type") in _DECODERS_BY_TYPE and (not archs or any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in archs)):
+        return "text-generation"
+    return "auto"

@@ -12,7 +12,7 @@ from edgekit.runtimes.base import SessionOptions, TensorSpec, check_inputs
 class TorchSession:
     backend = "torch"
 
-    def __init__(self, module, input_names: list[str], output_names: list[str], weight_bytes: int, options: SessionOptions = SessionOptions()):
+    def __init__(self, module, input_names: list[str], output_names: list[str], weight_bytes: int, options: SessionOptions = SessionOptions(), past_names: list[str] | None = None):
         import torch
 
         if options.threads:
@@ -21,6 +21,8 @@ class TorchSession:
         self._input_names = list(input_names)
         self._output_names = list(output_names)
         self._weight_bytes = weight_bytes
+        self._past_names = list(past_names or [])
+        """Inputs the module takes as one list argument ``past`` (a KV cache), in this order."""
 
     def input_specs(self) -> list[TensorSpec]:
         return [TensorSpec(n, ("batch", "sequence"), "int64") for n in self._input_names]
@@ -32,8 +34,11 @@ class TorchSession:
         import torch
 
         check_inputs(self, inputs)
+        kwargs = {k: torch.from_numpy(v) for k, v in inputs.items() if k not in self._past_names}
+        if self._past_names:
+            kwargs["past"] = [torch.from_numpy(inputs[name]) for name in self._past_names]
         with torch.inference_mode():
-            outputs = self.module(**{k: torch.from_numpy(v) for k, v in inputs.items()})
+            outputs = self.module(**kwargs)
         result = {name: out.numpy() for name, out in zip(self._output_names, outputs)}
         return {n: result[n] for n in (output_names or self._output_names)}
 

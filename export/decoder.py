@@ -1,0 +1,157 @@
+"""Causal decoders with a KV cache: one graph for the first step (empty past) and every later step.
+
+    input_ids                 [batch, sequence]          ─┐
+    attention_mask            [batch, total_sequence]    ─┤
+    position_ids              [batch, sequence]          ─┤   (families that use them)
+    past_key_values.{i}.key   [batch, kv_heads, past_sequence, head_dim] ─┼─> CausalLM ─> logits [batch, sequence, vocab]
+    past_key_values.{i}.value [batch, kv_heads, past_sequence, head_dim] ─┘         └──> present.{i}.key / .value
+                                                                                          [batch, kv_heads, total_sequence, head_dim]
+
+total_sequence = past_sequence + sequence. The flat past tensors are rebuilt into a DynamicCache
+inside the exported module, so the model's own attention code (GQA included) is what is traced.
+The names and layout are the ones Hugging Face's ONNX tooling uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import InputError
+from edgekit.export.specs import DecoderSpec
+
+
+@dataclass
+class CacheLayout:
+    num_layers: int
+    kv_heads: int
+    head_dim: int
+
+    def past_names(self) -> list[str]:
+        return [f"past_key_values.{i}.{kv}" for i in range(self.num_layers) for kv in ("key", "value")]
+
+    def present_names(self) -> list[str]:
+        return [f"present.{i}.{kv}" for i in range(self.num_layers) for kv in ("key", "value")]
+
+
+def cache_layout(config) -> CacheLayout:
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return CacheLayout(config.num_hidden_layers, kv_heads, head_dim)
+
+
+def _decoder_module_class():
+    import torch
+    from transformers import DynamicCache
+
+    class DecoderWithPast(torch.nn.Module):
+        """Flat past tensors in, logits and flat present tensors out."""
+
+        def __init__(self, model, layout: CacheLayout, uses_position_ids: bool):
+            super().__init__()
+            self.model = model
+            self.layout = layout
+            self.uses_position_ids = uses_position_ids
+
+        def forward(self, input_ids, attention_mask, position_ids=None, past=()):
+            cache = DynamicCache(config=self.model.config)
+            for i in range(self.layout.num_layers):
+                cache.update(past[2 * i], past[2 * i + 1], i)
+            kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "past_key_values": cache, "use_cache": True}
+            if self.uses_position_ids:
+                kwargs["position_ids"] = position_ids
+            out = self.model(**kwargs)
+            present = []
+            for layer in out.past_key_values.layers:
+                present += [layer.keys, layer.values]  # (B, kv_heads, total, head_dim) each
+            return (out.logits, *present)
+
+    return DecoderWithPast
+
+
+@dataclass
+class BuiltDecoder:
+    module: Any
+    model: Any
+    tokenizer: Any
+    config: Any
+    layout: CacheLayout
+    input_names: list[str]
+    output_names: list[str]
+    uses_position_ids: bool
+    max_length: int
+
+
+def build_decoder(model_dir: Path, spec: DecoderSpec) -> BuiltDecoder:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot load a tokenizer from '{model_dir}': {exc}".splitlines()[0], "the folder needs its tokenizer files") from exc
+    kwargs: dict[str, Any] = {"dtype": torch.float32}
+    if spec.attn_implementation:
+        kwargs["attn_implementation"] = spec.attn_implementation
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), **kwargs).eval()
+    layout = cache_layout(model.config)
+    module = _decoder_module_class()(model, layout, spec.uses_position_ids).eval()
+    inputs = ["input_ids", "attention_mask"] + (["position_ids"] if spec.uses_position_ids else []) + layout.past_names()
+    outputs = ["logits"] + layout.present_names()
+    max_length = int(getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", 2048))
+    return BuiltDecoder(module, model, tokenizer, model.config, layout, inputs, outputs, spec.uses_position_ids, max_length)
+
+
+def positions_from_mask(attention_mask, past_length: int = 0):
+    """position_ids for the new tokens: the running count of real tokens (left padding gets 1s, as transformers does)."""
+    import numpy as np
+
+    pos = np.cumsum(attention_mask, axis=1) - 1
+    pos = np.where(attention_mask == 0, 1, pos)
+    return pos[:, past_length:].astype(np.int64)
+
+
+def example_kwargs(built: BuiltDecoder) -> dict[str, Any]:
+    """Batch 2, 3 past tokens, 4 new tokens: sizes >= 2 so the exporter keeps every axis dynamic."""
+    import torch
+
+    batch, past_len, new_len = 2, 3, 4
+    lay = built.layout
+    generator = torch.Generator().manual_seed(0)
+    past = [torch.randn(batch, lay.kv_heads, past_len, lay.head_dim, generator=generator) for _ in lay.past_names()]
+    # The exporter names graph inputs in the order of these keys: keep it equal to input_names.
+    kwargs: dict[str, Any] = {
+        "input_ids": torch.randint(0, int(built.config.vocab_size), (batch, new_len), generator=generator),
+        "attention_mask": torch.ones(batch, past_len + new_len, dtype=torch.long),
+    }
+    if built.uses_position_ids:
+        kwargs["position_ids"] = torch.arange(past_len, past_len + new_len).expand(batch, new_len).contiguous()
+    kwargs["past"] = past
+    return kwargs
+
+
+def dynamic_shapes(built: BuiltDecoder) -> tuple[dict, dict[str, dict[int, str]]]:
+    """torch.export dynamic_shapes for the example kwargs, and the axis names for the ONNX graph."""
+    import torch
+
+    dyn = torch.export.Dim.DYNAMIC
+    shapes: dict[str, Any] = {"input_ids": {0: dyn, 1: dyn}, "attention_mask": {0: dyn, 1: dyn}, "past": [{0: dyn, 2: dyn} for _ in built.layout.past_names()]}
+    names: dict[str, dict[int, str]] = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "total_sequence"}, "logits": {0: "batch", 1: "sequence"}}
+    if built.uses_position_ids:
+        shapes["position_ids"] = {0: dyn, 1: dyn}
+        names["position_ids"] = {0: "batch", 1: "sequence"}
+    for name in built.layout.past_names():
+        names[name] = {0: "batch", 2: "past_sequence"}
+    for name in built.layout.present_names():
+        names[name] = {0: "batch", 2: "total_sequence"}
+    return shapes, names
+
+
+def empty_past(layout: CacheLayout, batch: int) -> dict[str, Any]:
+    import numpy as np
+
+    return {name: np.zeros((batch, layout.kv_heads, 0, layout.head_dim), dtype=np.float32) for name in layout.past_names()}
