@@ -123,6 +123,9 @@ def _check(cfg: BenchConfig) -> list[tuple[Path, dict]]:
         too_long = [s for s in cfg.seq_lens if limit and s > limit]
         if too_long:
             raise InputError(f"--seq-len {too_long[0]} is longer than '{artifact}' allows ({limit} tokens)", f"use --seq-len <= {limit}")
+        if not any(get_backend_entry(b).reads(manifest) for b in cfg.backends):
+            fmt = manifest.get("export", {}).get("format", "onnx")
+            raise InputError(f"none of the backends {list(cfg.backends)} runs '{artifact}' ({fmt})", "add a backend that reads it, e.g. --backend openvino for an OpenVINO IR")
         loaded.append((Path(artifact).resolve(), manifest))
     if cfg.out is not None:
         check_out_dir(cfg.out, cfg.overwrite)
@@ -154,6 +157,7 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
     input_names = {p: [i["name"] for i in m["export"]["inputs"]] for p, m in loaded}
     ctx = multiprocessing.get_context("spawn")
     from edgekit.benchmarks._worker import worker_main
+    from edgekit.runtimes.registry import get_backend_entry
 
     workers: list[_Worker] = []
     rows: list[dict[str, Any]] = []
@@ -170,6 +174,10 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
         for (path, manifest), name in zip(loaded, names):
             source = manifest.get("source", {}).get("sha256") or str(path)
             for backend in cfg.backends:
+                if not get_backend_entry(backend).reads(manifest):
+                    if progress:
+                        progress.advance(task)
+                    continue  # e.g. ort on an OpenVINO IR: not this backend's format
                 if backend == "torch" and any(w.backend == "torch" and w.source == source for w in workers):
                     if progress:
                         progress.advance(task)

@@ -103,7 +103,8 @@ def _root(
 def export(
     model: Annotated[Path, typer.Option("--model", "-m", help="Hugging Face model folder (config.json, weights, tokenizer).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Artifact folder to write.")],
-    target: Annotated[str, typer.Option(help="Export target. Available: onnx.")] = "onnx",
+    target: Annotated[str, typer.Option(help="Export target: onnx, openvino.")] = "onnx",
+    precision: Annotated[str, typer.Option(help="Weights precision: fp32; fp16 for --target openvino.")] = "fp32",
     task: Annotated[str, typer.Option(help="auto, feature-extraction (last_hidden_state), sentence-embedding (adds the pooled embedding) or text-generation (causal LM with KV cache).")] = "auto",
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 20,
     exporter: Annotated[str, typer.Option(help="auto (torch.export-based, TorchScript fallback), dynamo or torchscript.")] = "auto",
@@ -115,7 +116,7 @@ def export(
     """Export a model to a validated artifact folder (ONNX + tokenizer + manifest.json)."""
     from edgekit.export import ExportConfig, export_model
 
-    cfg = ExportConfig(model=model, out=out, target=target, task=task, opset=opset, exporter=exporter, atol=atol, seed=seed, overwrite=overwrite)
+    cfg = ExportConfig(model=model, out=out, target=target, precision=precision, task=task, opset=opset, exporter=exporter, atol=atol, seed=seed, overwrite=overwrite)
     path = export_model(cfg)
     _print_export_summary(path)
 
@@ -129,14 +130,15 @@ def _print_export_summary(path: Path) -> None:
     diffs = ", ".join(f"{k} {v:.2e}" for k, v in validation["max_abs_diff"].items()) if len(validation["max_abs_diff"]) <= 3 else f"{worst[0]} {worst[1]:.2e} (worst of {len(validation['max_abs_diff'])} outputs)"
     if "greedy_generation" in validation:
         diffs += f"; greedy tokens identical to transformers on {validation['greedy_generation']['prompts']} prompts"
-    print(f"wrote {path} ({manifest['export']['exporter']} exporter, opset {manifest['export']['opset']}); validated on {len(validation['cases'])} inputs: max |diff| {diffs} (atol {validation['atol']:g})")
+    fmt = manifest["export"].get("format", "onnx")
+    print(f"wrote {path} ({fmt}, {manifest['export']['exporter']} exporter, opset {manifest['export']['opset']}); validated on {validation.get('runtime')} on {len(validation['cases'])} inputs: max |diff| {diffs} (atol {validation['atol']:g})")
 
 
 @app.command("bench")
 @handled
 def bench_cmd(
     artifacts: Annotated[list[Path], typer.Argument(help="Artifact folders written by 'edgekit export'.")],
-    backend: Annotated[str, typer.Option("--backend", "-b", help="Comma-separated backends: torch (reference), ort.")] = "torch,ort",
+    backend: Annotated[str, typer.Option("--backend", "-b", help="Comma-separated backends: torch (reference), ort, openvino.")] = "torch,ort",
     batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1",
     seq_len: Annotated[str, typer.Option("--seq-len", help="Comma-separated sequence lengths (inputs padded/truncated to each).")] = "128",
     warmup: Annotated[int, typer.Option(help="Untimed runs per case.")] = 5,
@@ -198,7 +200,7 @@ def generate(
     seed: Annotated[Optional[int], typer.Option(help="Seed for sampling.")] = None,
     stop: Annotated[Optional[list[str]], typer.Option("--stop", help="Stop when this text appears (repeatable).")] = None,
     chat: Annotated[bool, typer.Option("--chat", help="Wrap the prompt in the tokenizer's chat template.")] = False,
-    backend: Annotated[str, typer.Option("--backend", "-b", help="Runtime backend.")] = "ort",
+    backend: Annotated[str, typer.Option("--backend", "-b", help="Runtime backend (auto: the one the artifact was made for).")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="Intra-op threads (default: all cores).")] = None,
     verbose: Verbose = False,
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 from edgekit.artifacts import build_manifest, check_out_dir, hash_folder, now_iso, read_json, staged_output, write_json
@@ -76,12 +77,23 @@ def export_model(cfg: ExportConfig, quiet: bool = False) -> Path:
     from edgekit._progress import Steps
     from edgekit.export.onnx_export import EXPORTERS
     from edgekit.export.specs import decoder_spec_for, resolve_task, spec_for
-    from edgekit.export.targets import check_target
+    from edgekit.export.targets import check_precision, check_target
 
     started = now_iso()
     model_dir = Path(cfg.model).expanduser().resolve()
     raw_config = read_model_config(model_dir)
+    prior = _onnx_artifact(model_dir)
+    if prior is not None:  # an edgekit ONNX artifact: convert its validated graph, reference = its source
+        if cfg.target == "onnx":
+            raise InputError(f"'{model_dir}' is already an ONNX artifact", "pick another --target (e.g. openvino), or export from the HF folder")
+        model_dir = Path(prior["source"]["path"])
+        read_model_config(model_dir)
+        if hash_folder(model_dir) != prior["source"].get("sha256"):
+            raise InputError(f"the source model '{model_dir}' of '{cfg.model}' changed since that export", "export again from the HF folder")
+        if cfg.task == "auto":
+            cfg = replace(cfg, task=prior["export"]["task"])
     check_target(cfg.target)
+    check_precision(cfg.target, cfg.precision)
     if cfg.exporter not in EXPORTERS:
         raise InputError(f"unknown exporter '{cfg.exporter}'", f"use one of {', '.join(EXPORTERS)}")
     if not 7 <= cfg.opset <= 23:
@@ -96,6 +108,8 @@ def export_model(cfg: ExportConfig, quiet: bool = False) -> Path:
     require("torch", "export", "torch")
     require("onnx", "export", "torch")
     require("onnxruntime", "validating an export", "ort")
+    if cfg.target == "openvino":
+        require("openvino", "the openvino target", "openvino")
 
     atol = cfg.atol if cfg.atol is not None else spec.atol
     run = _export_decoder if task == "text-generation" else _export_encoder
@@ -103,7 +117,9 @@ def export_model(cfg: ExportConfig, quiet: bool = False) -> Path:
         with steps.step("hash source"):
             source_hash = hash_folder(model_dir)
         _seed_everything(cfg.seed)
-        export_section, validation = run(cfg, model_dir, spec, task, atol, tmp, steps)
+        if prior is not None:
+            shutil.copy2(Path(cfg.model).expanduser().resolve() / "model.onnx", tmp / "model.onnx")
+        export_section, validation = run(cfg, model_dir, spec, task, atol, tmp, steps, prior)
         with steps.step("write artifact"):
             export_section["support_files"] = _copy_support_files(model_dir, tmp)
             manifest = build_manifest(
@@ -119,8 +135,8 @@ def export_model(cfg: ExportConfig, quiet: bool = False) -> Path:
                 folder=tmp,
                 started=started,
                 seed=cfg.seed,
-                export={"target": cfg.target, "model_file": "model.onnx", **export_section},
-                validation={"runtime": "onnxruntime", **validation},
+                export={"target": cfg.target, "model_file": "model.onnx", "format": "onnx", **export_section, "from_artifact": str(Path(cfg.model).expanduser().resolve()) if prior else None},
+                validation=validation,
                 timings_s=steps.timings,
             )
             write_json(tmp / "manifest.json", manifest)
@@ -146,7 +162,7 @@ def _io_section(built, shapes: dict[str, list]) -> dict:
     }
 
 
-def _export_encoder(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: float, tmp: Path, steps) -> tuple[dict, dict]:
+def _export_encoder(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: float, tmp: Path, steps, prior: dict | None = None) -> tuple[dict, dict]:
     from edgekit.export.encoder import build_encoder, dynamic_axes
     from edgekit.export.validate import compare, encoder_cases, require_pass
     from edgekit.runtimes.base import SessionOptions
@@ -155,15 +171,22 @@ def _export_encoder(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: f
 
     with steps.step("load model"):
         built = build_encoder(model_dir, spec, task)
-    example = built.tokenizer(["Edge devices run small models.", "A second, longer example sentence for the export."], padding=True, return_tensors="pt")
-    kwargs = {name: example[name] for name in built.input_names}
-    info = _convert_and_check(built, kwargs, dynamic_axes(built.input_names, built.output_names), tmp, cfg, steps)
-    with steps.step("validate against PyTorch"):
-        weight_bytes = sum(p.stat().st_size for p in weight_files(model_dir))
-        reference = TorchSession(built.module, built.input_names, built.output_names, weight_bytes)
-        candidate = OrtSession(tmp / "model.onnx", SessionOptions())
-        report = compare(reference, candidate, encoder_cases(built.tokenizer, built.input_names, built.max_length), atol)
-        require_pass(report)
+    weight_bytes = sum(p.stat().st_size for p in weight_files(model_dir))
+    reference = TorchSession(built.module, built.input_names, built.output_names, weight_bytes)
+    cases = encoder_cases(built.tokenizer, built.input_names, built.max_length)
+    if prior is None:
+        example = built.tokenizer(["Edge devices run small models.", "A second, longer example sentence for the export."], padding=True, return_tensors="pt")
+        kwargs = {name: example[name] for name in built.input_names}
+        info = _convert_and_check(built, kwargs, dynamic_axes(built.input_names, built.output_names), tmp, cfg, steps)
+        with steps.step("validate against PyTorch"):
+            report = compare(reference, OrtSession(tmp / "model.onnx", SessionOptions()), cases, atol)
+            require_pass(report)
+        validation = {"runtime": "onnxruntime", **report.as_dict()}
+    else:
+        info, validation = _prior_info(prior)
+    target_section: dict = {}
+    if cfg.target == "openvino":
+        target_section, validation = _to_openvino(cfg, tmp, steps, validation, None, lambda ov_session, ov_atol: compare(reference, ov_session, cases, ov_atol))
     hidden = built.config.hidden_size
     shapes = {n: ["batch", "sequence"] for n in built.input_names}
     shapes.update({"last_hidden_state": ["batch", "sequence", hidden], "sentence_embedding": ["batch", hidden]})
@@ -176,14 +199,15 @@ def _export_encoder(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: f
         **_io_section(built, shapes),
         "pooling": {"mode": built.pooling.mode, "normalize": built.pooling.normalize} if built.pooling else None,
         "max_length": built.max_length,
+        **target_section,
     }
-    return section, report.as_dict()
+    return section, validation
 
 
-def _export_decoder(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: float, tmp: Path, steps) -> tuple[dict, dict]:
+def _export_decoder(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: float, tmp: Path, steps, prior: dict | None = None) -> tuple[dict, dict]:
     from edgekit.calibration.text import sample_texts
     from edgekit.export.decoder import build_decoder, dynamic_shapes, example_kwargs
-    from edgekit.export.validate import ValidationReport, compare_masked_batch, decoder_cases, greedy_parity, require_pass
+    from edgekit.export.validate import ValidationReport, compare_masked_batch, decoder_cases, greedy_parity, require_pass, stateful_compare
     from edgekit.runtimes.base import SessionOptions
     from edgekit.runtimes.generate import DecoderIO
     from edgekit.runtimes.ort_backend import OrtSession
@@ -192,19 +216,37 @@ def _export_decoder(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: f
     with steps.step("load model"):
         built = build_decoder(model_dir, spec)
     shapes_for_export, axes = dynamic_shapes(built)
-    info = _convert_and_check(built, example_kwargs(built), axes, tmp, cfg, steps, shapes_for_export)
     lay = built.layout
     io = DecoderIO(lay.num_layers, lay.kv_heads, lay.head_dim, built.uses_position_ids)
-    with steps.step("validate against PyTorch"):
-        weight_bytes = sum(p.stat().st_size for p in weight_files(model_dir))
-        reference = TorchSession(built.module, built.input_names, built.output_names, weight_bytes, past_names=lay.past_names())
-        candidate = OrtSession(tmp / "model.onnx", SessionOptions())
-        report = ValidationReport(atol=atol)
-        for name, inputs in decoder_cases(built.tokenizer, io, reference):
-            compare_masked_batch(reference, candidate, inputs, atol, report, name)
-        require_pass(report)
-        prompts = [" ".join(t.split()[:n]) for t, n in zip(sample_texts(3), (5, 9, 13))]
-        generation = greedy_parity(built.model, built.tokenizer, candidate, io, prompts, new_tokens=8)
+    weight_bytes = sum(p.stat().st_size for p in weight_files(model_dir))
+    reference = TorchSession(built.module, built.input_names, built.output_names, weight_bytes, past_names=lay.past_names())
+    prompts = [" ".join(t.split()[:n]) for t, n in zip(sample_texts(3), (5, 9, 13))]
+    if prior is None:
+        info = _convert_and_check(built, example_kwargs(built), axes, tmp, cfg, steps, shapes_for_export)
+        with steps.step("validate against PyTorch"):
+            candidate = OrtSession(tmp / "model.onnx", SessionOptions())
+            report = ValidationReport(atol=atol)
+            for name, inputs in decoder_cases(built.tokenizer, io, reference):
+                compare_masked_batch(reference, candidate, inputs, atol, report, name)
+            require_pass(report)
+            generation = greedy_parity(built.model, built.tokenizer, candidate, io, prompts, new_tokens=8)
+        validation = {"runtime": "onnxruntime", **report.as_dict(), "greedy_generation": generation}
+    else:
+        info, validation = _prior_info(prior)
+    target_section: dict = {}
+    if cfg.target == "openvino":
+        cases = decoder_cases(built.tokenizer, io, reference)
+
+        def validate_ir(ov_session, ov_atol):
+            ov_report = ValidationReport(atol=ov_atol)
+            stateful_compare(reference, ov_session, io, cases, ov_report)
+            return ov_report
+
+        def parity(ov_session):
+            return greedy_parity(built.model, built.tokenizer, ov_session, io, prompts, new_tokens=8, strict=cfg.precision == "fp32")
+
+        cache = {"kv_heads": lay.kv_heads, "head_dim": lay.head_dim}
+        target_section, validation = _to_openvino(cfg, tmp, steps, validation, dict(zip(lay.past_names(), lay.present_names())), validate_ir, parity, cache)
     eos = built.model.generation_config.eos_token_id
     shapes = {n: [axes[n].get(0, "batch"), axes[n].get(1, "sequence")] for n in ("input_ids", "attention_mask", *(["position_ids"] if built.uses_position_ids else []))}
     shapes.update({n: ["batch", lay.kv_heads, "past_sequence", lay.head_dim] for n in lay.past_names()})
@@ -220,5 +262,53 @@ def _export_decoder(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: f
         "cache": {"num_layers": lay.num_layers, "kv_heads": lay.kv_heads, "head_dim": lay.head_dim, "uses_position_ids": built.uses_position_ids, "layout": "batch, kv_heads, sequence, head_dim"},
         "eos_token_ids": list(eos) if isinstance(eos, (list, tuple)) else ([eos] if eos is not None else []),
         "max_length": built.max_length,
+        **target_section,
     }
-    return section, {**report.as_dict(), "greedy_generation": generation}
+    if target_section.get("stateful"):
+        section["inputs"] = [i for i in section["inputs"] if not i["name"].startswith("past_key_values.")]
+        section["outputs"] = [o for o in section["outputs"] if o["name"] == "logits"]
+    return section, validation
+
+
+def _to_openvino(cfg: ExportConfig, tmp: Path, steps, onnx_validation: dict, state_pairs, validate_ir, parity=None, cache: dict | None = None) -> tuple[dict, dict]:
+    """Convert the validated ONNX in ``tmp`` to IR, validate the IR the same way, drop the ONNX."""
+    from edgekit.export.openvino_ir import onnx_to_ir
+    from edgekit.export.validate import require_pass
+    from edgekit.runtimes.base import SessionOptions
+    from edgekit.runtimes.openvino_backend import OpenVINOSession
+
+    with steps.step("convert to OpenVINO IR"):
+        info = onnx_to_ir(tmp / "model.onnx", tmp / "model.xml", state_pairs, cfg.precision == "fp16")
+    with steps.step("validate OpenVINO against PyTorch"):
+        atol = onnx_validation["atol"] if cfg.precision == "fp32" else max(onnx_validation["atol"], FP16_WEIGHTS_ATOL)
+        session = OpenVINOSession(tmp / "model.xml", SessionOptions(), "f32", cache)
+        report = validate_ir(session, atol)
+        require_pass(report)
+        validation = {"runtime": "openvino", "inference_precision": session.precision, **report.as_dict(), "onnx": onnx_validation}
+        if parity is not None:
+            validation["greedy_generation"] = parity(session)
+    (tmp / "model.onnx").unlink()
+    section = {"model_file": "model.xml", "format": "openvino-ir", "inference_precision": "f32", **info}
+    return section, validation
+
+
+FP16_WEIGHTS_ATOL = 2e-2  # fp16 weights carry ~3 significant digits; outputs of order 1 move by ~1e-3..1e-2
+
+
+def _onnx_artifact(folder: Path) -> dict | None:
+    """The manifest of an edgekit ONNX export artifact in ``folder``, else None."""
+    from edgekit.artifacts import MANIFEST, read_manifest
+
+    if not (folder / MANIFEST).is_file() or not (folder / "model.onnx").is_file():
+        return None
+    manifest = read_manifest(folder)
+    if manifest.get("stage") != "export" or manifest.get("export", {}).get("format", "onnx") != "onnx":
+        return None
+    return manifest
+
+
+def _prior_info(prior: dict):
+    from edgekit.export.onnx_export import ConvertInfo
+
+    export = prior["export"]
+    return ConvertInfo(export["exporter"], export["opset"], export.get("exporter_fallback_reason")), prior["validation"]

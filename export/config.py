@@ -17,6 +17,8 @@ class ExportConfig:
     target: str = "onnx"
     task: str = "auto"
     """``auto``, ``feature-extraction`` (last_hidden_state) or ``sentence-embedding`` (+ pooled)."""
+    precision: str = "fp32"
+    """Weights precision: fp32; fp16 for the openvino target (OpenVINO still computes in f32)."""
     opset: int = DEFAULT_OPSET
     exporter: str = "auto"
     """``auto`` (torch.export-based ``dynamo``, falling back to ``torchscript`` if it fails), ``dynamo`` or ``torchscript``."""

@@ -58,7 +58,12 @@ def _decoder_module_class():
         def forward(self, input_ids, attention_mask, position_ids=None, past=()):
             cache = DynamicCache(config=self.model.config)
             for i in range(self.layout.num_layers):
-                cache.update(past[2 * i], past[2 * i + 1], i)
+                key, value = past[2 * i], past[2 * i + 1]
+                layer = cache.layers[i]
+                # Seed the layer with the past as it is; update() would first concat onto an empty
+                # 1-D tensor, which OpenVINO's converter rejects (rank mismatch).
+                layer.lazy_initialization(key, value)
+                layer.keys, layer.values = key, value
             kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "past_key_values": cache, "use_cache": True}
             if self.uses_position_ids:
                 kwargs["position_ids"] = position_ids

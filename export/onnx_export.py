@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 import warnings
@@ -67,6 +68,9 @@ def _export_torchscript(module, kwargs, input_names, output_names, axes, path: P
     import torch
 
     args = tuple(kwargs[name] for name in input_names)
+    # Tracing leaves transformers modules changed (later eager runs differ by ~1.0 on a tiny BERT):
+    # trace a copy so the module stays a faithful reference for validation.
+    module = copy.deepcopy(module)
 
     class Positional(torch.nn.Module):
         def __init__(self, inner):

@@ -6,10 +6,21 @@ from edgekit.errors import InputError, did_you_mean
 
 TARGETS: dict[str, str] = {
     "onnx": "a portable ONNX graph (standard opset, dynamic batch and sequence), validated against PyTorch on ONNX Runtime",
+    "openvino": "OpenVINO IR (.xml/.bin) converted from the validated ONNX graph, stateful for decoders, validated again on OpenVINO",
 }
+
+# precisions each target can write (weights); runtime precision stays f32 unless asked otherwise
+PRECISIONS: dict[str, tuple[str, ...]] = {"onnx": ("fp32",), "openvino": ("fp32", "fp16")}
 
 
 def check_target(target: str) -> str:
     if target not in TARGETS:
         raise InputError(f"unknown export target '{target}'", did_you_mean(target, TARGETS))
     return target
+
+
+def check_precision(target: str, precision: str) -> str:
+    allowed = PRECISIONS[target]
+    if precision not in allowed:
+        raise InputError(f"--precision {precision} is not available for --target {target}", f"use one of {', '.join(allowed)}")
+    return precision

@@ -107,13 +107,16 @@ def generate_ids(
     rng = np.random.default_rng(cfg.seed)
     new_ids = np.asarray([prompt_ids], dtype=np.int64)
     mask = np.ones_like(new_ids)
-    past = io.empty_past(1)
+    stateful = bool(getattr(session, "stateful", False))  # the cache stays inside the session
+    past = {} if stateful else io.empty_past(1)
+    if stateful:
+        session.reset(1)
     out: list[int] = []
     for _ in range(cfg.max_new_tokens):
         feeds = {"input_ids": new_ids, "attention_mask": mask, **past}
         if io.uses_position_ids:
             feeds["position_ids"] = _positions(mask, new_ids.shape[1])
-        result = session.run(feeds)
+        result = session.run(feeds, ["logits"] if stateful else None)
         logits = result["logits"][0, -1]
         token = _sample(logits, cfg, rng) if cfg.do_sample else int(np.argmax(logits))
         out.append(token)
@@ -121,7 +124,8 @@ def generate_ids(
             break
         if on_token is not None and on_token(token):
             break
-        past = {p: result[q] for p, q in zip(io.past_names(), io.present_names())}
+        if not stateful:
+            past = {p: result[q] for p, q in zip(io.past_names(), io.present_names())}
         new_ids = np.asarray([[token]], dtype=np.int64)
         mask = np.concatenate([mask, np.ones((1, 1), dtype=np.int64)], axis=1)
     return out
@@ -140,7 +144,7 @@ def generate_text(
     artifact,
     prompt: str,
     cfg: GenerationConfig = GenerationConfig(),
-    backend: str = "ort",
+    backend: str = "auto",
     chat: bool = False,
     threads: int | None = None,
     on_text: Callable[[str], None] | None = None,

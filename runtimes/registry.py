@@ -24,6 +24,11 @@ class BackendEntry:
     requires: tuple[str, ...]
     """Top-level modules that must be importable."""
     description: str
+    formats: tuple[str, ...] = ()
+    """Artifact formats it runs (manifest ``export.format``); empty = any (the torch reference runs the source)."""
+
+    def reads(self, manifest) -> bool:
+        return not self.formats or manifest.get("export", {}).get("format", "onnx") in self.formats
 
     def available(self) -> bool:
         return all(importlib.util.find_spec(m) is not None for m in self.requires)
@@ -36,7 +41,8 @@ _BACKENDS: dict[str, BackendEntry] = {
     entry.name: entry
     for entry in (
         BackendEntry("torch", "edgekit.runtimes.torch_backend:TorchBackend", "torch", ("torch", "transformers"), "PyTorch eager fp32, the reference (runs the source model)"),
-        BackendEntry("ort", "edgekit.runtimes.ort_backend:OrtBackend", "ort", ("onnxruntime",), "ONNX Runtime, CPU execution provider"),
+        BackendEntry("ort", "edgekit.runtimes.ort_backend:OrtBackend", "ort", ("onnxruntime",), "ONNX Runtime, CPU execution provider", ("onnx",)),
+        BackendEntry("openvino", "edgekit.runtimes.openvino_backend:OpenVINOBackend", "openvino", ("openvino",), "OpenVINO, CPU (f32 unless the artifact says otherwise)", ("openvino-ir",)),
     )
 }
 
@@ -61,10 +67,25 @@ def get_backend(name: str):
     return getattr(importlib.import_module(module_name), cls_name)
 
 
-def load_session(artifact: Path | str, backend: str = "ort", threads: int | None = None) -> Session:
-    """Open an artifact folder with the named backend."""
+def default_backend(manifest) -> str:
+    """The runtime an artifact was made for: the first backend that reads its format."""
+    fmt = manifest.get("export", {}).get("format", "onnx")
+    for entry in _BACKENDS.values():
+        if entry.formats and fmt in entry.formats:
+            return entry.name
+    raise InputError(f"no backend reads artifacts of format '{fmt}'", "re-export with --target onnx")
+
+
+def load_session(artifact: Path | str, backend: str = "auto", threads: int | None = None) -> Session:
+    """Open an artifact folder with the named backend (``auto``: the one its format is for)."""
     from edgekit.artifacts import read_manifest
 
     artifact = Path(artifact)
     manifest = read_manifest(artifact)
+    if backend == "auto":
+        backend = default_backend(manifest)
+    entry = get_backend_entry(backend)
+    if not entry.reads(manifest):
+        fmt = manifest.get("export", {}).get("format", "onnx")
+        raise InputError(f"backend '{backend}' cannot run '{artifact}' ({fmt})", f"use --backend {default_backend(manifest)}")
     return get_backend(backend).load(artifact, manifest, SessionOptions(threads=threads))

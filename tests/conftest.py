@@ -108,6 +108,14 @@ def minilm_artifact() -> Path:
     return cached_export(MINILM, "onnx")
 
 
+@pytest.fixture(scope="session")
+def minilm_openvino() -> Path:
+    """The real MiniLM as OpenVINO IR, cached like ``minilm_artifact``."""
+    from edgekit.assets import MINILM, cached_export
+
+    return cached_export(MINILM, "openvino", target="openvino")
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run the real console entry point in a fresh interpreter."""
     return subprocess.run([sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout)

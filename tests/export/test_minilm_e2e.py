@@ -16,7 +16,7 @@ def test_cli_export_then_bench_real_minilm(minilm_dir, tmp_path):
     out = tmp_path / "minilm"
     result = run_cli("export", "--model", str(minilm_dir), "--target", "onnx", "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert "validated on 5 inputs" in result.stdout
+    assert "validated on onnxruntime on 5 inputs" in result.stdout
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["stage"] == "export" and manifest["edgekit_version"]
     assert manifest["source"]["path"] == str(minilm_dir) and len(manifest["source"]["sha256"]) == 64

@@ -85,3 +85,22 @@ def test_generate_bad_options_fail_in_one_line(smol_artifact, extra, needle):
 def test_generate_on_an_encoder_artifact_says_so(minilm_artifact):
     result = run_cli("generate", str(minilm_artifact), "--prompt", "Hi")
     assert result.returncode == 2 and "not a text-generation model" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def smol_ov(smol_artifact, tmp_path_factory):
+    out = tmp_path_factory.mktemp("smol-ov") / "art"
+    result = run_cli("export", "--model", str(smol_artifact), "--target", "openvino", "--out", str(out), timeout=900)
+    assert result.returncode == 0, result.stderr
+    assert "validated on openvino" in result.stdout and "greedy tokens identical to transformers on 3 prompts" in result.stdout
+    return out
+
+
+def test_openvino_generation_matches_onnx_runtime_and_pytorch(smol_ov, smol_artifact):
+    manifest = json.loads((smol_ov / "manifest.json").read_text())
+    assert manifest["export"]["stateful"] and manifest["validation"]["inference_precision"] == "f32"
+    for prompt in ("The capital of France is", "Water boils at a temperature of"):
+        ov = run_cli("generate", str(smol_ov), "--prompt", prompt, "--max-new-tokens", "12")
+        ort = run_cli("generate", str(smol_artifact), "--prompt", prompt, "--max-new-tokens", "12")
+        assert ov.returncode == 0, ov.stderr
+        assert ov.stdout == ort.stdout

@@ -1,0 +1,87 @@
+"""OpenVINO backend (CPU). Precision is explicit: f32 unless the artifact or the caller says otherwise
+(on CPUs with AVX512-BF16 OpenVINO would otherwise run in bf16).
+
+A decoder IR is stateful: the KV cache lives inside the compiled model between steps
+(ReadValue/Assign pairs), so a step feeds only the new tokens and reads only the logits.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from edgekit.errors import InputError
+from edgekit.runtimes.base import SessionOptions, TensorSpec, check_inputs
+
+_OV_TYPES = {"f32": "float32", "f16": "float16", "i64": "int64", "i32": "int32", "u8": "uint8", "i8": "int8", "boolean": "bool"}
+
+
+def _specs(ports) -> list[TensorSpec]:
+    specs = []
+    for port in ports:
+        shape = tuple(int(d.get_length()) if d.is_static else None for d in port.get_partial_shape())
+        specs.append(TensorSpec(port.get_any_name(), shape, _OV_TYPES.get(port.get_element_type().get_type_name(), port.get_element_type().get_type_name())))
+    return specs
+
+
+class OpenVINOSession:
+    backend = "openvino"
+
+    def __init__(self, xml_path: Path, options: SessionOptions = SessionOptions(), precision: str = "f32", cache: Mapping[str, Any] | None = None):
+        import openvino as ov
+
+        self.xml_path = Path(xml_path)
+        if not self.xml_path.is_file():
+            raise InputError(f"OpenVINO IR '{self.xml_path}' does not exist", "re-run 'edgekit export --target openvino'")
+        config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}
+        if options.threads:
+            config["INFERENCE_NUM_THREADS"] = str(options.threads)
+        core = ov.Core()
+        self._compiled = core.compile_model(str(self.xml_path), "CPU", config)
+        self._request = self._compiled.create_infer_request()
+        hint = self._compiled.get_property("INFERENCE_PRECISION_HINT")
+        self.precision = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)  # "f32"
+        self._inputs = _specs(self._compiled.inputs)
+        self._outputs = _specs(self._compiled.outputs)
+        self._cache = dict(cache) if cache else None
+        self.stateful = bool(self._request.query_state())
+
+    def input_specs(self) -> list[TensorSpec]:
+        return list(self._inputs)
+
+    def output_specs(self) -> list[TensorSpec]:
+        return list(self._outputs)
+
+    def reset(self, batch: int = 1) -> None:
+        """Start a new sequence: empty KV cache for ``batch`` rows."""
+        import openvino as ov
+
+        if not self.stateful or self._cache is None:
+            return
+        self._request.reset_state()
+        empty = np.zeros((batch, self._cache["kv_heads"], 0, self._cache["head_dim"]), dtype=np.float32)
+        for state in self._request.query_state():
+            state.state = ov.Tensor(empty)
+
+    def run(self, inputs: Mapping[str, Any], output_names: list[str] | None = None) -> dict[str, Any]:
+        check_inputs(self, inputs)
+        self._request.infer(dict(inputs))
+        names = output_names or [s.name for s in self._outputs]
+        return {name: np.array(self._request.get_tensor(name).data, copy=True) for name in names}
+
+    def model_bytes(self) -> int:
+        return self.xml_path.stat().st_size + self.xml_path.with_suffix(".bin").stat().st_size
+
+
+class OpenVINOBackend:
+    name = "openvino"
+
+    @classmethod
+    def load(cls, artifact: Path, manifest: Mapping[str, Any], options: SessionOptions) -> OpenVINOSession:
+        export = manifest.get("export", {})
+        model_file = export.get("model_file", "")
+        if not model_file.endswith(".xml"):
+            raise InputError(f"artifact '{artifact}' holds no OpenVINO IR", "export it with 'edgekit export --target openvino'")
+        return OpenVINOSession(Path(artifact) / model_file, options, export.get("inference_precision", "f32"), export.get("cache"))
