@@ -58,6 +58,12 @@ def worker_main(conn, artifact: str, backend: str, threads: int | None, settle_s
                     latencies.append(time.perf_counter() - t0)
                 time.sleep(settle_s)  # let spinning runtime threads go idle before the next worker runs
                 conn.send(("latencies", latencies))
+            elif command == "generate":
+                conn.send(("steps", timed_generation(session, artifact, arg["prompt"], arg["new_tokens"])))
+                time.sleep(settle_s)
+            elif command == "recompute":
+                conn.send(("latencies", timed_recompute(session, artifact, arg["prompt"], arg["repeat"])))
+                time.sleep(settle_s)
             elif command == "stop":
                 conn.send(("stats", {"peak_rss_mb": _peak_rss_mb()}))
                 return
@@ -67,3 +73,60 @@ def worker_main(conn, artifact: str, backend: str, threads: int | None, settle_s
         conn.send(("error", {"type": type(exc).__name__, "message": str(exc), "user_error": isinstance(exc, EdgekitError), "traceback": traceback.format_exc()}))
     finally:
         conn.close()
+
+
+class _Timed:
+    """Wraps a session and records the wall time of every run (one run = one generation step)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.times: list[float] = []
+        self.stateful = getattr(inner, "stateful", False)
+
+    def reset(self, batch: int) -> None:
+        self.inner.reset(batch)
+
+    def run(self, feeds, output_names=None):
+        t0 = time.perf_counter()
+        result = self.inner.run(feeds, output_names)
+        self.times.append(time.perf_counter() - t0)
+        return result
+
+
+def _decoder_io(artifact: str):
+    from edgekit.artifacts import read_manifest
+    from edgekit.runtimes.generate import DecoderIO
+
+    return DecoderIO.from_manifest(read_manifest(artifact))
+
+
+def timed_generation(session, artifact: str, prompt: list[int], new_tokens: int) -> list[float]:
+    """Greedy generation of exactly ``new_tokens`` (EOS ignored); the latency of each step (step 0 = prefill)."""
+    from edgekit.runtimes.generate import GenerationConfig, generate_ids
+
+    timed = _Timed(session)
+    generate_ids(timed, _decoder_io(artifact), prompt, GenerationConfig(max_new_tokens=new_tokens), eos_token_ids=())
+    return timed.times
+
+
+def timed_recompute(session, artifact: str, prompt: list[int], repeat: int) -> list[float]:
+    """Cost of one token without a cache: a full forward over the whole context."""
+    import numpy as np
+
+    io = _decoder_io(artifact)
+    ids = np.asarray([prompt], dtype=np.int64)
+    mask = np.ones_like(ids)
+    feeds = {"input_ids": ids, "attention_mask": mask}
+    if io.uses_position_ids:
+        feeds["position_ids"] = np.arange(ids.shape[1], dtype=np.int64)[None]
+    stateful = getattr(session, "stateful", False)
+    if not stateful:
+        feeds.update(io.empty_past(1))
+    times = []
+    for _ in range(repeat):
+        if stateful:
+            session.reset(1)
+        t0 = time.perf_counter()
+        session.run(feeds, ["logits"])
+        times.append(time.perf_counter() - t0)
+    return times

@@ -41,6 +41,12 @@ class BenchConfig:
     out: Path | None = None
     overwrite: bool = False
     settle_s: float = 0.1
+    new_tokens: int = 128
+    """Decoders: greedy tokens per generation run (EOS ignored)."""
+    prompt_len: int = 32
+    """Decoders: prompt length for time-to-first-token and tokens/s."""
+    contexts: tuple[int, ...] = (16, 128, 512)
+    """Decoders: context lengths at which per-token latency (cached and recomputed) is measured."""
 
 
 @dataclass
@@ -56,13 +62,23 @@ class _Worker:
 
     def ask(self, command: str, arg: Any = None, verbose: bool = False):
         self.conn.send((command, arg))
-        kind, payload = self.conn.recv()
+        kind, payload = self.receive()
         if kind == "error":
             if verbose:
                 log.error("worker traceback:\n%s", payload["traceback"])
             message = payload["message"] if payload["user_error"] else f"{payload['type']}: {payload['message']}".splitlines()[0]
             raise EdgekitError(f"backend '{self.backend}' on '{self.name}' failed: {message}", "rerun with --verbose for the traceback")
         return payload
+
+    def receive(self):
+        """The worker's next message; a worker that died (crash, out of memory) is an error, not a hang."""
+        while not self.conn.poll(1.0):
+            if not self.process.is_alive():
+                raise EdgekitError(
+                    f"the '{self.backend}' worker for '{self.name}' exited unexpectedly (exit code {self.process.exitcode})",
+                    "rerun with --verbose; if it was killed for memory, bench fewer artifacts at once",
+                )
+        return self.conn.recv()
 
 
 def percentiles(latencies_s: list[float]) -> dict[str, float]:
@@ -120,9 +136,16 @@ def _check(cfg: BenchConfig) -> list[tuple[Path, dict]]:
     for artifact in cfg.artifacts:
         manifest = read_manifest(Path(artifact))
         limit = manifest.get("export", {}).get("max_length")
-        too_long = [s for s in cfg.seq_lens if limit and s > limit]
+        generation = manifest.get("export", {}).get("task") == "text-generation"
+        lengths = (*cfg.contexts, cfg.prompt_len) if generation else cfg.seq_lens
+        if generation and cfg.batches != (1,):
+            raise InputError(f"generation is benchmarked at batch 1, got --batch {','.join(map(str, cfg.batches))}", "drop --batch for decoder artifacts")
+        if generation and (cfg.new_tokens < 2 or cfg.prompt_len < 1):
+            raise InputError(f"--new-tokens must be >= 2 (got {cfg.new_tokens})", "pass e.g. --new-tokens 128")
+        too_long = [s + (cfg.new_tokens if generation else 0) for s in lengths if limit and s + (cfg.new_tokens if generation else 0) > limit]
         if too_long:
-            raise InputError(f"--seq-len {too_long[0]} is longer than '{artifact}' allows ({limit} tokens)", f"use --seq-len <= {limit}")
+            option = "--contexts/--prompt-len plus --new-tokens" if generation else "--seq-len"
+            raise InputError(f"{option} reach {too_long[0]} tokens, longer than '{artifact}' allows ({limit} tokens)", f"keep them within {limit}")
         if not any(get_backend_entry(b).reads(manifest) for b in cfg.backends):
             fmt = manifest.get("export", {}).get("format", "onnx")
             raise InputError(f"none of the backends {list(cfg.backends)} runs '{artifact}' ({fmt})", "add a backend that reads it, e.g. --backend openvino for an OpenVINO IR")
@@ -130,6 +153,13 @@ def _check(cfg: BenchConfig) -> list[tuple[Path, dict]]:
     if cfg.out is not None:
         check_out_dir(cfg.out, cfg.overwrite)
     return loaded
+
+
+def _is_generation(loaded: list[tuple[Path, dict]]) -> bool:
+    kinds = {m.get("export", {}).get("task") == "text-generation" for _, m in loaded}
+    if len(kinds) > 1:
+        raise InputError("bench got both text-generation and encoder artifacts", "bench them in separate runs")
+    return kinds == {True}
 
 
 def _artifact_names(paths: list[Path]) -> list[str]:
@@ -148,9 +178,10 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
     from edgekit.calibration.text import load_texts, sample_texts, tokenize_fixed
 
     loaded = _check(cfg)
+    generators = _is_generation(loaded)
     texts = load_texts(cfg.text) if cfg.text else sample_texts(min_words=max(cfg.seq_lens) * 2)
     threads = cfg.threads or os.cpu_count() or 1
-    rounds = cfg.rounds or max(1, cfg.repeat // 3)
+    rounds = cfg.rounds or (3 if generators else max(1, cfg.repeat // 3))
     started = now_iso()
     names = _artifact_names([p for p, _ in loaded])
     tokenizers = {p: AutoTokenizer.from_pretrained(str(p)) for p, _ in loaded}
@@ -170,7 +201,7 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
             progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=Console(stderr=True))
             progress.start()
         n_cases = len(cfg.batches) * len(cfg.seq_lens)
-        task = progress.add_task("bench: loading", total=len(loaded) * len(cfg.backends) + n_cases * rounds) if progress else None
+        task = progress.add_task("bench: loading", total=len(loaded) * len(cfg.backends) + (1 if generators else n_cases) * rounds) if progress else None
         for (path, manifest), name in zip(loaded, names):
             source = manifest.get("source", {}).get("sha256") or str(path)
             for backend in cfg.backends:
@@ -187,7 +218,7 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
                 proc.start()
                 worker = _Worker(path, name, backend, proc, parent, source)
                 workers.append(worker)
-                kind, payload = parent.recv()
+                kind, payload = worker.receive()
                 if kind == "error":
                     message = payload["message"] if payload["user_error"] else f"{payload['type']}: {payload['message']}".splitlines()[0]
                     if verbose:
@@ -197,7 +228,13 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
                 if progress:
                     progress.advance(task)
         per_block = max(1, math.ceil(cfg.repeat / rounds))
-        for batch in cfg.batches:
+        if generators:
+            from edgekit.benchmarks.generation import run_generation_cases
+
+            if progress:
+                progress.update(task, description="bench: generation")
+            rows.extend(run_generation_cases(cfg, workers, tokenizers, texts, rounds, progress, task, verbose))
+        for batch in ([] if generators else cfg.batches):
             for seq in cfg.seq_lens:
                 if progress:
                     progress.update(task, description=f"bench: batch {batch}, seq {seq}")
@@ -234,6 +271,10 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
         w = next(x for x in workers if x.name == row["artifact"] and x.backend == row["backend"])
         row["peak_rss_mb"] = w.info.get("peak_rss_mb")
         row["load_s"] = w.info.get("load_s")
+        if row.get("kind") == "generation":
+            torch_row = next((x for x in rows if source_of[x["artifact"]] == w.source and x["backend"] == "torch"), None)
+            row["speedup_vs_torch"] = row["tokens_per_s"] / torch_row["tokens_per_s"] if torch_row else None
+            continue
         torch_row = next((x for x in rows if source_of[x["artifact"]] == w.source and x["backend"] == "torch" and x["batch"] == row["batch"] and x["seq_len"] == row["seq_len"]), None)
         row["speedup_vs_torch"] = torch_row["p50_ms"] / row["p50_ms"] if torch_row else None
     result = {

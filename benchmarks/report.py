@@ -21,6 +21,29 @@ COLUMNS = (
 )
 
 
+GEN_COLUMNS = (
+    ("artifact", "artifact", "{}"),
+    ("backend", "backend", "{}"),
+    ("tokens_per_s", "decode tok/s", "{:.1f}"),
+    ("speedup_vs_torch", "vs torch", "{:.2f}x"),
+    ("ttft_ms", "TTFT ms", "{:.1f}"),
+    ("per_token_p50_ms", "token p50 ms", "{:.2f}"),
+    ("per_token_p90_ms", "token p90 ms", "{:.2f}"),
+    ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
+    ("model_mb", "model MB", "{:.1f}"),
+)
+
+
+def columns_for(result: dict[str, Any]) -> tuple:
+    rows = result["rows"]
+    if rows and rows[0].get("kind") == "generation":
+        contexts = result["config"].get("contexts") or []
+        extra = tuple((f"per_token_ms@{c}", f"token ms @{c}", "{:.2f}") for c in contexts)
+        extra += tuple((f"recompute_ms@{c}", f"no-cache ms @{c}", "{:.1f}") for c in contexts)
+        return GEN_COLUMNS + extra
+    return COLUMNS
+
+
 def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
     if key == "cosine":
         value = next((v for k, v in row.items() if k.startswith("cosine.")), None)
@@ -32,15 +55,25 @@ def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
 
 
 def table_rows(result: dict[str, Any]) -> list[list[str]]:
-    return [[_cell(row, key, fmt) for key, _, fmt in COLUMNS] for row in result["rows"]]
+    return [[_cell(row, key, fmt) for key, _, fmt in columns_for(result)] for row in result["rows"]]
+
+
+def _describe(result: dict[str, Any]) -> str:
+    rows = result["rows"]
+    runs = rows[0]["runs"] if rows else 0
+    if rows and rows[0].get("kind") == "generation":
+        cfg = result["config"]
+        return (f"Threads: {result['threads']}. Batch 1, greedy, EOS ignored: {cfg['new_tokens']} new tokens after a {cfg['prompt_len']}-token prompt "
+                f"of real text, {runs} runs per backend interleaved; per-token latency at each context over {8} steps; no-cache = a full forward over the context.")
+    return f"Threads: {result['threads']}. Inputs: {result['inputs']}. Latency over {runs} timed runs per row, interleaved across backends."
 
 
 def markdown_table(result: dict[str, Any]) -> str:
-    header = [title for _, title, _ in COLUMNS]
+    header = [title for _, title, _ in columns_for(result)]
     lines = [
         f"# edgekit bench ({result['created_at']})",
         "",
-        f"Threads: {result['threads']}. Inputs: {result['inputs']}. Latency over {result['rows'][0]['runs'] if result['rows'] else 0} timed runs per row, interleaved across backends.",
+        _describe(result),
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---" for _ in header) + "|",
@@ -62,7 +95,7 @@ def print_table(result: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title=f"edgekit bench · {result['threads']} threads")
-    for _, title, _ in COLUMNS:
+    for _, title, _ in columns_for(result):
         table.add_column(title, justify="left" if title in ("artifact", "backend") else "right")
     for cells in table_rows(result):
         table.add_row(*cells)
@@ -79,6 +112,8 @@ def plot(result: dict[str, Any], path: Path) -> bool:
     except ImportError:
         return False
     rows = result["rows"]
+    if rows and rows[0].get("kind") == "generation":
+        return _plot_generation(result, path, plt)
     cases = sorted({(r["batch"], r["seq_len"]) for r in rows})
     series = sorted({(r["artifact"], r["backend"]) for r in rows})
     width = 0.8 / max(1, len(series))
@@ -91,6 +126,26 @@ def plot(result: dict[str, Any], path: Path) -> bool:
     ax.set_ylabel("p50 latency (ms)")
     ax.set_title("edgekit bench")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _plot_generation(result: dict[str, Any], path: Path, plt) -> bool:
+    """Per-token latency against context length, cached and recomputed, per backend."""
+    contexts = result["config"]["contexts"]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for row in result["rows"]:
+        label = f"{row['artifact']} · {row['backend']}"
+        ax.plot(contexts, [row[f"per_token_ms@{c}"] for c in contexts], marker="o", label=f"{label} (cache)")
+        ax.plot(contexts, [row[f"recompute_ms@{c}"] for c in contexts], marker="x", linestyle="--", label=f"{label} (no cache)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("context length (tokens)")
+    ax.set_ylabel("ms per token")
+    ax.set_title("edgekit bench · generation")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -145,11 +145,15 @@ def bench_cmd(
     repeat: Annotated[int, typer.Option(help="Timed runs per case.")] = 30,
     threads: Annotated[Optional[int], typer.Option(help="Intra-op threads for every backend (default: all cores).")] = None,
     text: Annotated[Optional[Path], typer.Option(help="Input texts: .txt (a line each), .jsonl (field 'text') or a folder of .txt; default: built-in sample.")] = None,
+    new_tokens: Annotated[int, typer.Option("--new-tokens", help="Decoders: greedy tokens per generation run.")] = 128,
+    prompt_len: Annotated[int, typer.Option("--prompt-len", help="Decoders: prompt tokens for time-to-first-token and tokens/s.")] = 32,
+    contexts: Annotated[str, typer.Option("--contexts", help="Decoders: context lengths for per-token latency, with and without cache.")] = "16,128,512",
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for bench.json, bench.md and bench.png.")] = None,
     overwrite: Overwrite = False,
     verbose: Verbose = False,
 ) -> None:
-    """Benchmark artifacts on several backends: p50/p90/p99 latency, throughput, peak RSS, size, agreement with PyTorch."""
+    """Benchmark artifacts on several backends: latency percentiles, throughput, peak RSS, size, agreement with
+    PyTorch; for decoders, time to first token, tokens/s and per-token latency by context, with and without cache."""
     from edgekit.benchmarks.harness import BenchConfig, bench
     from edgekit.benchmarks.report import print_table
 
@@ -164,6 +168,9 @@ def bench_cmd(
         text=text,
         out=out,
         overwrite=overwrite,
+        new_tokens=new_tokens,
+        prompt_len=prompt_len,
+        contexts=_split(contexts, int, "--contexts"),
     )
     result = bench(cfg, verbose=verbose)
     print_table(result)

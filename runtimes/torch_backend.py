@@ -25,10 +25,10 @@ class TorchSession:
         """Inputs the module takes as one list argument ``past`` (a KV cache), in this order."""
 
     def input_specs(self) -> list[TensorSpec]:
-        return [TensorSpec(n, ("batch", "sequence"), "int64") for n in self._input_names]
+        return [TensorSpec(n, ("batch", None, "past_sequence", None), "float32") if n in self._past_names else TensorSpec(n, ("batch", "sequence"), "int64") for n in self._input_names]
 
     def output_specs(self) -> list[TensorSpec]:
-        return [TensorSpec(n, ("batch", "sequence", None) if n == "last_hidden_state" else ("batch", None), "float32") for n in self._output_names]
+        return [TensorSpec(n, ("batch", "sequence", None) if n in ("last_hidden_state", "logits") else ("batch", None), "float32") for n in self._output_names]
 
     def run(self, inputs: Mapping[str, Any], output_names: list[str] | None = None) -> dict[str, Any]:
         import torch
@@ -69,6 +69,12 @@ class TorchBackend:
         if source.get("sha256") and hash_folder(model_dir) != source["sha256"]:
             raise InputError(f"source model '{model_dir}' changed since '{artifact}' was exported", "re-export it so the reference matches")
         export = manifest["export"]
-        built = build_encoder(model_dir, spec_for(source.get("model_type")), export["task"])
         weight_bytes = sum(p.stat().st_size for p in weight_files(model_dir))
+        if export["task"] == "text-generation":
+            from edgekit.export.decoder import build_decoder
+            from edgekit.export.specs import decoder_spec_for
+
+            dec = build_decoder(model_dir, decoder_spec_for(source.get("model_type")))
+            return TorchSession(dec.module, dec.input_names, dec.output_names, weight_bytes, options, past_names=dec.layout.past_names())
+        built = build_encoder(model_dir, spec_for(source.get("model_type")), export["task"])
         return TorchSession(built.module, built.input_names, built.output_names, weight_bytes, options)

@@ -77,7 +77,7 @@ def test_bench_bad_batch_list(minilm_artifact):
 
 def test_bench_sequence_longer_than_model(minilm_artifact):
     result = run_cli("bench", str(minilm_artifact), "--seq-len", "4096")
-    _assert_clean_failure(result, "--seq-len 4096", "512")
+    _assert_clean_failure(result, "--seq-len reach 4096 tokens", "512")
 
 
 def test_verbose_shows_the_traceback(tmp_path):

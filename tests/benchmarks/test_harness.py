@@ -56,3 +56,40 @@ def test_bench_uses_the_users_text(tiny_models, tmp_path):
     result = bench(BenchConfig(artifacts=(art,), backends=("ort",), batches=(2,), seq_lens=(8,), warmup=0, repeat=1, rounds=1, text=text, settle_s=0.0), quiet=True)
     assert result["inputs"] == str(text)
     assert result["rows"][0]["speedup_vs_torch"] is None
+
+
+def test_generation_bench_reports_ttft_tokens_per_s_and_context_latency(tmp_path):
+    from ..export.test_decoder_families import make_tiny_decoder
+
+    onnx_art = export_model(ExportConfig(model=make_tiny_decoder(tmp_path / "src", "llama"), out=tmp_path / "onnx"), quiet=True)
+    ov_art = export_model(ExportConfig(model=onnx_art, out=tmp_path / "ov", target="openvino"), quiet=True)
+    cfg = BenchConfig(artifacts=(onnx_art, ov_art), backends=("torch", "ort", "openvino"), new_tokens=6, prompt_len=8, contexts=(4, 16), rounds=1, settle_s=0.0, out=tmp_path / "bench")
+    result = bench(cfg, quiet=True)
+    rows = {r["backend"]: r for r in result["rows"]}
+    assert set(rows) == {"torch", "ort", "openvino"}
+    for row in rows.values():
+        assert row["kind"] == "generation" and row["new_tokens"] == 6
+        assert row["tokens_per_s"] > 0 and row["ttft_ms"] > 0
+        for ctx in (4, 16):
+            assert row[f"per_token_ms@{ctx}"] > 0 and row[f"recompute_ms@{ctx}"] > 0
+        assert row["per_token_growth"] == pytest.approx(row["per_token_ms@16"] / row["per_token_ms@4"])
+    assert rows["torch"]["speedup_vs_torch"] == 1.0
+    assert rows["ort"]["speedup_vs_torch"] == pytest.approx(rows["ort"]["tokens_per_s"] / rows["torch"]["tokens_per_s"])
+    md = (tmp_path / "bench" / "bench.md").read_text()
+    assert "decode tok/s" in md and "no-cache ms @16" in md
+    assert (tmp_path / "bench" / "bench.png").stat().st_size > 1000
+
+
+def test_generation_bench_rejects_batches_and_mixed_artifacts(tmp_path, tiny_models):
+    from edgekit.errors import InputError
+
+    from ..export.test_decoder_families import make_tiny_decoder
+
+    dec = export_model(ExportConfig(model=make_tiny_decoder(tmp_path / "src", "gpt2"), out=tmp_path / "dec"), quiet=True)
+    enc = export_model(ExportConfig(model=tiny_models("bert"), out=tmp_path / "enc"), quiet=True)
+    with pytest.raises(InputError, match="batch 1"):
+        bench(BenchConfig(artifacts=(dec,), backends=("ort",), batches=(2,)), quiet=True)
+    with pytest.raises(InputError, match="both text-generation and encoder"):
+        bench(BenchConfig(artifacts=(dec, enc), backends=("ort",), contexts=(4, 8), new_tokens=4), quiet=True)
+    with pytest.raises(InputError, match="reach 640 tokens, longer than .* allows \\(256 tokens\\)"):
+        bench(BenchConfig(artifacts=(dec,), backends=("ort",)), quiet=True)

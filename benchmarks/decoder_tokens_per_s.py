@@ -1,0 +1,99 @@
+"""Benchmark: decode tokens/s of edgekit on ONNX Runtime and OpenVINO (f32) against PyTorch
+``generate`` with its KV cache, on SmolLM2-135M-Instruct, batch 1, 128 new tokens after a
+32-token prompt.
+
+    python -m edgekit.benchmarks.decoder_tokens_per_s [--rounds 3] [--out DIR]
+
+The packaged GGUF is converted to an fp32 HF folder and exported to ONNX and OpenVINO once
+(cached under ~/.cache/edgekit). edgekit's backends are timed by the bench harness (interleaved,
+one process each); PyTorch ``generate`` runs in its own process before and after them and the
+two figures are averaged, so slow drift of the machine affects both sides alike.
+Targets (from the issue): ONNX Runtime >= 2x PyTorch, OpenVINO f32 >= 2.7x PyTorch; per-token
+latency at context 512 within 1.5x of context 16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+TARGETS = {"ort": 2.0, "openvino": 2.7}
+
+_TORCH_GENERATE = r"""
+import json, sys, time, torch
+from transformers import AutoModelForCausalLM
+torch.set_num_threads(int(sys.argv[2]))
+model = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.float32).eval()
+prompt = torch.tensor([json.loads(sys.argv[3])])
+new = int(sys.argv[4])
+rates = []
+with torch.inference_mode():
+    model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=4, do_sample=False)
+    for _ in range(int(sys.argv[5])):
+        t0 = time.perf_counter()
+        model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=1, min_new_tokens=1, do_sample=False)
+        t1 = time.perf_counter()
+        model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new, min_new_tokens=new, do_sample=False)
+        t2 = time.perf_counter()
+        prefill = t1 - t0
+        rates.append((new - 1) / ((t2 - t1) - prefill))
+print(json.dumps({"tokens_per_s": sorted(rates)[len(rates) // 2]}))
+"""
+
+
+def torch_generate_tokens_per_s(model_dir: Path, prompt: list[int], new_tokens: int, threads: int, runs: int = 3) -> float:
+    """Decode tokens/s of transformers' generate (cache on), prefill time subtracted."""
+    done = subprocess.run([sys.executable, "-c", _TORCH_GENERATE, str(model_dir), str(threads), json.dumps(prompt), str(new_tokens), str(runs)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"PyTorch generate failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])["tokens_per_s"]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    import os
+
+    from transformers import AutoTokenizer
+
+    from edgekit.assets import SMOLLM2, cached_export
+    from edgekit.benchmarks.generation import prompt_ids
+    from edgekit.benchmarks.harness import BenchConfig, bench
+    from edgekit.benchmarks.report import print_table
+    from edgekit.calibration.text import sample_texts
+
+    threads = args.threads or os.cpu_count() or 1
+    onnx_art = cached_export(SMOLLM2, "onnx")
+    ov_art = cached_export(SMOLLM2, "openvino", target="openvino")
+    prompt = prompt_ids(AutoTokenizer.from_pretrained(str(onnx_art)), sample_texts(min_words=64), 32)
+    before = torch_generate_tokens_per_s(SMOLLM2.hf_folder(), prompt, args.new_tokens, threads)
+    cfg = BenchConfig(artifacts=(onnx_art, ov_art), backends=("torch", "ort", "openvino"), new_tokens=args.new_tokens, prompt_len=32, contexts=(16, 128, 512), rounds=args.rounds, threads=threads, out=args.out, overwrite=True)
+    result = bench(cfg)
+    after = torch_generate_tokens_per_s(SMOLLM2.hf_folder(), prompt, args.new_tokens, threads)
+    print_table(result)
+    hf = (before + after) / 2
+    summary = {"pytorch_generate_tokens_per_s": hf, "pytorch_generate_before_after": [before, after]}
+    print(f"PyTorch generate (cache on): {hf:.1f} tokens/s (before {before:.1f}, after {after:.1f})")
+    for row in result["rows"]:
+        ratio = row["tokens_per_s"] / hf
+        growth = row["per_token_growth"]
+        entry = {"tokens_per_s": row["tokens_per_s"], "vs_pytorch_generate": ratio, "ttft_ms": row["ttft_ms"], "per_token_512_vs_16": growth}
+        target = TARGETS.get(row["backend"])
+        if target:
+            entry.update({"target": target, "met": ratio >= target})
+        summary[row["backend"]] = entry
+        print(f"{row['backend']:>8}: {row['tokens_per_s']:.1f} tokens/s = {ratio:.2f}x PyTorch generate" + (f" (target {target}x: {'met' if ratio >= target else 'NOT met'})" if target else "") + f"; token latency @512 / @16 = {growth:.2f} (target <= 1.5)")
+    print(json.dumps({"benchmark": "decoder_tokens_per_s", "model": SMOLLM2.name, "threads": threads, "summary": summary}))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
