@@ -69,8 +69,8 @@ def test_tiny_decoder_exports_with_cache_and_generates(model_type, tmp_path):
     prompt = [2, 40, 41, 42, 43]
     greedy = generate_ids(session, io, prompt, GenerationConfig(max_new_tokens=6))
     assert len(greedy) == 6 or greedy[-1] == 3
-    sampled = [generate_ids(session, io, prompt, GenerationConfig(max_new_tokens=6, do_sample=True, temperature=0.7, top_p=0.9, seed=s)) for s in (1, 1, 2)]
-    assert sampled[0] == sampled[1]
+    sampled = [generate_ids(session, io, prompt, GenerationConfig(max_new_tokens=6, do_sample=True, temperature=0.7, top_p=0.9, seed=1)) for _ in range(2)]
+    assert sampled[0] == sampled[1] and len(sampled[0]) in range(1, 7)
 
 
 def test_decoder_cache_step_matches_full_recompute(tmp_path):
