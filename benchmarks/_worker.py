@@ -7,6 +7,7 @@ drift of a shared machine hits every backend alike.
 
 from __future__ import annotations
 
+import functools
 import resource
 import time
 import traceback
@@ -93,7 +94,9 @@ class _Timed:
         return result
 
 
+@functools.lru_cache(maxsize=None)
 def _decoder_io(artifact: str):
+    """Read once per worker: every generate/recompute command of the bench asks for it."""
     from edgekit.artifacts import read_manifest
     from edgekit.runtimes.generate import DecoderIO
 

@@ -62,12 +62,16 @@ class _Worker:
 
     def ask(self, command: str, arg: Any = None, verbose: bool = False):
         self.conn.send((command, arg))
+        return self.expect(verbose, "failed")
+
+    def expect(self, verbose: bool, what: str):
+        """The next reply's payload; a worker's error report becomes an EdgekitError naming ``what`` went wrong."""
         kind, payload = self.receive()
         if kind == "error":
             if verbose:
                 log.error("worker traceback:\n%s", payload["traceback"])
             message = payload["message"] if payload["user_error"] else f"{payload['type']}: {payload['message']}".splitlines()[0]
-            raise EdgekitError(f"backend '{self.backend}' on '{self.name}' failed: {message}", "rerun with --verbose for the traceback")
+            raise EdgekitError(f"backend '{self.backend}' on '{self.name}' {what}: {message}", "rerun with --verbose for the traceback")
         return payload
 
     def receive(self):
@@ -142,7 +146,8 @@ def _check(cfg: BenchConfig) -> list[tuple[Path, dict]]:
             raise InputError(f"generation is benchmarked at batch 1, got --batch {','.join(map(str, cfg.batches))}", "drop --batch for decoder artifacts")
         if generation and (cfg.new_tokens < 2 or cfg.prompt_len < 1):
             raise InputError(f"--new-tokens must be >= 2 (got {cfg.new_tokens})", "pass e.g. --new-tokens 128")
-        too_long = [s + (cfg.new_tokens if generation else 0) for s in lengths if limit and s + (cfg.new_tokens if generation else 0) > limit]
+        grows_by = cfg.new_tokens if generation else 0
+        too_long = [n + grows_by for n in lengths if limit and n + grows_by > limit]
         if too_long:
             option = "--contexts/--prompt-len plus --new-tokens" if generation else "--seq-len"
             raise InputError(f"{option} reach {too_long[0]} tokens, longer than '{artifact}' allows ({limit} tokens)", f"keep them within {limit}")
@@ -205,26 +210,20 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
         for (path, manifest), name in zip(loaded, names):
             source = manifest.get("source", {}).get("sha256") or str(path)
             for backend in cfg.backends:
-                if not get_backend_entry(backend).reads(manifest):
+                # Skip what a backend cannot read (ort on an OpenVINO IR), and a second torch worker for one
+                # source: the reference runs the source model, so once per source is enough.
+                unreadable = not get_backend_entry(backend).reads(manifest)
+                duplicate_reference = backend == "torch" and any(w.backend == "torch" and w.source == source for w in workers)
+                if unreadable or duplicate_reference:
                     if progress:
                         progress.advance(task)
-                    continue  # e.g. ort on an OpenVINO IR: not this backend's format
-                if backend == "torch" and any(w.backend == "torch" and w.source == source for w in workers):
-                    if progress:
-                        progress.advance(task)
-                    continue  # the reference runs the source model: once per source is enough
+                    continue
                 parent, child = ctx.Pipe()
                 proc = ctx.Process(target=worker_main, args=(child, str(path), backend, threads, cfg.settle_s), daemon=True)
                 proc.start()
                 worker = _Worker(path, name, backend, proc, parent, source)
                 workers.append(worker)
-                kind, payload = worker.receive()
-                if kind == "error":
-                    message = payload["message"] if payload["user_error"] else f"{payload['type']}: {payload['message']}".splitlines()[0]
-                    if verbose:
-                        log.error("worker traceback:\n%s", payload["traceback"])
-                    raise EdgekitError(f"backend '{backend}' could not load '{name}': {message}", "rerun with --verbose for the traceback")
-                worker.info = payload
+                worker.info = worker.expect(verbose, "could not load")
                 if progress:
                     progress.advance(task)
         per_block = max(1, math.ceil(cfg.repeat / rounds))

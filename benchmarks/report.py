@@ -126,6 +126,10 @@ def plot(result: dict[str, Any], path: Path) -> bool:
     ax.set_ylabel("p50 latency (ms)")
     ax.set_title("edgekit bench")
     ax.legend(fontsize=8)
+    return _save(fig, path, plt)
+
+
+def _save(fig, path: Path, plt) -> bool:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -146,7 +150,4 @@ def _plot_generation(result: dict[str, Any], path: Path, plt) -> bool:
     ax.set_ylabel("ms per token")
     ax.set_title("edgekit bench · generation")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(fig, path, plt)

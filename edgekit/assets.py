@@ -67,7 +67,7 @@ def cached_export(model: "PackagedModel | PackagedGGUF", key: str, **export_opti
         intact = all((out / name).is_file() and sha256_file(out / name) == entry["sha256"] for name, entry in manifest.get("files", {}).items())
         if intact and manifest.get("source", {}).get("sha256") == hash_folder(src) and manifest.get("validation", {}).get("passed"):
             return out
-    if export_options.get("target", "onnx") != "onnx" and key != "onnx":
+    if export_options.get("target", "onnx") != "onnx":
         src = cached_export(model, "onnx")  # convert the cached, validated ONNX instead of exporting again
     export_model(ExportConfig(model=src, out=out, overwrite=True, **export_options))
     return out

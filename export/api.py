@@ -209,15 +209,13 @@ def _export_decoder(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: f
     from edgekit.export.decoder import build_decoder, dynamic_shapes, example_kwargs
     from edgekit.export.validate import ValidationReport, compare_masked_batch, decoder_cases, greedy_parity, require_pass, stateful_compare
     from edgekit.runtimes.base import SessionOptions
-    from edgekit.runtimes.generate import DecoderIO
     from edgekit.runtimes.ort_backend import OrtSession
     from edgekit.runtimes.torch_backend import TorchSession, weight_files
 
     with steps.step("load model"):
         built = build_decoder(model_dir, spec)
     shapes_for_export, axes = dynamic_shapes(built)
-    lay = built.layout
-    io = DecoderIO(lay.num_layers, lay.kv_heads, lay.head_dim, built.uses_position_ids)
+    lay = io = built.layout
     weight_bytes = sum(p.stat().st_size for p in weight_files(model_dir))
     reference = TorchSession(built.module, built.input_names, built.output_names, weight_bytes, past_names=lay.past_names())
     prompts = [" ".join(t.split()[:n]) for t, n in zip(sample_texts(3), (5, 9, 13))]

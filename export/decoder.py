@@ -20,26 +20,15 @@ from typing import Any
 
 from edgekit.errors import InputError
 from edgekit.export.specs import DecoderSpec
+from edgekit.runtimes.generate import DecoderIO
 
 
-@dataclass
-class CacheLayout:
-    num_layers: int
-    kv_heads: int
-    head_dim: int
-
-    def past_names(self) -> list[str]:
-        return [f"past_key_values.{i}.{kv}" for i in range(self.num_layers) for kv in ("key", "value")]
-
-    def present_names(self) -> list[str]:
-        return [f"present.{i}.{kv}" for i in range(self.num_layers) for kv in ("key", "value")]
-
-
-def cache_layout(config) -> CacheLayout:
+def cache_layout(config, uses_position_ids: bool) -> DecoderIO:
+    """The cache layout of a transformers config, as the generation loop reads it from the manifest."""
     heads = config.num_attention_heads
     kv_heads = getattr(config, "num_key_value_heads", None) or heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    return CacheLayout(config.num_hidden_layers, kv_heads, head_dim)
+    return DecoderIO(config.num_hidden_layers, kv_heads, head_dim, uses_position_ids)
 
 
 def _decoder_module_class():
@@ -49,11 +38,10 @@ def _decoder_module_class():
     class DecoderWithPast(torch.nn.Module):
         """Flat past tensors in, logits and flat present tensors out."""
 
-        def __init__(self, model, layout: CacheLayout, uses_position_ids: bool):
+        def __init__(self, model, layout: DecoderIO):
             super().__init__()
             self.model = model
             self.layout = layout
-            self.uses_position_ids = uses_position_ids
 
         def forward(self, input_ids, attention_mask, position_ids=None, past=()):
             cache = DynamicCache(config=self.model.config)
@@ -65,7 +53,7 @@ def _decoder_module_class():
                 layer.lazy_initialization(key, value)
                 layer.keys, layer.values = key, value
             kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "past_key_values": cache, "use_cache": True}
-            if self.uses_position_ids:
+            if self.layout.uses_position_ids:
                 kwargs["position_ids"] = position_ids
             out = self.model(**kwargs)
             present = []
@@ -82,11 +70,14 @@ class BuiltDecoder:
     model: Any
     tokenizer: Any
     config: Any
-    layout: CacheLayout
+    layout: DecoderIO
     input_names: list[str]
     output_names: list[str]
-    uses_position_ids: bool
     max_length: int
+
+    @property
+    def uses_position_ids(self) -> bool:
+        return self.layout.uses_position_ids
 
 
 def build_decoder(model_dir: Path, spec: DecoderSpec) -> BuiltDecoder:
@@ -103,21 +94,12 @@ def build_decoder(model_dir: Path, spec: DecoderSpec) -> BuiltDecoder:
     if spec.attn_implementation:
         kwargs["attn_implementation"] = spec.attn_implementation
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), **kwargs).eval()
-    layout = cache_layout(model.config)
-    module = _decoder_module_class()(model, layout, spec.uses_position_ids).eval()
+    layout = cache_layout(model.config, spec.uses_position_ids)
+    module = _decoder_module_class()(model, layout).eval()
     inputs = ["input_ids", "attention_mask"] + (["position_ids"] if spec.uses_position_ids else []) + layout.past_names()
     outputs = ["logits"] + layout.present_names()
     max_length = int(getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", 2048))
-    return BuiltDecoder(module, model, tokenizer, model.config, layout, inputs, outputs, spec.uses_position_ids, max_length)
-
-
-def positions_from_mask(attention_mask, past_length: int = 0):
-    """position_ids for the new tokens: the running count of real tokens (left padding gets 1s, as transformers does)."""
-    import numpy as np
-
-    pos = np.cumsum(attention_mask, axis=1) - 1
-    pos = np.where(attention_mask == 0, 1, pos)
-    return pos[:, past_length:].astype(np.int64)
+    return BuiltDecoder(module, model, tokenizer, model.config, layout, inputs, outputs, max_length)
 
 
 def example_kwargs(built: BuiltDecoder) -> dict[str, Any]:
@@ -155,8 +137,3 @@ def dynamic_shapes(built: BuiltDecoder) -> tuple[dict, dict[str, dict[int, str]]
         names[name] = {0: "batch", 2: "total_sequence"}
     return shapes, names
 
-
-def empty_past(layout: CacheLayout, batch: int) -> dict[str, Any]:
-    import numpy as np
-
-    return {name: np.zeros((batch, layout.kv_heads, 0, layout.head_dim), dtype=np.float32) for name in layout.past_names()}

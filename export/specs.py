@@ -44,7 +44,19 @@ _SPECS: tuple[EncoderSpec, ...] = (
     EncoderSpec("albert", ("albert",)),
 )
 
-_BY_MODEL_TYPE = {model_type: spec for spec in _SPECS for model_type in spec.model_types}
+def _by_model_type(specs):
+    return {model_type: spec for spec in specs for model_type in spec.model_types}
+
+
+def _lookup(table: dict, model_type: str | None, what: str):
+    """The spec registered for ``model_type``, or an error listing the closest supported type."""
+    spec = table.get(model_type or "")
+    if spec is None:
+        raise UnsupportedModelError(f"model type '{model_type}' has no {what} in this edgekit version", did_you_mean(str(model_type), table))
+    return spec
+
+
+_BY_MODEL_TYPE = _by_model_type(_SPECS)
 
 
 def list_specs() -> list[EncoderSpec]:
@@ -56,13 +68,7 @@ def supported_model_types() -> list[str]:
 
 
 def spec_for(model_type: str | None) -> EncoderSpec:
-    spec = _BY_MODEL_TYPE.get(model_type or "")
-    if spec is None:
-        raise UnsupportedModelError(
-            f"model type '{model_type}' has no export spec in this edgekit version",
-            did_you_mean(str(model_type), _BY_MODEL_TYPE),
-        )
-    return spec
+    return _lookup(_BY_MODEL_TYPE, model_type, "export spec")
 
 
 DECODER_TASKS = ("text-generation",)
@@ -89,7 +95,7 @@ _DECODER_SPECS: tuple[DecoderSpec, ...] = (
     DecoderSpec("gpt2", ("gpt2",)),
 )
 
-_DECODERS_BY_TYPE = {model_type: spec for spec in _DECODER_SPECS for model_type in spec.model_types}
+_DECODERS_BY_TYPE = _by_model_type(_DECODER_SPECS)
 
 
 def list_decoder_specs() -> list[DecoderSpec]:
@@ -101,13 +107,7 @@ def decoder_model_types() -> list[str]:
 
 
 def decoder_spec_for(model_type: str | None) -> DecoderSpec:
-    spec = _DECODERS_BY_TYPE.get(model_type or "")
-    if spec is None:
-        raise UnsupportedModelError(
-            f"model type '{model_type}' has no text-generation export spec in this edgekit version",
-            did_you_mean(str(model_type), _DECODERS_BY_TYPE),
-        )
-    return spec
+    return _lookup(_DECODERS_BY_TYPE, model_type, "text-generation export spec")
 
 
 def resolve_task(task: str, raw_config: dict) -> str:

@@ -71,20 +71,20 @@ def require_pass(report: ValidationReport) -> None:
 def decoder_cases(tokenizer, io, reference) -> list[tuple[str, dict[str, np.ndarray]]]:
     """A prefill with an empty past, one step after it (fed the reference's cache), and a
     left-padded batch of 2."""
-    from edgekit.runtimes.generate import _positions
+    from edgekit.runtimes.generate import position_ids
 
     texts = sample_texts()
     prompt = tokenizer(texts[0], return_tensors="np")["input_ids"][:, :24].astype(np.int64)
     mask = np.ones_like(prompt)
     prefill = {"input_ids": prompt, "attention_mask": mask, **io.empty_past(1)}
     if io.uses_position_ids:
-        prefill["position_ids"] = _positions(mask, prompt.shape[1])
+        prefill["position_ids"] = position_ids(mask, prompt.shape[1])
     ref = reference.run(prefill)
     next_token = np.asarray([[int(np.argmax(ref["logits"][0, -1]))]], dtype=np.int64)
     step_mask = np.ones((1, prompt.shape[1] + 1), dtype=np.int64)
     step = {"input_ids": next_token, "attention_mask": step_mask, **{p: ref[q] for p, q in zip(io.past_names(), io.present_names())}}
     if io.uses_position_ids:
-        step["position_ids"] = _positions(step_mask, 1)
+        step["position_ids"] = position_ids(step_mask, 1)
     ids = [tokenizer(t)["input_ids"][:n] for t, n in ((texts[1], 7), (texts[2], 15))]
     width = max(len(x) for x in ids)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -92,7 +92,7 @@ def decoder_cases(tokenizer, io, reference) -> list[tuple[str, dict[str, np.ndar
     batch_mask = np.asarray([[0] * (width - len(x)) + [1] * len(x) for x in ids], dtype=np.int64)
     padded = {"input_ids": batch_ids, "attention_mask": batch_mask, **io.empty_past(2)}
     if io.uses_position_ids:
-        padded["position_ids"] = _positions(batch_mask, width)
+        padded["position_ids"] = position_ids(batch_mask, width)
     return [("prefill_len%d" % prompt.shape[1], prefill), ("step_after_prefill", step), ("left_padded_batch2", padded)]
 
 

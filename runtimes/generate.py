@@ -63,7 +63,8 @@ class DecoderIO:
         return {n: np.zeros((batch, self.kv_heads, 0, self.head_dim), dtype=np.float32) for n in self.past_names()}
 
 
-def _positions(mask: np.ndarray, new: int) -> np.ndarray:
+def position_ids(mask: np.ndarray, new: int) -> np.ndarray:
+    """position_ids of the last ``new`` tokens: the running count of real tokens (left padding gets 1s, as transformers does)."""
     pos = np.cumsum(mask, axis=1) - 1
     pos = np.where(mask == 0, 1, pos)
     return pos[:, -new:].astype(np.int64)
@@ -115,7 +116,7 @@ def generate_ids(
     for _ in range(cfg.max_new_tokens):
         feeds = {"input_ids": new_ids, "attention_mask": mask, **past}
         if io.uses_position_ids:
-            feeds["position_ids"] = _positions(mask, new_ids.shape[1])
+            feeds["position_ids"] = position_ids(mask, new_ids.shape[1])
         result = session.run(feeds, ["logits"] if stateful else None)
         logits = result["logits"][0, -1]
         token = _sample(logits, cfg, rng) if cfg.do_sample else int(np.argmax(logits))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from edgekit.errors import InputError
-from edgekit.runtimes.generate import GenerationConfig, _positions, _sample
+from edgekit.runtimes.generate import GenerationConfig, position_ids, _sample
 
 
 def test_top_k_and_top_p_keep_only_the_likely_tokens():
@@ -26,10 +26,10 @@ def test_sampling_follows_the_distribution_and_temperature():
     assert abs(np.mean(np.array(cold) == 0) - 81 / 82) < 0.015
 
 
-def test_positions_count_real_tokens_and_pad_left_with_ones():
+def testposition_ids_count_real_tokens_and_pad_left_with_ones():
     mask = np.array([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
-    np.testing.assert_array_equal(_positions(mask, 5), [[1, 1, 0, 1, 2], [0, 1, 2, 3, 4]])
-    np.testing.assert_array_equal(_positions(mask, 1), [[2], [4]])
+    np.testing.assert_array_equal(position_ids(mask, 5), [[1, 1, 0, 1, 2], [0, 1, 2, 3, 4]])
+    np.testing.assert_array_equal(position_ids(mask, 1), [[2], [4]])
 
 
 @pytest.mark.parametrize(
