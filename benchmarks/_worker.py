@@ -65,6 +65,9 @@ def worker_main(conn, artifact: str, backend: str, threads: int | None, settle_s
             elif command == "recompute":
                 conn.send(("latencies", timed_recompute(session, artifact, arg["prompt"], arg["repeat"])))
                 time.sleep(settle_s)
+            elif command == "embed":
+                conn.send(("outputs", [session.run(feed, [arg["output"]])[arg["output"]] for feed in arg["feeds"]]))
+                time.sleep(settle_s)
             elif command == "stop":
                 conn.send(("stats", {"peak_rss_mb": _peak_rss_mb()}))
                 return

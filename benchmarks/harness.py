@@ -47,6 +47,9 @@ class BenchConfig:
     """Decoders: prompt length for time-to-first-token and tokens/s."""
     contexts: tuple[int, ...] = (16, 128, 512)
     """Decoders: context lengths at which per-token latency (cached and recomputed) is measured."""
+    eval_data: Path | None = None
+    """Encoders: held-out texts for quality against the fp32 PyTorch reference (embedding cosine;
+    with labels, 5-fold logistic-regression accuracy and its ratio to the reference's)."""
 
 
 @dataclass
@@ -155,9 +158,47 @@ def _check(cfg: BenchConfig) -> list[tuple[Path, dict]]:
             fmt = manifest.get("export", {}).get("format", "onnx")
             raise InputError(f"none of the backends {list(cfg.backends)} runs '{artifact}' ({fmt})", "add a backend that reads it, e.g. --backend openvino for an OpenVINO IR")
         loaded.append((Path(artifact).resolve(), manifest))
+    if cfg.eval_data is not None and not Path(cfg.eval_data).expanduser().exists():
+        raise InputError(f"--eval-data '{cfg.eval_data}' does not exist", "pass a .txt/.jsonl file or a folder of .txt files (class subfolders give labels)")
     if cfg.out is not None:
         check_out_dir(cfg.out, cfg.overwrite)
     return loaded
+
+
+def _quality(cfg: BenchConfig, workers: list[_Worker], tokenizers: dict, input_names: dict, progress: Any, task: Any, verbose: bool) -> list[dict[str, Any]]:
+    """Embeddings of every worker on the eval texts, compared with the PyTorch worker of the same source."""
+    from edgekit.calibration.text import load_labeled, tokenize_natural
+    from edgekit.export.int8 import probe_accuracy
+
+    texts, labels = load_labeled(cfg.eval_data)
+    max_length = max(cfg.seq_lens)
+    if progress:
+        progress.update(task, description=f"bench: quality on {len(texts)} texts")
+    pooled: dict[int, np.ndarray] = {}
+    for w in workers:
+        feeds = [tokenize_natural(tokenizers[w.artifact], texts[i : i + 16], input_names[w.artifact], max_length=max_length) for i in range(0, len(texts), 16)]
+        output = "sentence_embedding" if any(o.get("name") == "sentence_embedding" for o in read_manifest(w.artifact)["export"].get("outputs", [])) else "last_hidden_state"
+        outs = w.ask("embed", {"feeds": feeds, "output": output}, verbose)
+        rows = []
+        for feed, out in zip(feeds, outs):
+            if out.ndim == 3:
+                mask = feed["attention_mask"][..., None].astype(np.float32)
+                out = (out * mask).sum(1) / np.maximum(mask.sum(1), 1)
+            rows.append(out)
+        pooled[id(w)] = np.concatenate(rows).astype(np.float64)
+    accuracy = {id(w): probe_accuracy(pooled[id(w)], labels, 0) for w in workers} if labels is not None else {}
+    result = []
+    for w in workers:
+        ref = next((x for x in workers if x.source == w.source and x.backend == "torch"), None)
+        row: dict[str, Any] = {"artifact": w.name, "backend": w.backend, "texts": len(texts)}
+        if ref is not None:
+            a, b = pooled[id(w)], pooled[id(ref)]
+            row["mean_cosine"] = float(((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)).mean())
+        if accuracy:
+            row["accuracy"] = accuracy[id(w)]
+            row["relative_accuracy"] = accuracy[id(w)] / accuracy[id(ref)] if ref is not None else None
+        result.append(row)
+    return result
 
 
 def _is_generation(loaded: list[tuple[Path, dict]]) -> bool:
@@ -255,6 +296,7 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
                     if ref is not None:
                         row.update(agreement(outputs[id(ref)], outputs[id(w)], inputs[w.artifact].get("attention_mask")))
                     rows.append(row)
+        quality = _quality(cfg, workers, tokenizers, input_names, progress, task, verbose) if cfg.eval_data is not None and not generators else []
         for w in workers:
             stats = w.ask("stop", None, verbose)
             w.info.update(stats)
@@ -286,6 +328,7 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
         "inputs": str(cfg.text) if cfg.text else "edgekit built-in sample text",
         "artifacts": {name: {"path": str(p), "source": m.get("source", {}).get("path"), "export": {k: m.get("export", {}).get(k) for k in ("task", "exporter", "opset")}} for (p, m), name in zip(loaded, names)},
         "rows": rows,
+        "quality": quality,
         "environment": environment(),
     }
     if cfg.out is not None:

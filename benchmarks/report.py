@@ -79,7 +79,24 @@ def markdown_table(result: dict[str, Any]) -> str:
         "|" + "|".join("---" for _ in header) + "|",
     ]
     lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(result)]
+    if result.get("quality"):
+        lines += ["", f"Quality against the fp32 PyTorch reference on {result['quality'][0]['texts']} eval texts ({result['config'].get('eval_data')}):", ""]
+        lines += ["| " + " | ".join(title for _, title in QUALITY_COLUMNS) + " |", "|" + "|".join("---" for _ in QUALITY_COLUMNS) + "|"]
+        lines += ["| " + " | ".join(cells) + " |" for cells in quality_rows(result)]
     return "\n".join(lines) + "\n"
+
+
+QUALITY_COLUMNS = (("artifact", "artifact"), ("backend", "backend"), ("mean_cosine", "mean cosine"), ("accuracy", "5-fold accuracy"), ("relative_accuracy", "vs fp32"))
+
+
+def quality_rows(result: dict[str, Any]) -> list[list[str]]:
+    def fmt(row: dict[str, Any], key: str) -> str:
+        value = row.get(key)
+        if value is None:
+            return "-"
+        return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+    return [[fmt(row, key) for key, _ in QUALITY_COLUMNS] for row in result.get("quality", [])]
 
 
 def wide_console():
@@ -99,6 +116,13 @@ def print_table(result: dict[str, Any]) -> None:
         table.add_column(title, justify="left" if title in ("artifact", "backend") else "right")
     for cells in table_rows(result):
         table.add_row(*cells)
+    if result.get("quality"):
+        wide_console().print(table)
+        table = Table(title=f"quality vs PyTorch fp32 on {result['quality'][0]['texts']} texts")
+        for _, title in QUALITY_COLUMNS:
+            table.add_column(title, justify="left" if title in ("artifact", "backend") else "right")
+        for cells in quality_rows(result):
+            table.add_row(*cells)
     wide_console().print(table)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from edgekit.calibration._sample import sample_texts
 from edgekit.errors import InputError
 
-__all__ = ["load_texts", "sample_texts", "tokenize_fixed"]
+__all__ = ["load_labeled", "load_texts", "sample_texts", "tokenize_fixed", "tokenize_natural"]
 
 
 def load_texts(path: Path | str, field: str = "text", limit: int | None = None) -> list[str]:
@@ -61,3 +61,21 @@ def tokenize_natural(tokenizer: Any, texts: list[str], input_names: list[str], m
 
     enc = tokenizer(texts, padding=True, truncation=max_length is not None, max_length=max_length, return_tensors="np")
     return {name: np.ascontiguousarray(enc[name], dtype=np.int64) for name in input_names}
+
+
+def load_labeled(path: Path | str, field: str = "text", label_field: str = "label") -> tuple[list[str], list[str] | None]:
+    """Texts and, where the data gives them, labels: the ``label_field`` of .jsonl records, or the
+    class subfolder of each .txt file in a folder of subfolders. Otherwise labels are None."""
+    path = Path(path).expanduser()
+    texts = load_texts(path, field)
+    if path.is_dir():
+        files = [f for f in sorted(path.rglob("*.txt")) if f.read_text(encoding="utf-8", errors="replace").strip()]
+        parents = [f.parent for f in files]
+        if all(p != path for p in parents):
+            return texts, [p.relative_to(path).parts[0] for p in parents]
+        return texts, None
+    if path.suffix == ".jsonl":
+        records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if all(label_field in r for r in records):
+            return texts, [str(r[label_field]) for r in records]
+    return texts, None

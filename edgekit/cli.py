@@ -103,20 +103,34 @@ def _root(
 def export(
     model: Annotated[Path, typer.Option("--model", "-m", help="Hugging Face model folder (config.json, weights, tokenizer).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Artifact folder to write.")],
-    target: Annotated[str, typer.Option(help="Export target: onnx, openvino.")] = "onnx",
-    precision: Annotated[str, typer.Option(help="Weights precision: fp32; fp16 for --target openvino.")] = "fp32",
+    target: Annotated[str, typer.Option(help="Export target: onnx, ort, openvino, trt.")] = "onnx",
+    precision: Annotated[str, typer.Option(help="fp32; fp16 (openvino weights, trt); int8 (static, needs --calib: onnx, ort, openvino, trt); int8-dynamic (ort).")] = "fp32",
     task: Annotated[str, typer.Option(help="auto, feature-extraction (last_hidden_state), sentence-embedding (adds the pooled embedding) or text-generation (causal LM with KV cache).")] = "auto",
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 20,
     exporter: Annotated[str, typer.Option(help="auto (torch.export-based, TorchScript fallback), dynamo or torchscript.")] = "auto",
     atol: Annotated[Optional[float], typer.Option(help="Max |diff| against PyTorch; default 1e-4 for fp32.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (recorded in the manifest).")] = 0,
+    calib: Annotated[Optional[Path], typer.Option(help="INT8 calibration data: .txt (a text per line), .jsonl (field 'text'), or a folder of .txt files or images.")] = None,
+    calib_size: Annotated[int, typer.Option("--calib-size", help="INT8: calibration samples (drawn with --seed).")] = 128,
+    calib_method: Annotated[str, typer.Option("--calib-method", help="INT8 ranges: percentile, minmax or entropy.")] = "percentile",
+    percentile: Annotated[float, typer.Option(help="INT8 --calib-method percentile: share of |values| kept in range.")] = 99.999,
+    smooth_quant: Annotated[float, typer.Option("--smooth-quant", help="INT8 on ONNX graphs: SmoothQuant alpha (0 = off).")] = 0.8,
+    seq_len: Annotated[str, typer.Option("--seq-len", help="INT8: comma-separated sequence lengths the model will run at (calibration text is padded to each).")] = "128",
+    max_drop: Annotated[Optional[float], typer.Option("--max-drop", help="INT8 accuracy guard: largest drop allowed vs fp32 (1 - mean cosine, or accuracy with labelled --eval-data); keeps sensitive layers in float until it fits.")] = None,
+    eval_data: Annotated[Optional[Path], typer.Option("--eval-data", help="INT8: held-out texts to measure quality on (.jsonl 'label' fields or class subfolders add accuracy).")] = None,
+    max_float_nodes: Annotated[int, typer.Option("--max-float-nodes", help="INT8 accuracy guard: most layers it may keep in float.")] = 16,
+    max_batch: Annotated[int, typer.Option("--max-batch", help="--target trt: largest batch of the optimization profile.")] = 16,
     overwrite: Overwrite = False,
     verbose: Verbose = False,
 ) -> None:
-    """Export a model to a validated artifact folder (ONNX + tokenizer + manifest.json)."""
+    """Export a model to a validated artifact folder (ONNX or IR + tokenizer + manifest.json)."""
     from edgekit.export import ExportConfig, export_model
 
-    cfg = ExportConfig(model=model, out=out, target=target, precision=precision, task=task, opset=opset, exporter=exporter, atol=atol, seed=seed, overwrite=overwrite)
+    cfg = ExportConfig(
+        model=model, out=out, target=target, precision=precision, task=task, opset=opset, exporter=exporter, atol=atol, seed=seed, overwrite=overwrite,
+        calib=calib, calib_size=calib_size, calib_method=calib_method, percentile=percentile, smooth_alpha=smooth_quant, seq_lens=_split(seq_len, int, "--seq-len"),
+        max_drop=max_drop, eval_data=eval_data, max_float_nodes=max_float_nodes, max_batch=max_batch,
+    )
     path = export_model(cfg)
     _print_export_summary(path)
 
@@ -126,12 +140,38 @@ def _print_export_summary(path: Path) -> None:
 
     manifest = read_manifest(path)
     validation = manifest["validation"]
+    if "quality" in validation:
+        q = validation["quality"]
+        quant = manifest["export"].get("quantization", {})
+        acc = f", accuracy {q['accuracy']:.4f} vs fp32 {q['reference_accuracy']:.4f}" if "accuracy" in q else ""
+        kept = f"; {len(quant['float_nodes'])} layer(s) kept in float" if quant.get("float_nodes") else ""
+        print(f"wrote {path} ({manifest['export']['format']}, {manifest['export']['precision']}); on {validation['runtime']} vs PyTorch fp32 over {q['texts']} texts: mean cosine {q['mean_cosine']:.4f} (min {q['min_cosine']:.4f}){acc}{kept}")
+        trt = manifest["export"].get("tensorrt")
+        if trt is not None:
+            if trt["engine_built"]:
+                print(f"built the TensorRT engine: {trt['engine']['tensorrt_version']} on {trt['engine']['gpu']}")
+            else:
+                print(f"TensorRT engine not built: {trt['not_built_because']}; on the device run 'edgekit build {path}' or {path}/build_trt.sh")
+        return
     worst = max(validation["max_abs_diff"].items(), key=lambda kv: kv[1])
     diffs = ", ".join(f"{k} {v:.2e}" for k, v in validation["max_abs_diff"].items()) if len(validation["max_abs_diff"]) <= 3 else f"{worst[0]} {worst[1]:.2e} (worst of {len(validation['max_abs_diff'])} outputs)"
     if "greedy_generation" in validation:
         diffs += f"; greedy tokens identical to transformers on {validation['greedy_generation']['prompts']} prompts"
     fmt = manifest["export"].get("format", "onnx")
     print(f"wrote {path} ({fmt}, {manifest['export']['exporter']} exporter, opset {manifest['export']['opset']}); validated on {validation.get('runtime')} on {len(validation['cases'])} inputs: max |diff| {diffs} (atol {validation['atol']:g})")
+
+
+@app.command("build")
+@handled
+def build_cmd(
+    artifact: Annotated[Path, typer.Argument(help="A folder written by 'edgekit export --target trt'.")],
+    verbose: Verbose = False,
+) -> None:
+    """Build the TensorRT engine of a --target trt artifact on this device (TensorRT and a GPU needed)."""
+    from edgekit.export.tensorrt import build_artifact
+
+    stamp = build_artifact(artifact)
+    print(f"built {artifact}/model.engine with TensorRT {stamp['tensorrt_version']} for {stamp['gpu']} (compute {stamp['compute_capability']})")
 
 
 @app.command("bench")
@@ -148,6 +188,7 @@ def bench_cmd(
     new_tokens: Annotated[int, typer.Option("--new-tokens", help="Decoders: greedy tokens per generation run.")] = 128,
     prompt_len: Annotated[int, typer.Option("--prompt-len", help="Decoders: prompt tokens for time-to-first-token and tokens/s.")] = 32,
     contexts: Annotated[str, typer.Option("--contexts", help="Decoders: context lengths for per-token latency, with and without cache.")] = "16,128,512",
+    eval_data: Annotated[Optional[Path], typer.Option("--eval-data", help="Encoders: texts to measure quality on against PyTorch fp32 (embedding cosine; labels in .jsonl 'label' or class subfolders add 5-fold accuracy).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for bench.json, bench.md and bench.png.")] = None,
     overwrite: Overwrite = False,
     verbose: Verbose = False,
@@ -171,6 +212,7 @@ def bench_cmd(
         new_tokens=new_tokens,
         prompt_len=prompt_len,
         contexts=_split(contexts, int, "--contexts"),
+        eval_data=eval_data,
     )
     result = bench(cfg, verbose=verbose)
     print_table(result)

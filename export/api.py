@@ -76,6 +76,7 @@ def export_model(cfg: ExportConfig, quiet: bool = False) -> Path:
     """
     from edgekit._progress import Steps
     from edgekit.export.onnx_export import EXPORTERS
+    from edgekit.export.int8 import check_int8_options
     from edgekit.export.specs import decoder_spec_for, resolve_task, spec_for
     from edgekit.export.targets import check_precision, check_target
 
@@ -84,7 +85,7 @@ def export_model(cfg: ExportConfig, quiet: bool = False) -> Path:
     raw_config = read_model_config(model_dir)
     prior = _onnx_artifact(model_dir)
     if prior is not None:  # an edgekit ONNX artifact: convert its validated graph, reference = its source
-        if cfg.target == "onnx":
+        if cfg.target == "onnx" and cfg.precision == "fp32":
             raise InputError(f"'{model_dir}' is already an ONNX artifact", "pick another --target (e.g. openvino), or export from the HF folder")
         model_dir = Path(prior["source"]["path"])
         read_model_config(model_dir)
@@ -94,6 +95,7 @@ def export_model(cfg: ExportConfig, quiet: bool = False) -> Path:
             cfg = replace(cfg, task=prior["export"]["task"])
     check_target(cfg.target)
     check_precision(cfg.target, cfg.precision)
+    check_int8_options(cfg)
     if cfg.exporter not in EXPORTERS:
         raise InputError(f"unknown exporter '{cfg.exporter}'", f"use one of {', '.join(EXPORTERS)}")
     if not 7 <= cfg.opset <= 23:
@@ -102,6 +104,12 @@ def export_model(cfg: ExportConfig, quiet: bool = False) -> Path:
         raise InputError(f"--atol must be positive, got {cfg.atol}", "pass e.g. --atol 1e-4")
     task = resolve_task(cfg.task, raw_config)
     spec = decoder_spec_for(raw_config.get("model_type")) if task == "text-generation" else spec_for(raw_config.get("model_type"))
+    if task == "text-generation" and cfg.target == "trt":
+        raise InputError("--target trt is not available for decoders yet", "export the decoder with --target onnx and build it with trtexec, or use --target openvino")
+    if cfg.max_batch < 1:
+        raise InputError(f"--max-batch must be at least 1, got {cfg.max_batch}", "pass e.g. --max-batch 16")
+    if task == "text-generation" and cfg.precision.startswith("int8"):
+        raise InputError(f"--precision {cfg.precision} is not available for decoders yet", "export the decoder at fp32 (or fp16 for openvino)")
     if task == "text-generation" and cfg.exporter == "torchscript":
         raise InputError("the TorchScript exporter cannot export a KV-cache decoder correctly", "use --exporter dynamo (the default)")
     out = check_out_dir(cfg.out, cfg.overwrite)
@@ -110,6 +118,10 @@ def export_model(cfg: ExportConfig, quiet: bool = False) -> Path:
     require("onnxruntime", "validating an export", "ort")
     if cfg.target == "openvino":
         require("openvino", "the openvino target", "openvino")
+        if cfg.precision == "int8":
+            require("nncf", "OpenVINO INT8", "openvino")
+    if cfg.eval_data is not None or cfg.max_drop is not None:
+        require("sklearn", "measuring accuracy on labelled eval data", "ort")
 
     atol = cfg.atol if cfg.atol is not None else spec.atol
     run = _export_decoder if task == "text-generation" else _export_encoder
@@ -135,7 +147,7 @@ def export_model(cfg: ExportConfig, quiet: bool = False) -> Path:
                 folder=tmp,
                 started=started,
                 seed=cfg.seed,
-                export={"target": cfg.target, "model_file": "model.onnx", "format": "onnx", **export_section, "from_artifact": str(Path(cfg.model).expanduser().resolve()) if prior else None},
+                export={"target": cfg.target, "precision": cfg.precision, "model_file": "model.onnx", "format": "onnx", **export_section, "from_artifact": str(Path(cfg.model).expanduser().resolve()) if prior else None},
                 validation=validation,
                 timings_s=steps.timings,
             )
@@ -184,19 +196,36 @@ def _export_encoder(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: f
         validation = {"runtime": "onnxruntime", **report.as_dict()}
     else:
         info, validation = _prior_info(prior)
-    target_section: dict = {}
-    if cfg.target == "openvino":
-        target_section, validation = _to_openvino(cfg, tmp, steps, validation, None, lambda ov_session, ov_atol: compare(reference, ov_session, cases, ov_atol))
     hidden = built.config.hidden_size
     shapes = {n: ["batch", "sequence"] for n in built.input_names}
     shapes.update({"last_hidden_state": ["batch", "sequence", hidden], "sentence_embedding": ["batch", hidden]})
+    io = _io_section(built, shapes)
+    target_section: dict = {}
+    if cfg.target in ("onnx", "ort") and cfg.precision != "fp32":
+        from edgekit.export.int8 import ort_int8
+
+        target_section, quality = ort_int8(cfg, model_dir, built, reference, tmp, steps)
+        validation = {"runtime": "onnxruntime", "passed": True, "quality": quality, "fp32": validation}
+    elif cfg.target == "trt":
+        from edgekit.export.tensorrt import trt_export
+
+        target_section, quality = trt_export(cfg, model_dir, built, reference, tmp, steps, [i for i in io["inputs"]])
+        validation = {"runtime": "onnxruntime", "passed": True, "quality": quality, "fp32": validation}
+    elif cfg.target == "openvino":
+        target_section, validation = _to_openvino(cfg, tmp, steps, validation, None, lambda ov_session, ov_atol: compare(reference, ov_session, cases, ov_atol))
+        if cfg.precision == "int8":
+            from edgekit.export.int8 import openvino_int8
+
+            quant_section, quality = openvino_int8(cfg, model_dir, built, reference, tmp / "model.xml", steps)
+            target_section.update(quant_section, weights="int8")
+            validation = {"runtime": "openvino", "passed": True, "quality": quality, "fp32": validation}
     section = {
         "task": "sentence-embedding" if built.pooling else "feature-extraction",
         "exporter": info.exporter,
         "exporter_fallback_reason": info.fallback_reason,
         "opset": info.opset,
         "attn_implementation": built.module.model.config._attn_implementation,
-        **_io_section(built, shapes),
+        **io,
         "pooling": {"mode": built.pooling.mode, "normalize": built.pooling.normalize} if built.pooling else None,
         "max_length": built.max_length,
         **target_section,
@@ -278,7 +307,7 @@ def _to_openvino(cfg: ExportConfig, tmp: Path, steps, onnx_validation: dict, sta
     with steps.step("convert to OpenVINO IR"):
         info = onnx_to_ir(tmp / "model.onnx", tmp / "model.xml", state_pairs, cfg.precision == "fp16")
     with steps.step("validate OpenVINO against PyTorch"):
-        atol = onnx_validation["atol"] if cfg.precision == "fp32" else max(onnx_validation["atol"], FP16_WEIGHTS_ATOL)
+        atol = max(onnx_validation["atol"], FP16_WEIGHTS_ATOL) if cfg.precision == "fp16" else onnx_validation["atol"]
         session = OpenVINOSession(tmp / "model.xml", SessionOptions(), "f32", cache)
         report = validate_ir(session, atol)
         require_pass(report)
@@ -300,7 +329,8 @@ def _onnx_artifact(folder: Path) -> dict | None:
     if not (folder / MANIFEST).is_file() or not (folder / "model.onnx").is_file():
         return None
     manifest = read_manifest(folder)
-    if manifest.get("stage") != "export" or manifest.get("export", {}).get("format", "onnx") != "onnx":
+    export = manifest.get("export", {})
+    if manifest.get("stage") != "export" or export.get("format", "onnx") != "onnx" or export.get("precision", "fp32") != "fp32":
         return None
     return manifest
 

@@ -18,7 +18,7 @@ class ExportConfig:
     task: str = "auto"
     """``auto``, ``feature-extraction`` (last_hidden_state) or ``sentence-embedding`` (+ pooled)."""
     precision: str = "fp32"
-    """Weights precision: fp32; fp16 for the openvino target (OpenVINO still computes in f32)."""
+    """fp32; fp16 (openvino weights); int8 (static, calibrated) or int8-dynamic (ort)."""
     opset: int = DEFAULT_OPSET
     exporter: str = "auto"
     """``auto`` (torch.export-based ``dynamo``, falling back to ``torchscript`` if it fails), ``dynamo`` or ``torchscript``."""
@@ -26,3 +26,21 @@ class ExportConfig:
     """Max absolute difference allowed against PyTorch; ``None`` uses the architecture's default (1e-4 for fp32)."""
     seed: int = 0
     overwrite: bool = False
+    calib: Path | None = None
+    """INT8 calibration data: a .txt/.jsonl file or a folder of .txt files or images."""
+    calib_size: int = 128
+    calib_method: str = "percentile"
+    """``minmax``, ``entropy`` or ``percentile`` (ranges for ONNX Runtime and TensorRT Q/DQ)."""
+    percentile: float = 99.999
+    smooth_alpha: float = 0.8
+    """SmoothQuant migration strength for static INT8 on ONNX graphs (0 turns it off)."""
+    seq_lens: tuple[int, ...] = (128,)
+    """Sequence lengths the model will run at; calibration text is padded to each."""
+    max_drop: float | None = None
+    """Accuracy guard: the largest quality drop allowed against fp32 (1 - mean cosine, or accuracy)."""
+    eval_data: Path | None = None
+    """Held-out data for the accuracy guard (texts; a ``label`` field in .jsonl gives labels)."""
+    max_batch: int = 16
+    """TensorRT: the largest batch of the optimization profile (the sequence range is 1..the model's maximum)."""
+    max_float_nodes: int = 16
+    """The accuracy guard keeps at most this many quantizable nodes in float before giving up."""

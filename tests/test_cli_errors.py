@@ -93,3 +93,27 @@ def test_validation_failure_writes_nothing(tiny_models, tmp_path):
     assert result.returncode == 3
     assert "differs from PyTorch" in result.stderr and "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_int8_bad_inputs_fail_before_any_work(tiny_models, tmp_path):
+    model = str(tiny_models("bert"))
+    out = str(tmp_path / "out")
+    texts = tmp_path / "t.txt"
+    texts.write_text("one line of text\n")
+    cases = [
+        (("--target", "ort", "--precision", "int8"), ("static INT8 needs calibration data", "--calib")),
+        (("--target", "ort", "--precision", "int8", "--calib", str(tmp_path / "none.txt")), ("calibration data", "does not exist")),
+        (("--target", "ort", "--precision", "int8", "--calib", str(texts), "--calib-method", "entopy"), ("unknown calibration method 'entopy'", "did you mean 'entropy'")),
+        (("--target", "ort", "--precision", "int8", "--calib", str(texts), "--max-drop", "0.01"), ("--max-drop needs held-out data", "--eval-data")),
+        (("--target", "ort", "--precision", "int8", "--calib", str(texts), "--smooth-quant", "2"), ("--smooth-quant must be between 0 and 1",)),
+        (("--target", "ort", "--precision", "int8-dynamic", "--calib", str(texts)), ("reads no --calib",)),
+        (("--target", "ort", "--calib", str(texts)), ("--calib applies only to INT8 exports",)),
+        (("--target", "openvino", "--precision", "int8-dynamic"), ("--precision int8-dynamic is not available for --target openvino",)),
+    ]
+    for args, needles in cases:
+        result = run_cli("export", "--model", model, "--out", out, *args)
+        _assert_clean_failure(result, *needles)
+        assert not (tmp_path / "out").exists()
+    (tmp_path / "empty.txt").write_text("")
+    result = run_cli("export", "--model", model, "--out", out, "--target", "ort", "--precision", "int8", "--calib", str(tmp_path / "empty.txt"))
+    _assert_clean_failure(result, "is empty")

@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edgekit.artifacts import read_manifest
 from edgekit.errors import InputError, MissingExtraError
 from edgekit.runtimes import Session, get_backend, list_backends, load_session
 from edgekit.runtimes.registry import BackendEntry
@@ -18,6 +19,8 @@ def test_registry_lists_torch_and_ort_with_their_extras():
 
 @pytest.mark.parametrize("entry", list_backends(), ids=lambda e: e.name)
 def test_every_registered_backend_loads_the_minilm_artifact(entry, minilm_artifact, minilm_openvino):
+    if entry.name == "trt":
+        pytest.skip("TensorRT runs engines built on a GPU device; see tests/export/test_tensorrt.py")
     artifact = minilm_openvino if "openvino-ir" in entry.formats else minilm_artifact
     session = load_session(artifact, entry.name, threads=1)
     assert isinstance(session, Session)
@@ -29,6 +32,19 @@ def test_every_registered_backend_loads_the_minilm_artifact(entry, minilm_artifa
     assert out["sentence_embedding"].shape == (1, 384)
     with pytest.raises(InputError, match="missing \\['attention_mask'\\]"):
         session.run({"input_ids": ids, "token_type_ids": np.zeros_like(ids)})
+
+
+def test_tensorrt_backend_says_why_it_cannot_run(minilm_artifact):
+    from edgekit.export.tensorrt import tensorrt_status
+    from edgekit.runtimes.registry import get_backend_entry
+
+    entry = get_backend_entry("trt")
+    assert not entry.reads(read_manifest(minilm_artifact))  # no engine in an ONNX artifact
+    ok, why = tensorrt_status()
+    if not ok:
+        assert not entry.available() and why in entry.missing()[0]
+        with pytest.raises((InputError, MissingExtraError)):
+            load_session(minilm_artifact, "trt")
 
 
 def test_unknown_backend_suggests_the_closest():

@@ -1,0 +1,113 @@
+"""Images to model inputs with pillow, following the model's ``preprocessor_config.json``.
+
+Handles the keys of the Hugging Face image processors for ViT, DeiT, CLIP and similar models:
+``do_convert_rgb``, ``do_resize`` + ``size`` (``height``/``width`` or ``shortest_edge``),
+``resample``, ``do_center_crop`` + ``crop_size``, ``do_rescale`` + ``rescale_factor``,
+``do_normalize`` + ``image_mean``/``image_std``. Output: float32, channels first.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import InputError
+
+log = logging.getLogger("edgekit.calibration")
+
+
+def _hw(value: Any, key: str) -> tuple[int, int] | int | None:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return (value, value)
+    if isinstance(value, dict):
+        if "height" in value and "width" in value:
+            return (int(value["height"]), int(value["width"]))
+        if "shortest_edge" in value:
+            return int(value["shortest_edge"])
+    raise InputError(f"preprocessor_config.json has an unsupported '{key}': {value}", "use {'height': H, 'width': W} or {'shortest_edge': N}")
+
+
+@dataclass(frozen=True)
+class ImagePreprocessor:
+    size: tuple[int, int] | int | None = (224, 224)
+    crop: tuple[int, int] | None = None
+    resample: int = 2  # PIL bilinear, the transformers default for ViT
+    rescale: float | None = 1 / 255
+    mean: tuple[float, ...] | None = (0.5, 0.5, 0.5)
+    std: tuple[float, ...] | None = (0.5, 0.5, 0.5)
+    convert_rgb: bool = True
+
+    @classmethod
+    def from_model(cls, model_dir: Path) -> "ImagePreprocessor":
+        from edgekit.artifacts import read_json
+
+        file = Path(model_dir) / "preprocessor_config.json"
+        if not file.is_file():
+            raise InputError(f"'{model_dir}' has no preprocessor_config.json, so images cannot be prepared for it", "add the image processor's preprocessor_config.json to the model folder")
+        cfg = read_json(file, "fix the file")
+        crop = _hw(cfg.get("crop_size"), "crop_size") if cfg.get("do_center_crop") else None
+        if isinstance(crop, int):
+            crop = (crop, crop)
+        return cls(
+            size=_hw(cfg.get("size"), "size") if cfg.get("do_resize", True) else None,
+            crop=crop,
+            resample=int(cfg.get("resample", 2)),
+            rescale=float(cfg.get("rescale_factor", 1 / 255)) if cfg.get("do_rescale", True) else None,
+            mean=tuple(cfg["image_mean"]) if cfg.get("do_normalize", True) and "image_mean" in cfg else None,
+            std=tuple(cfg["image_std"]) if cfg.get("do_normalize", True) and "image_std" in cfg else None,
+            convert_rgb=bool(cfg.get("do_convert_rgb", True)),
+        )
+
+    def describe(self) -> dict:
+        return {"size": self.size, "crop": self.crop, "resample": self.resample, "rescale": self.rescale, "mean": self.mean, "std": self.std}
+
+    def __call__(self, image: Any) -> Any:
+        import numpy as np
+
+        if self.convert_rgb:
+            image = image.convert("RGB")
+        if isinstance(self.size, tuple):
+            image = image.resize((self.size[1], self.size[0]), resample=self.resample)
+        elif isinstance(self.size, int):  # shortest edge to `size`, keeping the aspect ratio
+            w, h = image.size
+            scale = self.size / min(w, h)
+            image = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), resample=self.resample)
+        if self.crop is not None:
+            w, h = image.size
+            ch, cw = self.crop
+            left, top = max(0, (w - cw) // 2), max(0, (h - ch) // 2)
+            image = image.crop((left, top, left + cw, top + ch))
+        array = np.asarray(image, dtype=np.float32)
+        if array.ndim == 2:
+            array = array[:, :, None]
+        if self.rescale is not None:
+            array = array * np.float32(self.rescale)
+        if self.mean is not None and self.std is not None:
+            array = (array - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(array.transpose(2, 0, 1))
+
+
+def load_images(files: list[Path], pre: ImagePreprocessor, limit: int | None = None) -> tuple[list[Any], list[str]]:
+    """Preprocessed arrays of the readable files (up to ``limit``) and the names of those skipped.
+
+    An unreadable file is reported by name and skipped; no readable file at all is an error.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    arrays, skipped = [], []
+    for file in files:
+        if limit is not None and len(arrays) >= limit:
+            break
+        try:
+            with Image.open(file) as image:
+                arrays.append(pre(image))
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            log.warning("skipped unreadable image %s (%s)", file, type(exc).__name__)
+            skipped.append(str(file))
+    if not arrays:
+        raise InputError(f"no readable image among {len(files)} file(s) given for calibration", "give a folder with at least one JPEG or PNG image")
+    return arrays, skipped

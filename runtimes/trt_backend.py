@@ -1,0 +1,93 @@
+"""TensorRT backend: runs the engine that ``edgekit build`` (or ``export --target trt`` on a GPU
+machine) wrote, on the GPU, with PyTorch CUDA tensors as the device buffers.
+
+Not run on the development machine (no TensorRT, no GPU); type-checked against ``tensorrt-stubs``
+in the tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from edgekit.errors import InputError
+from edgekit.runtimes.base import SessionOptions, TensorSpec, check_inputs
+
+_NUMPY = {"FLOAT": "float32", "HALF": "float16", "INT64": "int64", "INT32": "int32", "INT8": "int8", "BOOL": "bool", "UINT8": "uint8"}
+
+
+class TrtSession:
+    backend = "trt"
+
+    def __init__(self, engine_path: Path, options: SessionOptions = SessionOptions()):
+        import tensorrt as trt
+        import torch
+
+        self.engine_path = Path(engine_path)
+        if not self.engine_path.is_file():
+            raise InputError(f"TensorRT engine '{self.engine_path}' does not exist", "build it on the device with 'edgekit build DIR'")
+        self._torch = torch
+        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
+        if engine is None:
+            raise InputError(f"TensorRT could not load '{self.engine_path}' (built for another TensorRT version or GPU?)", "rebuild it here with 'edgekit build DIR'")
+        self._engine = engine
+        self._context = engine.create_execution_context()
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        self._inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self._outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        self._dtypes = {n: _NUMPY.get(engine.get_tensor_dtype(n).name, "float32") for n in names}
+        self._shapes = {n: _dims(engine.get_tensor_shape(n)) for n in names}
+
+    def input_specs(self) -> list[TensorSpec]:
+        return [TensorSpec(n, tuple(d if d >= 0 else None for d in self._shapes[n]), self._dtypes[n]) for n in self._inputs]
+
+    def output_specs(self) -> list[TensorSpec]:
+        return [TensorSpec(n, tuple(d if d >= 0 else None for d in self._shapes[n]), self._dtypes[n]) for n in self._outputs]
+
+    def run(self, inputs: Mapping[str, Any], output_names: list[str] | None = None) -> dict[str, Any]:
+        import numpy as np
+
+        torch = self._torch
+        check_inputs(self, inputs)
+        keep = []
+        for name in self._inputs:
+            array = np.ascontiguousarray(inputs[name], dtype=self._dtypes[name])
+            tensor = torch.from_numpy(array).cuda()
+            keep.append(tensor)
+            self._context.set_input_shape(name, tuple(array.shape))
+            self._context.set_tensor_address(name, tensor.data_ptr())
+        outputs = {}
+        for name in self._outputs:
+            shape = _dims(self._context.get_tensor_shape(name))
+            tensor = torch.empty(shape, dtype=getattr(torch, self._dtypes[name]), device="cuda")
+            outputs[name] = tensor
+            self._context.set_tensor_address(name, tensor.data_ptr())
+        stream = torch.cuda.current_stream()
+        if not self._context.execute_async_v3(stream.cuda_stream):
+            raise RuntimeError("TensorRT execution failed")
+        stream.synchronize()
+        wanted = output_names or self._outputs
+        return {name: outputs[name].cpu().numpy() for name in wanted}
+
+    def model_bytes(self) -> int:
+        return self.engine_path.stat().st_size
+
+
+def _dims(dims: Any) -> tuple[int, ...]:
+    return tuple(int(dims[i]) for i in range(len(dims)))
+
+
+class TrtBackend:
+    name = "trt"
+
+    @classmethod
+    def load(cls, artifact: Path, manifest: Mapping[str, Any], options: SessionOptions) -> TrtSession:
+        from edgekit.export.tensorrt import ENGINE_FILE, tensorrt_status
+
+        ok, why = tensorrt_status()
+        if not ok:
+            raise InputError(f"the TensorRT backend cannot run here: {why}", "run it on the device with TensorRT and a GPU")
+        if not manifest.get("export", {}).get("tensorrt", {}).get("engine_built"):
+            raise InputError(f"'{artifact}' holds no TensorRT engine yet", f"run 'edgekit build {artifact}' on the device")
+        return TrtSession(Path(artifact) / ENGINE_FILE, options)
