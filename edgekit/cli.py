@@ -28,8 +28,12 @@ Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace --out if i
 
 
 def _setup_logging(verbose: bool) -> None:
+    import os
+
     from rich.logging import RichHandler
 
+    if not verbose:  # transformers' weight-loading bars would break the one-line error contract
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s", handlers=[RichHandler(show_path=False, console=_stderr())], force=True)
     if not verbose:
         for noisy in ("torch", "transformers", "onnxscript", "httpx"):
@@ -104,7 +108,7 @@ def export(
     model: Annotated[Path, typer.Option("--model", "-m", help="Hugging Face model folder (config.json, weights, tokenizer).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Artifact folder to write.")],
     target: Annotated[str, typer.Option(help="Export target: onnx, ort, openvino, trt.")] = "onnx",
-    precision: Annotated[str, typer.Option(help="fp32; fp16 (openvino weights, trt); int8 (static, needs --calib: onnx, ort, openvino, trt); int8-dynamic (ort).")] = "fp32",
+    precision: Annotated[str, typer.Option(help="fp32; fp16 (openvino weights, trt); int8 (encoders: static, needs --calib, for onnx, ort, openvino, trt; decoders: weight-only, ort/openvino); int8-dynamic (ort); int4 (decoders, weight-only, ort/openvino).")] = "fp32",
     task: Annotated[str, typer.Option(help="auto, feature-extraction (last_hidden_state), sentence-embedding (adds the pooled embedding) or text-generation (causal LM with KV cache).")] = "auto",
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 20,
     exporter: Annotated[str, typer.Option(help="auto (torch.export-based, TorchScript fallback), dynamo or torchscript.")] = "auto",
@@ -140,6 +144,10 @@ def _print_export_summary(path: Path) -> None:
 
     manifest = read_manifest(path)
     validation = manifest["validation"]
+    if manifest["export"].get("quantization", {}).get("mode") == "weight-only":
+        g = validation["greedy_generation"]
+        print(f"wrote {path} ({manifest['export']['format']}, weight-only {manifest['export']['precision']}); greedy tokens identical to transformers fp32 on {g['identical_prompts']} of {g['prompts']} prompts ({g['new_tokens']} tokens each)")
+        return
     if "quality" in validation:
         q = validation["quality"]
         quant = manifest["export"].get("quantization", {})

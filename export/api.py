@@ -95,21 +95,26 @@ def export_model(cfg: ExportConfig, quiet: bool = False) -> Path:
             cfg = replace(cfg, task=prior["export"]["task"])
     check_target(cfg.target)
     check_precision(cfg.target, cfg.precision)
-    check_int8_options(cfg)
     if cfg.exporter not in EXPORTERS:
         raise InputError(f"unknown exporter '{cfg.exporter}'", f"use one of {', '.join(EXPORTERS)}")
     if not 7 <= cfg.opset <= 23:
         raise InputError(f"opset {cfg.opset} is out of range", "use an opset between 7 and 23 (default 20)")
     if cfg.atol is not None and cfg.atol <= 0:
         raise InputError(f"--atol must be positive, got {cfg.atol}", "pass e.g. --atol 1e-4")
-    task = resolve_task(cfg.task, raw_config)
-    spec = decoder_spec_for(raw_config.get("model_type")) if task == "text-generation" else spec_for(raw_config.get("model_type"))
+    from edgekit.export.vision import VISION_TASKS, vision_model_types, vision_spec_for
+
+    if raw_config.get("model_type") in vision_model_types():
+        if cfg.task not in ("auto",) + VISION_TASKS:
+            raise InputError(f"task '{cfg.task}' does not apply to the vision model '{raw_config.get('model_type')}'", "use --task auto or image-feature-extraction")
+        task, spec = VISION_TASKS[0], vision_spec_for(raw_config.get("model_type"))
+    else:
+        task = resolve_task(cfg.task, raw_config)
+        spec = decoder_spec_for(raw_config.get("model_type")) if task == "text-generation" else spec_for(raw_config.get("model_type"))
     if task == "text-generation" and cfg.target == "trt":
         raise InputError("--target trt is not available for decoders yet", "export the decoder with --target onnx and build it with trtexec, or use --target openvino")
     if cfg.max_batch < 1:
         raise InputError(f"--max-batch must be at least 1, got {cfg.max_batch}", "pass e.g. --max-batch 16")
-    if task == "text-generation" and cfg.precision.startswith("int8"):
-        raise InputError(f"--precision {cfg.precision} is not available for decoders yet", "export the decoder at fp32 (or fp16 for openvino)")
+    check_int8_options(cfg, decoder=task == "text-generation")
     if task == "text-generation" and cfg.exporter == "torchscript":
         raise InputError("the TorchScript exporter cannot export a KV-cache decoder correctly", "use --exporter dynamo (the default)")
     out = check_out_dir(cfg.out, cfg.overwrite)
@@ -124,7 +129,7 @@ def export_model(cfg: ExportConfig, quiet: bool = False) -> Path:
         require("sklearn", "measuring accuracy on labelled eval data", "ort")
 
     atol = cfg.atol if cfg.atol is not None else spec.atol
-    run = _export_decoder if task == "text-generation" else _export_encoder
+    run = {"text-generation": _export_decoder, VISION_TASKS[0]: _export_vision}.get(task, _export_encoder)
     with Steps(f"export {model_dir.name}", quiet=quiet) as steps, staged_output(out, cfg.overwrite) as tmp:
         with steps.step("hash source"):
             source_hash = hash_folder(model_dir)
@@ -167,6 +172,21 @@ def _convert_and_check(built, kwargs, axes, tmp: Path, cfg: ExportConfig, steps,
     return info
 
 
+def _convert_validate(built, kwargs, axes, reference, cases, atol: float, tmp: Path, cfg: ExportConfig, steps, prior: dict | None):
+    """Export and validate on ONNX Runtime against PyTorch (encoders); or take both from a prior ONNX artifact."""
+    if prior is not None:
+        return _prior_info(prior)
+    from edgekit.export.validate import compare, require_pass
+    from edgekit.runtimes.base import SessionOptions
+    from edgekit.runtimes.ort_backend import OrtSession
+
+    info = _convert_and_check(built, kwargs, axes, tmp, cfg, steps)
+    with steps.step("validate against PyTorch"):
+        report = compare(reference, OrtSession(tmp / "model.onnx", SessionOptions()), cases, atol)
+        require_pass(report)
+    return info, {"runtime": "onnxruntime", **report.as_dict()}
+
+
 def _io_section(built, shapes: dict[str, list]) -> dict:
     return {
         "inputs": [{"name": n, "shape": shapes[n], "dtype": "int64" if not n.startswith("past_key_values") else "float32"} for n in built.input_names],
@@ -176,9 +196,7 @@ def _io_section(built, shapes: dict[str, list]) -> dict:
 
 def _export_encoder(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: float, tmp: Path, steps, prior: dict | None = None) -> tuple[dict, dict]:
     from edgekit.export.encoder import build_encoder, dynamic_axes
-    from edgekit.export.validate import compare, encoder_cases, require_pass
-    from edgekit.runtimes.base import SessionOptions
-    from edgekit.runtimes.ort_backend import OrtSession
+    from edgekit.export.validate import compare, encoder_cases
     from edgekit.runtimes.torch_backend import TorchSession, weight_files
 
     with steps.step("load model"):
@@ -186,39 +204,14 @@ def _export_encoder(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: f
     weight_bytes = sum(p.stat().st_size for p in weight_files(model_dir))
     reference = TorchSession(built.module, built.input_names, built.output_names, weight_bytes)
     cases = encoder_cases(built.tokenizer, built.input_names, built.max_length)
-    if prior is None:
-        example = built.tokenizer(["Edge devices run small models.", "A second, longer example sentence for the export."], padding=True, return_tensors="pt")
-        kwargs = {name: example[name] for name in built.input_names}
-        info = _convert_and_check(built, kwargs, dynamic_axes(built.input_names, built.output_names), tmp, cfg, steps)
-        with steps.step("validate against PyTorch"):
-            report = compare(reference, OrtSession(tmp / "model.onnx", SessionOptions()), cases, atol)
-            require_pass(report)
-        validation = {"runtime": "onnxruntime", **report.as_dict()}
-    else:
-        info, validation = _prior_info(prior)
+    example = built.tokenizer(["Edge devices run small models.", "A second, longer example sentence for the export."], padding=True, return_tensors="pt")
+    kwargs = {name: example[name] for name in built.input_names}
+    info, validation = _convert_validate(built, kwargs, dynamic_axes(built.input_names, built.output_names), reference, cases, atol, tmp, cfg, steps, prior)
     hidden = built.config.hidden_size
     shapes = {n: ["batch", "sequence"] for n in built.input_names}
     shapes.update({"last_hidden_state": ["batch", "sequence", hidden], "sentence_embedding": ["batch", hidden]})
     io = _io_section(built, shapes)
-    target_section: dict = {}
-    if cfg.target in ("onnx", "ort") and cfg.precision != "fp32":
-        from edgekit.export.int8 import ort_int8
-
-        target_section, quality = ort_int8(cfg, model_dir, built, reference, tmp, steps)
-        validation = {"runtime": "onnxruntime", "passed": True, "quality": quality, "fp32": validation}
-    elif cfg.target == "trt":
-        from edgekit.export.tensorrt import trt_export
-
-        target_section, quality = trt_export(cfg, model_dir, built, reference, tmp, steps, [i for i in io["inputs"]])
-        validation = {"runtime": "onnxruntime", "passed": True, "quality": quality, "fp32": validation}
-    elif cfg.target == "openvino":
-        target_section, validation = _to_openvino(cfg, tmp, steps, validation, None, lambda ov_session, ov_atol: compare(reference, ov_session, cases, ov_atol))
-        if cfg.precision == "int8":
-            from edgekit.export.int8 import openvino_int8
-
-            quant_section, quality = openvino_int8(cfg, model_dir, built, reference, tmp / "model.xml", steps)
-            target_section.update(quant_section, weights="int8")
-            validation = {"runtime": "openvino", "passed": True, "quality": quality, "fp32": validation}
+    target_section, validation = _apply_target(cfg, model_dir, built, reference, tmp, steps, validation, io, lambda ov_session, ov_atol: compare(reference, ov_session, cases, ov_atol))
     section = {
         "task": "sentence-embedding" if built.pooling else "feature-extraction",
         "exporter": info.exporter,
@@ -228,6 +221,64 @@ def _export_encoder(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: f
         **io,
         "pooling": {"mode": built.pooling.mode, "normalize": built.pooling.normalize} if built.pooling else None,
         "max_length": built.max_length,
+        **target_section,
+    }
+    return section, validation
+
+
+def _apply_target(cfg: ExportConfig, model_dir: Path, built, reference, tmp: Path, steps, validation: dict, io: dict, validate_ir) -> tuple[dict, dict]:
+    """From the validated fp32 ONNX in ``tmp`` to what ``cfg.target`` and ``cfg.precision`` ask for (encoders)."""
+    if cfg.target in ("onnx", "ort") and cfg.precision != "fp32":
+        from edgekit.export.int8 import ort_int8
+
+        section, quality = ort_int8(cfg, model_dir, built, reference, tmp, steps)
+        return section, {"runtime": "onnxruntime", "passed": True, "quality": quality, "fp32": validation}
+    if cfg.target == "trt":
+        from edgekit.export.tensorrt import trt_export
+
+        section, quality = trt_export(cfg, model_dir, built, reference, tmp, steps, io["inputs"])
+        return section, {"runtime": "onnxruntime", "passed": True, "quality": quality, "fp32": validation}
+    if cfg.target == "openvino":
+        section, validation = _to_openvino(cfg, tmp, steps, validation, None, validate_ir)
+        if cfg.precision == "int8":
+            from edgekit.export.int8 import openvino_int8
+
+            quant_section, quality = openvino_int8(cfg, model_dir, built, reference, tmp / "model.xml", steps)
+            section.update(quant_section, weights="int8")
+            validation = {"runtime": "openvino", "passed": True, "quality": quality, "fp32": validation}
+        return section, validation
+    return {}, validation
+
+
+def _export_vision(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: float, tmp: Path, steps, prior: dict | None = None) -> tuple[dict, dict]:
+    from edgekit.export.validate import compare
+    from edgekit.export.vision import build_vision, vision_axes, vision_cases
+    from edgekit.runtimes.torch_backend import TorchSession, weight_files
+
+    with steps.step("load model"):
+        built = build_vision(model_dir, spec)
+    weight_bytes = sum(p.stat().st_size for p in weight_files(model_dir))
+    reference = TorchSession(built.module, built.input_names, built.output_names, weight_bytes)
+    cases = vision_cases(built, cfg.seed)
+    import torch
+
+    kwargs = {"pixel_values": torch.from_numpy(cases[1][1]["pixel_values"][:2])}
+    info, validation = _convert_validate(built, kwargs, vision_axes(built.output_names), reference, cases, atol, tmp, cfg, steps, prior)
+    h, w = built.image_size
+    hidden = built.config.hidden_size
+    io = {
+        "inputs": [{"name": "pixel_values", "shape": ["batch", built.channels, h, w], "dtype": "float32"}],
+        "outputs": [{"name": n, "shape": ["batch", "tokens", hidden] if n == "last_hidden_state" else ["batch", hidden], "dtype": "float32"} for n in built.output_names],
+    }
+    target_section, validation = _apply_target(cfg, model_dir, built, reference, tmp, steps, validation, io, lambda ov_session, ov_atol: compare(reference, ov_session, cases, ov_atol))
+    section = {
+        "task": task,
+        "exporter": info.exporter,
+        "exporter_fallback_reason": info.fallback_reason,
+        "opset": info.opset,
+        "attn_implementation": built.module.model.config._attn_implementation,
+        **io,
+        "image_size": [h, w],
         **target_section,
     }
     return section, validation
@@ -273,7 +324,12 @@ def _export_decoder(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: f
             return greedy_parity(built.model, built.tokenizer, ov_session, io, prompts, new_tokens=8, strict=cfg.precision == "fp32")
 
         cache = {"kv_heads": lay.kv_heads, "head_dim": lay.head_dim}
-        target_section, validation = _to_openvino(cfg, tmp, steps, validation, dict(zip(lay.past_names(), lay.present_names())), validate_ir, parity, cache)
+        weight_only = cfg.precision in ("int8", "int4")
+        target_section, validation = _to_openvino(cfg, tmp, steps, validation, dict(zip(lay.past_names(), lay.present_names())), validate_ir, None if weight_only else parity, cache)
+        if weight_only:
+            target_section, validation = _decoder_weight_only(cfg, tmp, steps, built, prompts, validation, target_section, cache)
+    elif cfg.target == "ort" and cfg.precision in ("int8", "int4"):
+        target_section, validation = _decoder_weight_only(cfg, tmp, steps, built, prompts, validation, {}, None)
     eos = built.model.generation_config.eos_token_id
     shapes = {n: [axes[n].get(0, "batch"), axes[n].get(1, "sequence")] for n in ("input_ids", "attention_mask", *(["position_ids"] if built.uses_position_ids else []))}
     shapes.update({n: ["batch", lay.kv_heads, "past_sequence", lay.head_dim] for n in lay.past_names()})
@@ -295,6 +351,50 @@ def _export_decoder(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: f
         section["inputs"] = [i for i in section["inputs"] if not i["name"].startswith("past_key_values.")]
         section["outputs"] = [o for o in section["outputs"] if o["name"] == "logits"]
     return section, validation
+
+
+WEIGHT_ONLY_PARITY_TOKENS = 32
+
+
+def _decoder_weight_only(cfg: ExportConfig, tmp: Path, steps, built, prompts: list[str], validation: dict, section: dict, cache: dict | None) -> tuple[dict, dict]:
+    """Weight-only int8/int4 of the validated decoder in ``tmp`` (ONNX for ort, IR for openvino);
+    greedy generation is compared with transformers fp32 and the difference reported."""
+    from edgekit.export.validate import greedy_parity
+
+    with steps.step(f"weight-only {cfg.precision}"):
+        if cfg.target == "ort":
+            from edgekit.compress.weight_only import ort_weight_only
+            from edgekit.runtimes.base import SessionOptions
+            from edgekit.runtimes.ort_backend import OrtSession
+
+            src = tmp / "model.fp32.onnx"
+            (tmp / "model.onnx").rename(src)
+            quant = ort_weight_only(src, tmp / "model.onnx", cfg.precision)
+            src.unlink()
+            session = OrtSession(tmp / "model.onnx", SessionOptions())
+            runtime = "onnxruntime"
+        else:
+            import openvino as ov
+
+            from edgekit.compress.weight_only import openvino_weight_only
+            from edgekit.runtimes.base import SessionOptions
+            from edgekit.runtimes.openvino_backend import OpenVINOSession
+
+            xml = tmp / "model.xml"
+            compressed, quant = openvino_weight_only(ov.Core().read_model(str(xml)), cfg.precision)
+            staged = tmp / "model.wq.xml"  # the read model maps model.bin: never write over it while mapped
+            ov.save_model(compressed, str(staged), compress_to_fp16=False)
+            del compressed
+            for suffix in (".xml", ".bin"):
+                staged.with_suffix(suffix).replace(xml.with_suffix(suffix))
+            session = OpenVINOSession(xml, SessionOptions(), "f32", cache)
+            runtime = "openvino"
+            section = {**section, "weights": cfg.precision}
+    with steps.step("compare greedy generation with fp32"):
+        generation = greedy_parity(built.model, built.tokenizer, session, built.layout, prompts, new_tokens=WEIGHT_ONLY_PARITY_TOKENS, strict=False)
+    if not generation["identical"]:
+        log.warning("weight-only %s: greedy tokens match fp32 on %d of %d prompts (matching prefixes %s of %d tokens)", cfg.precision, generation["identical_prompts"], generation["prompts"], generation["matching_prefix"], WEIGHT_ONLY_PARITY_TOKENS)
+    return {**section, "quantization": quant}, {"runtime": runtime, "passed": True, "greedy_generation": generation, "fp32": validation}
 
 
 def _to_openvino(cfg: ExportConfig, tmp: Path, steps, onnx_validation: dict, state_pairs, validate_ir, parity=None, cache: dict | None = None) -> tuple[dict, dict]:

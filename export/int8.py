@@ -24,15 +24,25 @@ EVAL_BATCH = 8
 WARN_BELOW_COSINE = 0.98
 
 
-def check_int8_options(cfg: Any) -> None:
+def check_int8_options(cfg: Any, decoder: bool = False) -> None:
     """Everything about the INT8 options that can be wrong, checked before any work."""
     from edgekit.calibration.dataset import check_calib_path
     from edgekit.calibration.ranges import RangeMethod
-    from edgekit.export.targets import NEEDS_CALIBRATION
+    from edgekit.export.targets import NEEDS_CALIBRATION, WEIGHT_ONLY
 
+    if decoder:
+        if cfg.precision.startswith("int"):
+            if cfg.precision not in WEIGHT_ONLY or cfg.target not in ("ort", "openvino"):
+                raise InputError(f"--precision {cfg.precision} --target {cfg.target} is not available for decoders", "decoders take weight-only int8 or int4 with --target ort or openvino")
+            for option, value in (("--calib", cfg.calib), ("--max-drop", cfg.max_drop), ("--eval-data", cfg.eval_data)):
+                if value is not None:
+                    raise InputError(f"{option} does not apply to a decoder's weight-only {cfg.precision}", "drop the option; generation is compared with fp32 instead")
+        return
+    if cfg.precision == "int4":
+        raise InputError("--precision int4 is weight-only, for decoders", "use --precision int8 for an encoder")
     int8 = cfg.precision.startswith("int8")
     if not int8:
-        for option, value in (("--calib", cfg.calib), ("--max-drop", cfg.max_drop), ("--eval-data", cfg.eval_data)):
+        for option, value in (("--calib", cfg.calib), ("--max-drop", cfg.max_drop), ("--eval-data", cfg.eval_data if cfg.target != "trt" else None)):
             if value is not None:
                 raise InputError(f"{option} applies only to INT8 exports, not --precision {cfg.precision}", "add --precision int8, or drop the option")
         return
@@ -70,27 +80,51 @@ def build_calibration(cfg: Any, model_dir: Path, tokenizer: Any, input_names: li
     from edgekit.calibration.dataset import check_calib_path, image_calibration, is_image_folder, text_calibration
 
     path = check_calib_path(cfg.calib)
+    if "pixel_values" in input_names:
+        require_images(path, "--calib")
     if is_image_folder(path):
         if "pixel_values" not in input_names:
             raise InputError(f"--calib '{path}' holds images but this model reads text", "pass calibration text (.txt, .jsonl, or a folder of .txt files)")
         return image_calibration(model_dir, path, "pixel_values", cfg.calib_size, cfg.seed)
-    if "pixel_values" in input_names:
-        raise InputError(f"--calib '{path}' holds no images but this model reads images", "pass a folder of JPEG/PNG images")
     return text_calibration(tokenizer, path, input_names, cfg.calib_size, tuple(cfg.seq_lens), cfg.seed)
 
 
-def build_eval_set(cfg: Any, tokenizer: Any, input_names: list[str], output_names: list[str], reference: Any) -> EvalSet:
-    """Held-out feeds (batches of 8 padded to their longest text) and the reference outputs on them."""
+def require_images(path: Path, option: str) -> None:
+    from edgekit.calibration.dataset import is_image_folder
+
+    if not is_image_folder(Path(path).expanduser()):
+        raise InputError(f"{option} '{path}' holds no images but this model reads images", "pass a folder of JPEG/PNG images")
+
+
+def build_eval_set(cfg: Any, built: Any, reference: Any, model_dir: Path) -> EvalSet:
+    """Held-out feeds and the reference outputs on them: texts in batches of 8 padded to their
+    longest, or images (``--eval-data``, else the calibration images) in batches of 8."""
     from edgekit.calibration.text import load_labeled, sample_texts, tokenize_natural
 
-    if cfg.eval_data is not None:
-        texts, labels = load_labeled(cfg.eval_data)
-        source = str(cfg.eval_data)
+    names = built.output_names
+    if "pixel_values" in built.input_names:
+        from edgekit.export.vision import image_eval_feeds
+
+        folder = cfg.eval_data or cfg.calib
+        if folder is not None:
+            require_images(Path(folder), "--eval-data" if cfg.eval_data else "--calib")
+        if folder is None:
+            from edgekit.export.vision import vision_cases
+
+            feeds, labels, source = [case for _, case in vision_cases(built, cfg.seed)], None, "seeded random pixels (no --eval-data given)"
+        else:
+            feeds, labels = image_eval_feeds(model_dir, folder)
+            source = str(folder) + ("" if cfg.eval_data else " (the calibration images: no --eval-data given)")
+        output = "pooler_output" if "pooler_output" in names else "last_hidden_state"
     else:
-        texts, labels, source = sample_texts(min_words=0), None, "edgekit built-in sample text"
-    max_length = max(cfg.seq_lens)
-    feeds = [tokenize_natural(tokenizer, texts[i : i + EVAL_BATCH], input_names, max_length=max_length) for i in range(0, len(texts), EVAL_BATCH)]
-    output = "sentence_embedding" if "sentence_embedding" in output_names else "last_hidden_state"
+        if cfg.eval_data is not None:
+            texts, labels = load_labeled(cfg.eval_data)
+            source = str(cfg.eval_data)
+        else:
+            texts, labels, source = sample_texts(min_words=0), None, "edgekit built-in sample text"
+        max_length = max(cfg.seq_lens)
+        feeds = [tokenize_natural(built.tokenizer, texts[i : i + EVAL_BATCH], built.input_names, max_length=max_length) for i in range(0, len(texts), EVAL_BATCH)]
+        output = "sentence_embedding" if "sentence_embedding" in names else "last_hidden_state"
     evalset = EvalSet(feeds, labels, source, output)
     evalset.reference = [reference.run(f, [output])[output] for f in feeds]
     if labels is not None:
@@ -104,6 +138,8 @@ def _pooled(evalset: EvalSet, outputs: list[Any]) -> Any:
     for feed, out in zip(evalset.feeds, outputs):
         if out.ndim == 2:
             rows.append(out)
+        elif "attention_mask" not in feed:
+            rows.append(out.mean(1))
         else:
             mask = feed["attention_mask"][..., None].astype(np.float32)
             rows.append((out * mask).sum(1) / np.maximum(mask.sum(1), 1))
@@ -132,7 +168,7 @@ def measure(evalset: EvalSet, candidate: Any, seed: int = 0) -> dict:
         cosines.append(_cosines(got, ref, feed))
         max_diff = max(max_diff, float(np.abs(got.astype(np.float64) - ref).max()))
     cos = np.concatenate(cosines)
-    result = {"output": evalset.output, "texts": int(sum(len(f["input_ids"]) for f in evalset.feeds)), "mean_cosine": float(cos.mean()), "min_cosine": float(cos.min()), "max_abs_diff": max_diff, "eval_data": evalset.source}
+    result = {"output": evalset.output, "texts": int(sum(len(next(iter(f.values()))) for f in evalset.feeds)), "mean_cosine": float(cos.mean()), "min_cosine": float(cos.min()), "max_abs_diff": max_diff, "eval_data": evalset.source}
     if evalset.labels is not None:
         acc = probe_accuracy(_pooled(evalset, outputs), evalset.labels, seed)
         result.update({"accuracy": acc, "reference_accuracy": evalset.reference_accuracy, "relative_accuracy": acc / evalset.reference_accuracy if evalset.reference_accuracy else None})
@@ -212,7 +248,7 @@ def ort_int8(cfg: Any, model_dir: Path, built: Any, reference: Any, tmp: Path, s
     (tmp / "model.onnx").rename(src)
     target = weight_matmuls(load_with_shapes(src))
     with steps.step("reference outputs on eval data"):
-        evalset = build_eval_set(cfg, built.tokenizer, built.input_names, built.output_names, reference)
+        evalset = build_eval_set(cfg, built, reference, model_dir)
     calib, ranges, smoothed = None, None, []
     if static:
         method = RangeMethod(cfg.calib_method, cfg.percentile).check()
@@ -278,7 +314,7 @@ def openvino_int8(cfg: Any, model_dir: Path, built: Any, reference: Any, xml: Pa
     from edgekit.runtimes.openvino_backend import OpenVINOSession
 
     with steps.step("reference outputs on eval data"):
-        evalset = build_eval_set(cfg, built.tokenizer, built.input_names, built.output_names, reference)
+        evalset = build_eval_set(cfg, built, reference, model_dir)
     with steps.step("calibration set"):
         calib = build_calibration(cfg, model_dir, built.tokenizer, built.input_names)
     model = ov.Core().read_model(str(xml))
@@ -329,7 +365,7 @@ def openvino_int8(cfg: Any, model_dir: Path, built: Any, reference: Any, xml: Pa
 def _cosines(got: Any, ref: Any, feed: dict[str, Any]) -> Any:
     a, b = got.reshape(-1, got.shape[-1]).astype(np.float64), ref.reshape(-1, ref.shape[-1]).astype(np.float64)
     cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
-    return cos[feed["attention_mask"].reshape(-1) > 0] if got.ndim == 3 else cos
+    return cos[feed["attention_mask"].reshape(-1) > 0] if got.ndim == 3 and "attention_mask" in feed else cos
 
 
 def runtime_int8_ops(session: Any) -> dict[str, int]:

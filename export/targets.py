@@ -12,8 +12,10 @@ TARGETS: dict[str, str] = {
 }
 
 # precisions each target can write (weights); runtime precision stays f32 unless asked otherwise
-PRECISIONS: dict[str, tuple[str, ...]] = {"onnx": ("fp32", "int8"), "ort": ("fp32", "int8", "int8-dynamic"), "openvino": ("fp32", "fp16", "int8"), "trt": ("fp16", "int8")}
+PRECISIONS: dict[str, tuple[str, ...]] = {"onnx": ("fp32", "int8"), "ort": ("fp32", "int8", "int8-dynamic", "int4"), "openvino": ("fp32", "fp16", "int8", "int4"), "trt": ("fp16", "int8")}
 NEEDS_CALIBRATION = ("int8",)
+WEIGHT_ONLY = ("int8", "int4")
+"""What --precision means for a KV-cache decoder: weight-only quantization (decode is memory-bound)."""
 
 
 def check_target(target: str) -> str:

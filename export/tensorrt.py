@@ -204,10 +204,10 @@ def trt_export(cfg: Any, model_dir: Path, built: Any, reference: Any, tmp: Path,
 
     from edgekit.export.int8 import build_eval_set, measure
 
-    profile = profiles(inputs, cfg.max_batch, min(8, cfg.max_batch), max(cfg.seq_lens), built.max_length)
+    profile = profiles(inputs, cfg.max_batch, min(8, cfg.max_batch), max(cfg.seq_lens), built.max_length or max(cfg.seq_lens))
     (tmp / PROFILE_FILE).write_text(json.dumps(profile, indent=2))
     with steps.step("reference outputs on eval data"):
-        evalset = build_eval_set(cfg, built.tokenizer, built.input_names, built.output_names, reference)
+        evalset = build_eval_set(cfg, built, reference, model_dir)
     quant: dict[str, Any] = {}
     if cfg.precision == "fp16":
         from onnxruntime.transformers.float16 import convert_float_to_float16

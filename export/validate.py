@@ -145,14 +145,18 @@ def greedy_parity(model, tokenizer, session, io, prompts: list[str], new_tokens:
             hf = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, do_sample=False, num_beams=1, pad_token_id=eos_ids[0] if eos_ids else 0)
         expected = hf[0, ids.shape[1]:].tolist()
         got = generate_ids(session, io, ids[0].tolist(), GenerationConfig(max_new_tokens=new_tokens), eos_token_ids=eos_ids)
-        results.append({"prompt": prompt, "identical": got == expected, "edgekit": got, "transformers": expected})
+        prefix = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), min(len(got), len(expected)))
+        results.append({"prompt": prompt, "identical": got == expected, "matching_prefix": prefix, "edgekit": got, "transformers": expected})
     mismatched = [r for r in results if not r["identical"]]
     if mismatched and not strict:
-        return {"prompts": len(prompts), "new_tokens": new_tokens, "identical": False, "mismatches": mismatched}
+        return {
+            "prompts": len(prompts), "new_tokens": new_tokens, "identical": False, "identical_prompts": len(prompts) - len(mismatched),
+            "matching_prefix": [r["matching_prefix"] for r in results], "mismatches": mismatched,
+        }
     if mismatched:
         r = mismatched[0]
         raise ValidationError(
             f"greedy tokens differ from transformers for prompt {r['prompt']!r}: {r['edgekit']} vs {r['transformers']}",
             "nothing was written; rerun with --verbose",
         )
-    return {"prompts": len(prompts), "new_tokens": new_tokens, "identical": True}
+    return {"prompts": len(prompts), "new_tokens": new_tokens, "identical": True, "identical_prompts": len(prompts)}

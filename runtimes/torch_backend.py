@@ -12,7 +12,9 @@ from edgekit.runtimes.base import SessionOptions, TensorSpec, check_inputs
 class TorchSession:
     backend = "torch"
 
-    def __init__(self, module, input_names: list[str], output_names: list[str], weight_bytes: int, options: SessionOptions = SessionOptions(), past_names: list[str] | None = None):
+    def __init__(
+        self, module, input_names: list[str], output_names: list[str], weight_bytes: int, options: SessionOptions = SessionOptions(), past_names: list[str] | None = None, image_inputs: bool = False
+    ):
         import torch
 
         if options.threads:
@@ -23,8 +25,11 @@ class TorchSession:
         self._weight_bytes = weight_bytes
         self._past_names = list(past_names or [])
         """Inputs the module takes as one list argument ``past`` (a KV cache), in this order."""
+        self._image_inputs = image_inputs
 
     def input_specs(self) -> list[TensorSpec]:
+        if self._image_inputs:
+            return [TensorSpec(n, ("batch", None, None, None), "float32") for n in self._input_names]
         return [TensorSpec(n, ("batch", None, "past_sequence", None), "float32") if n in self._past_names else TensorSpec(n, ("batch", "sequence"), "int64") for n in self._input_names]
 
     def output_specs(self) -> list[TensorSpec]:
@@ -76,5 +81,10 @@ class TorchBackend:
 
             dec = build_decoder(model_dir, decoder_spec_for(source.get("model_type")))
             return TorchSession(dec.module, dec.input_names, dec.output_names, weight_bytes, options, past_names=dec.layout.past_names())
+        if export["task"] == "image-feature-extraction":
+            from edgekit.export.vision import build_vision, vision_spec_for
+
+            vis = build_vision(model_dir, vision_spec_for(source.get("model_type")))
+            return TorchSession(vis.module, vis.input_names, vis.output_names, weight_bytes, options, image_inputs=True)
         built = build_encoder(model_dir, spec_for(source.get("model_type")), export["task"])
         return TorchSession(built.module, built.input_names, built.output_names, weight_bytes, options)

@@ -17,7 +17,7 @@ def test_wheel_contains_and_imports_every_module(tmp_path):
     assert all(m.split(".")[0] == "edgekit" for m in modules), modules
     # Every source file in the mapped folders is in the wheel (the package-dir trap).
     expected = []
-    for folder, package in [("edgekit", "edgekit"), ("export", "edgekit.export"), ("runtimes", "edgekit.runtimes"), ("calibration", "edgekit.calibration"), ("compress", "edgekit.compress"), ("benchmarks", "edgekit.benchmarks")]:
+    for folder, package in [("edgekit", "edgekit"), ("distill", "edgekit.distill"), ("export", "edgekit.export"), ("runtimes", "edgekit.runtimes"), ("calibration", "edgekit.calibration"), ("compress", "edgekit.compress"), ("benchmarks", "edgekit.benchmarks")]:
         for path in (REPO / folder).rglob("*.py"):
             rel = path.relative_to(REPO / folder).with_suffix("").as_posix().replace("/", ".")
             expected.append(f"{package}.{rel}".removesuffix(".__init__"))

@@ -1,0 +1,76 @@
+"""Benchmark: weight-only INT8 / INT4 SmolLM2-135M-Instruct on ONNX Runtime and OpenVINO against
+PyTorch fp32 ``generate``, decode tokens/s at batch 1 (128 new tokens after a 32-token prompt).
+
+    python -m edgekit.benchmarks.decoder_weight_only [--rounds 3] [--new-tokens 128] [--out DIR]
+
+Artifacts (exported once, cached under ~/.cache/edgekit): ONNX fp32, ORT weight-only int8 and
+int4, OpenVINO fp32, int8 and int4. PyTorch ``generate`` runs before and after the interleaved
+bench and the two figures are averaged (see ``decoder_tokens_per_s``). Greedy tokens against
+transformers fp32 on a fixed set of 3 prompts (32 tokens each) come from each artifact's manifest.
+Targets (issue 5): OpenVINO INT8 >= 4.5x PyTorch, ONNX Runtime INT8 >= 3x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+TARGETS = {("ort", "int8"): 3.0, ("openvino", "int8"): 4.5}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    from transformers import AutoTokenizer
+
+    from edgekit.artifacts import read_manifest
+    from edgekit.assets import SMOLLM2, cached_export
+    from edgekit.benchmarks.decoder_tokens_per_s import torch_generate_tokens_per_s
+    from edgekit.benchmarks.generation import prompt_ids
+    from edgekit.benchmarks.harness import BenchConfig, bench
+    from edgekit.benchmarks.report import print_table
+    from edgekit.calibration.text import sample_texts
+
+    threads = args.threads or os.cpu_count() or 1
+    artifacts = {
+        ("ort", "fp32"): cached_export(SMOLLM2, "onnx"),
+        ("ort", "int8"): cached_export(SMOLLM2, "ort-int8", target="ort", precision="int8"),
+        ("ort", "int4"): cached_export(SMOLLM2, "ort-int4", target="ort", precision="int4"),
+        ("openvino", "fp32"): cached_export(SMOLLM2, "openvino", target="openvino"),
+        ("openvino", "int8"): cached_export(SMOLLM2, "openvino-int8", target="openvino", precision="int8"),
+        ("openvino", "int4"): cached_export(SMOLLM2, "openvino-int4", target="openvino", precision="int4"),
+    }
+    prompt = prompt_ids(AutoTokenizer.from_pretrained(str(artifacts[("ort", "fp32")])), sample_texts(min_words=64), 32)
+    before = torch_generate_tokens_per_s(SMOLLM2.hf_folder(), prompt, args.new_tokens, threads)
+    cfg = BenchConfig(artifacts=tuple(artifacts.values()), backends=("ort", "openvino"), new_tokens=args.new_tokens, prompt_len=32, contexts=(16, 512), rounds=args.rounds, threads=threads, out=args.out, overwrite=True)
+    result = bench(cfg)
+    after = torch_generate_tokens_per_s(SMOLLM2.hf_folder(), prompt, args.new_tokens, threads)
+    print_table(result)
+    hf = (before + after) / 2
+    print(f"PyTorch generate fp32 (cache on): {hf:.1f} tokens/s (before {before:.1f}, after {after:.1f})")
+    summary: dict = {"pytorch_generate_tokens_per_s": hf, "pytorch_generate_before_after": [before, after]}
+    for (backend, precision), path in artifacts.items():
+        row = next(r for r in result["rows"] if r["artifact"] == path.name and r["backend"] == backend)
+        greedy = read_manifest(path)["validation"].get("greedy_generation", {})
+        ratio = row["tokens_per_s"] / hf
+        target = TARGETS.get((backend, precision))
+        entry = {"tokens_per_s": row["tokens_per_s"], "vs_pytorch_generate": ratio, "model_mb": row.get("model_mb"), "peak_rss_mb": row.get("peak_rss_mb"),
+                 "greedy_identical_prompts": greedy.get("identical_prompts"), "greedy_prompts": greedy.get("prompts"), "greedy_matching_prefix": greedy.get("matching_prefix"), "greedy_tokens": greedy.get("new_tokens")}
+        if target:
+            entry.update({"target": target, "met": ratio >= target})
+        summary[f"{backend}-{precision}"] = entry
+        parity = f"greedy = fp32 on {greedy.get('identical_prompts')}/{greedy.get('prompts')} prompts" + (f" (matching prefixes {greedy['matching_prefix']} of {greedy['new_tokens']})" if greedy.get("matching_prefix") else "")
+        print(f"{backend:>8} {precision}: {row['tokens_per_s']:.1f} tokens/s = {ratio:.2f}x PyTorch" + (f" (target {target}x: {'met' if ratio >= target else 'NOT met'})" if target else "") + f"; {parity}")
+    print(json.dumps({"benchmark": "decoder_weight_only", "model": SMOLLM2.name, "threads": threads, "summary": summary}))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

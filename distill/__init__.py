@@ -1,0 +1,1 @@
+"""Knowledge distillation: a teacher's layers and predictions teach a smaller student."""

@@ -1,0 +1,80 @@
+"""A vision encoder (a small ViT built from a transformers config) through the same export path:
+fp32 validation, then INT8 calibrated on real photos (scikit-image) for ONNX Runtime and OpenVINO.
+Random weights: this checks the image path end to end, not accuracy."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ..conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def tiny_vit(tmp_path_factory):
+    import torch
+    from transformers import ViTConfig, ViTModel
+
+    folder = tmp_path_factory.mktemp("vit")
+    torch.manual_seed(0)
+    config = ViTConfig(image_size=32, patch_size=8, hidden_size=48, num_hidden_layers=2, num_attention_heads=4, intermediate_size=96)
+    ViTModel(config).eval().save_pretrained(str(folder))
+    pre = {"do_resize": True, "size": {"height": 32, "width": 32}, "resample": 2, "do_rescale": True, "rescale_factor": 1 / 255,
+           "do_normalize": True, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "image_processor_type": "ViTImageProcessor"}
+    (folder / "preprocessor_config.json").write_text(json.dumps(pre))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    from PIL import Image
+    from skimage import data
+
+    folder = tmp_path_factory.mktemp("photos")
+    for name in ("chelsea", "coffee", "astronaut", "rocket", "cat", "camera"):
+        Image.fromarray(getattr(data, name)()).save(folder / f"{name}.png")
+    (folder / "notes.jpg").write_text("this is not a picture")
+    return folder
+
+
+def test_vit_exports_and_validates(tiny_vit, tmp_path):
+    out = tmp_path / "fp32"
+    result = run_cli("export", "--model", str(tiny_vit), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["export"]["task"] == "image-feature-extraction" and m["validation"]["passed"]
+    assert m["export"]["inputs"] == [{"name": "pixel_values", "shape": ["batch", 3, 32, 32], "dtype": "float32"}]
+    assert [o["name"] for o in m["export"]["outputs"]] == ["last_hidden_state", "pooler_output"]
+
+    from edgekit.runtimes import load_session
+
+    x = np.random.default_rng(1).uniform(-1, 1, size=(5, 3, 32, 32)).astype(np.float32)  # a batch size it was not traced with
+    got = load_session(out, "ort").run({"pixel_values": x})
+    ref = load_session(out, "torch").run({"pixel_values": x})
+    np.testing.assert_allclose(got["pooler_output"], ref["pooler_output"], atol=1e-4)
+
+
+@pytest.mark.parametrize("target", ["ort", "openvino"])
+def test_vit_int8_calibrated_on_real_photos(tiny_vit, photos, tmp_path, target):
+    out = tmp_path / target
+    result = run_cli("export", "--model", str(tiny_vit), "--target", target, "--precision", "int8", "--calib", str(photos), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "notes.jpg" in result.stderr  # the unreadable file is named and skipped
+    m = json.loads((out / "manifest.json").read_text())
+    calib = m["export"]["quantization"]["calibration"]
+    assert calib["kind"] == "image" and calib["samples"] == 6 and calib["skipped"][0].endswith("notes.jpg")
+    quality = m["validation"]["quality"]
+    assert quality["output"] == "pooler_output" and quality["texts"] == 6
+    assert quality["mean_cosine"] > 0.95
+
+
+def test_text_calibration_for_an_image_model_is_refused(tiny_vit, tmp_path):
+    texts = tmp_path / "t.txt"
+    texts.write_text("a line of text\n")
+    result = run_cli("export", "--model", str(tiny_vit), "--target", "ort", "--precision", "int8", "--calib", str(texts), "--out", str(tmp_path / "o"))
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1:] == [f"error: --calib '{texts}' holds no images but this model reads images; pass a folder of JPEG/PNG images"]
+    assert "Traceback" not in result.stderr and "Loading weights" not in result.stderr
+    assert not (tmp_path / "o").exists()
