@@ -43,3 +43,25 @@ class Steps:
             self.timings[description] = round(time.perf_counter() - start, 3)
             if self._progress is not None and task is not None:
                 self._progress.update(task, completed=1)
+
+
+@contextlib.contextmanager
+def training_progress(total: int, start: int, terms: list[str], quiet: bool = False):
+    """A bar over training steps showing each loss term and steps/s; yields ``update(step, losses)``."""
+    if quiet:
+        yield lambda step, losses: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = [TextColumn("distill"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[losses]}"), TextColumn("{task.fields[rate]}"), TimeRemainingColumn()]
+    with Progress(*columns, console=Console(stderr=True)) as progress:
+        task = progress.add_task("distill", total=total, completed=start, losses="", rate="")
+        began, first = time.perf_counter(), start
+
+        def update(step: int, losses: dict[str, float]) -> None:
+            shown = " ".join(f"{k} {losses[k]:.4f}" for k in [*terms, "total"] if k in losses)
+            rate = (step - first) / max(time.perf_counter() - began, 1e-9)
+            progress.update(task, completed=step, losses=shown, rate=f"{rate:.2f} steps/s")
+
+        yield update

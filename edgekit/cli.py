@@ -169,6 +169,74 @@ def _print_export_summary(path: Path) -> None:
     print(f"wrote {path} ({fmt}, {manifest['export']['exporter']} exporter, opset {manifest['export']['opset']}); validated on {validation.get('runtime')} on {len(validation['cases'])} inputs: max |diff| {diffs} (atol {validation['atol']:g})")
 
 
+@app.command()
+@handled
+def distill(
+    teacher: Annotated[Optional[Path], typer.Option(help="Teacher: a Hugging Face model folder.")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Training text: .txt (a text per line), .jsonl (field 'text') or a folder of .txt files.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Student folder to write (HF folder, ready for 'edgekit export').")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML/JSON file with any of these options (command-line options win).")] = None,
+    student: Annotated[Optional[Path], typer.Option(help="Use this HF folder as the student.")] = None,
+    student_layers: Annotated[Optional[int], typer.Option("--student-layers", help="Build a student with N layers from the teacher (uniformly chosen teacher layers).")] = None,
+    student_layer_list: Annotated[Optional[str], typer.Option("--student-layer-list", help="Teacher layers (1-based, comma-separated) the student layers start from.")] = None,
+    student_hidden: Annotated[Optional[int], typer.Option("--student-hidden", help="Narrower student width (a learned projection bridges the widths).")] = None,
+    student_heads: Annotated[Optional[int], typer.Option("--student-heads")] = None,
+    student_ffn: Annotated[Optional[int], typer.Option("--student-ffn")] = None,
+    task: Annotated[Optional[str], typer.Option(help="sentence-embedding (more tasks to come).")] = None,
+    seq_len: Annotated[Optional[int], typer.Option("--seq-len")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr")] = None,
+    grad_accum: Annotated[Optional[int], typer.Option("--grad-accum")] = None,
+    schedule: Annotated[Optional[str], typer.Option(help="cosine or linear decay after warmup.")] = None,
+    save_every: Annotated[Optional[int], typer.Option("--save-every", help="Checkpoint every N steps.")] = None,
+    eval_fraction: Annotated[Optional[float], typer.Option("--eval-fraction", help="Held-out share of the data, never trained on.")] = None,
+    layer_map: Annotated[Optional[str], typer.Option("--layer-map", help="g(m): uniform, last or list.")] = None,
+    layer_map_list: Annotated[Optional[str], typer.Option("--layer-map-list", help="Teacher layer for each student layer (with --layer-map list).")] = None,
+    w_embed: Annotated[Optional[float], typer.Option("--w-embed")] = None,
+    w_attn: Annotated[Optional[float], typer.Option("--w-attn")] = None,
+    w_hidden: Annotated[Optional[float], typer.Option("--w-hidden")] = None,
+    w_pred: Annotated[Optional[float], typer.Option("--w-pred")] = None,
+    temperature: Annotated[Optional[float], typer.Option()] = None,
+    attn_loss: Annotated[Optional[str], typer.Option("--attn-loss", help="mse (pre-softmax scores) or kl.")] = None,
+    pred_loss: Annotated[Optional[str], typer.Option("--pred-loss", help="mse or cosine on the pooled embedding.")] = None,
+    freeze: Annotated[Optional[list[str]], typer.Option("--freeze", help="Glob on parameter names to keep frozen (repeatable).")] = None,
+    seed: Annotated[Optional[int], typer.Option()] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out.")] = False,
+    overwrite: Overwrite = False,
+    verbose: Verbose = False,
+) -> None:
+    """Distil a teacher into a smaller student, layer by layer; resumable."""
+    from edgekit.distill.config import DistillConfig, load_config_file
+    from edgekit.distill.train import distill as run
+
+    def ints(value: Optional[str], option: str):
+        return _split(value, int, option) if value is not None else None
+
+    given = dict(
+        teacher=teacher, data=data, out=out, student=student, student_layers=student_layers, student_layer_list=ints(student_layer_list, "--student-layer-list"),
+        student_hidden=student_hidden, student_heads=student_heads, student_ffn=student_ffn, task=task, seq_len=seq_len, batch_size=batch_size,
+        max_steps=max_steps, lr=lr, grad_accum=grad_accum, schedule=schedule, save_every=save_every, eval_fraction=eval_fraction, layer_map=layer_map,
+        layer_map_list=ints(layer_map_list, "--layer-map-list"), w_embed=w_embed, w_attn=w_attn, w_hidden=w_hidden, w_pred=w_pred, temperature=temperature,
+        attn_loss=attn_loss, pred_loss=pred_loss, freeze=tuple(freeze) if freeze else None, seed=seed, resume=resume or None, overwrite=overwrite or None,
+    )
+    if config is not None:
+        cfg = load_config_file(config, given)
+    else:
+        from edgekit.errors import InputError
+
+        missing = [k for k in ("teacher", "data", "out") if given[k] is None]
+        if missing:
+            raise InputError(f"missing option --{missing[0]}", "give --teacher, --data and --out, or --config FILE")
+        cfg = DistillConfig(**{k: v for k, v in given.items() if v is not None})
+    path = run(cfg)
+    import json
+
+    report = json.loads((path / "report.json").read_text())
+    cos = report.get("mean_cosine_to_teacher")
+    print(f"wrote {path}: {report['student_parameters'] / 1e6:.1f}M parameters (teacher {report['teacher_parameters'] / 1e6:.1f}M), {report['speedup_vs_teacher']:.2f}x the teacher's PyTorch speed" + (f", mean cosine to the teacher {cos:.4f} on {report['eval_texts']} held-out texts" if cos is not None else ""))
+
+
 @app.command("build")
 @handled
 def build_cmd(

@@ -22,7 +22,7 @@ def tied_llama(tmp_path_factory):
         del TINY_DECODERS["llama-tied"]
 
 
-@pytest.mark.parametrize("target,precision", [("ort", "int8"), ("ort", "int4"), ("openvino", "int8"), ("openvino", "int4")])
+@pytest.mark.parametrize("target,precision", [("ort", "int4"), ("openvino", "int8"), ("openvino", "int4")])  # ORT int8: the real SmolLM2 below
 def test_tiny_decoder_weight_only(tied_llama, tmp_path, target, precision):
     out = tmp_path / f"{target}-{precision}"
     result = run_cli("export", "--model", str(tied_llama), "--target", target, "--precision", precision, "--out", str(out))
@@ -37,7 +37,7 @@ def test_tiny_decoder_weight_only(tied_llama, tmp_path, target, precision):
         assert quant["materialized_transposed_weights"] == 1
         assert [n.op_type for n in graph.graph.node].count("MatMulNBits") == quant["quantized_matmuls"] == 2 * 7 + 1  # + the tied head
         bits = {a.i for n in graph.graph.node if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "bits"}
-        assert bits == {8 if precision == "int8" else 4}
+        assert bits == {4}
     else:
         assert m["export"]["weights"] == precision and m["export"]["stateful"]
         if precision == "int4":
@@ -57,6 +57,7 @@ def test_real_smollm2_int8_weight_only_on_ort(tmp_path):
     assert result.returncode == 0, result.stderr
     m = json.loads((out / "manifest.json").read_text())
     quant, greedy = m["export"]["quantization"], m["validation"]["greedy_generation"]
+    assert {a.i for n in onnx.load(str(out / "model.onnx"), load_external_data=False).graph.node if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "bits"} == {8}
     assert quant["quantized_matmuls"] == 30 * 7 + 1 and quant["materialized_transposed_weights"] == 1
     assert sum((out / n).stat().st_size for n in ("model.onnx", "model.onnx.data")) < 0.55 * 517 * 2**20  # int8 head and layers
     prefixes = greedy.get("matching_prefix", [32, 32, 32])

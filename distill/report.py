@@ -1,0 +1,77 @@
+"""Teacher-vs-student figures on the held-out split, and the loss curves."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _embed(model: Any, tokenizer: Any, texts: list[str], seq_len: int) -> Any:
+    import torch
+
+    from edgekit.distill.train import mean_pool
+
+    rows = []
+    with torch.inference_mode():
+        for i in range(0, len(texts), 16):
+            enc = tokenizer(texts[i : i + 16], padding=True, truncation=True, max_length=seq_len, return_tensors="pt")
+            rows.append(mean_pool(model(**enc).last_hidden_state, enc["attention_mask"]))
+    return torch.cat(rows) if rows else None
+
+
+def _latency_ms(model: Any, tokenizer: Any, texts: list[str], seq_len: int, repeat: int = 5) -> float:
+    import torch
+
+    enc = tokenizer((texts * 8)[:8], padding="max_length", truncation=True, max_length=seq_len, return_tensors="pt")
+    times = []
+    with torch.inference_mode():
+        model(**enc)
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            model(**enc)
+            times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2] * 1e3
+
+
+def evaluate(teacher: Any, student: Any, tokenizer: Any, held: list[str], cfg: Any) -> dict:
+    """Mean cosine of student to teacher embeddings on the held-out texts (same width only), sizes,
+    and PyTorch latency of both at batch 8 (interleaved, median)."""
+    import torch
+
+    result: dict[str, Any] = {"eval_texts": len(held)}
+    if held and student.config.hidden_size == teacher.config.hidden_size:
+        s, t = _embed(student, tokenizer, held, cfg.seq_len), _embed(teacher, tokenizer, held, cfg.seq_len)
+        result["mean_cosine_to_teacher"] = float(torch.nn.functional.cosine_similarity(s, t, dim=-1).mean())
+    result["teacher_parameters"] = sum(p.numel() for p in teacher.parameters())
+    result["student_parameters"] = sum(p.numel() for p in student.parameters())
+    sample = held or ["a short text to time the models with"]
+    teacher_ms = _latency_ms(teacher, tokenizer, sample, cfg.seq_len)
+    student_ms = _latency_ms(student, tokenizer, sample, cfg.seq_len)
+    result.update({"teacher_ms_batch8": teacher_ms, "student_ms_batch8": student_ms, "speedup_vs_teacher": teacher_ms / student_ms})
+    return result
+
+
+def plot_losses(history: list[dict], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    if not history:
+        return False
+    fig, ax = plt.subplots(figsize=(7, 4))
+    steps = [h["step"] for h in history]
+    for key in ("embed", "attn", "hidden", "pred", "total"):
+        if key in history[0]:
+            ax.plot(steps, [h[key] for h in history], label=key)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True

@@ -1,0 +1,309 @@
+"""``distill(config) -> student folder``: layer-wise distillation with checkpoints and exact resume.
+
+Data order is a seeded permutation per epoch, so the data position is just the step number; a
+checkpoint holds student, projection, optimizer, scheduler, the RNG states and the step, written
+to a temp file and renamed. ``--resume`` continues from it and ends with the same weights as an
+uninterrupted run on the same machine. Work state lives in ``<out>.work/`` until the student
+folder is complete and renamed into place.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import logging
+import math
+import random
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from edgekit.distill.config import DistillConfig
+from edgekit.errors import InputError
+
+log = logging.getLogger("edgekit.distill")
+CHECKPOINT = "checkpoint.pt"
+
+
+def work_dir(out: Path) -> Path:
+    return out.with_name(out.name + ".work")
+
+
+def _config_key(cfg: DistillConfig) -> str:
+    keep = {k: str(v) for k, v in asdict(cfg).items() if k not in ("resume", "overwrite", "max_steps", "save_every")}
+    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _split(texts: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    order = list(range(len(texts)))
+    random.Random(seed).shuffle(order)
+    n_eval = int(len(texts) * fraction)
+    held = sorted(order[:n_eval])
+    train = sorted(order[n_eval:])
+    return [texts[i] for i in train], [texts[i] for i in held]
+
+
+def batch_indices(step: int, n: int, batch: int, seed: int) -> list[int]:
+    """The examples of global batch ``step``: epoch e walks a permutation seeded by (seed, e)."""
+    import numpy as np
+
+    per_epoch = max(1, n // batch)
+    epoch, pos = divmod(step, per_epoch)
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    return [int(i) for i in order[pos * batch : pos * batch + batch]]
+
+
+def _query_key(layer: Any) -> tuple[Any, Any, int]:
+    """The query and key projections of a BERT-style layer, and its head count."""
+    attn = getattr(getattr(layer, "attention", None), "self", None)
+    if attn is None or not hasattr(attn, "query") or not hasattr(attn, "key"):
+        raise InputError(f"the attention loss needs BERT-style layers (attention.self.query/key), not {type(layer).__name__}", "set --w-attn 0")
+    heads = getattr(attn, "num_attention_heads", None) or attn.config.num_attention_heads
+    return attn.query, attn.key, int(heads)
+
+
+def attention_scores(layer: Any, hidden: Any) -> Any:
+    """Pre-softmax scores Q K^T / sqrt(d) of ``layer`` on its input ``hidden``: (batch, heads, seq, seq)."""
+    query, key, heads = _query_key(layer)
+    b, s, _ = hidden.shape
+    q = query(hidden).view(b, s, heads, -1).transpose(1, 2)
+    k = key(hidden).view(b, s, heads, -1).transpose(1, 2)
+    return q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+
+
+def mean_pool(hidden: Any, mask: Any) -> Any:
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+
+
+class Distiller:
+    """Teacher, student, projection and the loss of one batch."""
+
+    def __init__(self, cfg: DistillConfig, teacher: Any, student: Any, layers: list[int]):
+        import torch
+
+        self.cfg, self.teacher, self.student, self.layers = cfg, teacher, student, layers
+        t_width, s_width = teacher.config.hidden_size, student.config.hidden_size
+        torch.manual_seed(cfg.seed + 1)
+        self.projection = torch.nn.Linear(s_width, t_width) if s_width != t_width else None
+
+    def parameters(self) -> list[Any]:
+        params = [p for p in self.student.parameters() if p.requires_grad]
+        return params + (list(self.projection.parameters()) if self.projection is not None else [])
+
+    def _proj(self, x: Any) -> Any:
+        return self.projection(x) if self.projection is not None else x
+
+    def loss(self, batch: dict[str, Any]) -> tuple[Any, dict[str, float]]:
+        import torch
+
+        from edgekit.distill.losses import attention_score_loss, embedding_loss, masked_mse, total_loss
+
+        cfg, mask = self.cfg, batch["attention_mask"]
+        with torch.no_grad():
+            t_out = self.teacher(**batch, output_hidden_states=True)
+        s_out = self.student(**batch, output_hidden_states=True)
+        t_h, s_h = t_out.hidden_states, s_out.hidden_states
+        terms: dict[str, Any] = {}
+        if cfg.w_embed:
+            terms["embed"] = masked_mse(self._proj(s_h[0]), t_h[0], mask)
+        if cfg.w_hidden:
+            terms["hidden"] = sum(masked_mse(self._proj(s_h[m]), t_h[g], mask) for m, g in enumerate(self.layers, 1)) / len(self.layers)
+        if cfg.w_attn:
+            s_layers, t_layers = _encoder_layers(self.student), _encoder_layers(self.teacher)
+            total = 0
+            for m, g in enumerate(self.layers, 1):
+                with torch.no_grad():
+                    t_scores = attention_scores(t_layers[g - 1], t_h[g - 1])
+                total = total + attention_score_loss(attention_scores(s_layers[m - 1], s_h[m - 1]), t_scores, mask, cfg.attn_loss)
+            terms["attn"] = total / len(self.layers)
+        if cfg.w_pred:
+            terms["pred"] = embedding_loss(self._proj(mean_pool(s_h[-1], mask)), mean_pool(t_h[-1], mask), cfg.pred_loss)
+        return total_loss(terms, {"embed": cfg.w_embed, "hidden": cfg.w_hidden, "attn": cfg.w_attn, "pred": cfg.w_pred}, cfg.a1, cfg.a2)
+
+
+def _encoder_layers(model: Any) -> Any:
+    for path in ("encoder.layer", "transformer.layer"):
+        obj = model
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+        if obj is not None:
+            return obj
+    raise InputError(f"cannot find the layers of {type(model).__name__}", "set --w-attn 0")
+
+
+def _rng_state() -> dict:
+    import numpy as np
+    import torch
+
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(state: dict) -> None:
+    import numpy as np
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def save_checkpoint(path: Path, step: int, distiller: Distiller, optimizer: Any, scheduler: Any, history: list[dict], key: str) -> None:
+    import torch
+
+    state = {
+        "step": step,
+        "config_key": key,
+        "student": distiller.student.state_dict(),
+        "projection": distiller.projection.state_dict() if distiller.projection is not None else None,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": _rng_state(),
+        "history": history,
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def load_student(cfg: DistillConfig, teacher: Any) -> tuple[Any, list[int], dict]:
+    """The student and g(m): built from the teacher, or loaded from ``--student``."""
+    from transformers import AutoModel
+
+    from edgekit.distill.losses import layer_map
+    from edgekit.distill.student import build_student
+
+    n_teacher = int(teacher.config.num_hidden_layers)
+    if cfg.student is not None:
+        student = AutoModel.from_pretrained(str(cfg.student), attn_implementation="eager")
+        m = int(student.config.num_hidden_layers)
+        plan = {"from": str(cfg.student)}
+    else:
+        keep = list(cfg.student_layer_list) if cfg.student_layer_list else layer_map(int(cfg.student_layers), n_teacher, "uniform")
+        student, built = build_student(teacher, keep, cfg.student_hidden, cfg.student_heads, cfg.student_ffn, cfg.seed)
+        m = len(keep)
+        plan = {"built_from_teacher": built.as_dict()}
+    layers = layer_map(m, n_teacher, cfg.layer_map, list(cfg.layer_map_list) if cfg.layer_map_list else None)
+    return student, layers, plan
+
+
+def freeze(model: Any, patterns: tuple[str, ...]) -> list[str]:
+    frozen = []
+    for name, param in model.named_parameters():
+        if any(fnmatch.fnmatch(name, p) for p in patterns):
+            param.requires_grad_(False)
+            frozen.append(name)
+    unused = [p for p in patterns if not any(fnmatch.fnmatch(n, p) for n in frozen)]
+    if unused:
+        raise InputError(f"--freeze '{unused[0]}' matches no parameter of the student", "check the names with: python -c \"from transformers import AutoModel; print([n for n, _ in AutoModel.from_pretrained('DIR').named_parameters()])\"")
+    return frozen
+
+
+def distill(cfg: DistillConfig, quiet: bool = False) -> Path:
+    """Run (or resume) a distillation; returns the student folder."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer, get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
+
+    from edgekit.artifacts import build_manifest, check_out_dir, hash_folder, now_iso, staged_output, write_json
+    from edgekit.calibration.text import load_texts
+    from edgekit.export.api import read_model_config
+
+    cfg.check()
+    started = now_iso()
+    teacher_dir = Path(cfg.teacher).expanduser().resolve()
+    read_model_config(teacher_dir)
+    if cfg.student is not None:
+        read_model_config(Path(cfg.student).expanduser())
+    texts = load_texts(cfg.data)
+    train, held = _split(texts, cfg.eval_fraction, cfg.seed)
+    if len(train) < cfg.batch_size:
+        raise InputError(f"{len(train)} training texts are fewer than one batch of {cfg.batch_size}", "give more data or a smaller --batch-size")
+    out = Path(cfg.out).expanduser()
+    work = work_dir(out)
+    ckpt = work / CHECKPOINT
+    if work.exists() and not cfg.resume and not cfg.overwrite:
+        raise InputError(f"an interrupted run is in '{work}'", "pass --resume to continue it, or --overwrite to start again")
+    if cfg.resume and not ckpt.is_file():
+        raise InputError(f"--resume: no checkpoint in '{work}'", "start without --resume")
+    check_out_dir(out, cfg.overwrite)
+    if cfg.overwrite and work.exists() and not cfg.resume:
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(teacher_dir))
+    teacher = AutoModel.from_pretrained(str(teacher_dir), attn_implementation="eager").eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    student, layers, plan = load_student(cfg, teacher)
+    frozen = freeze(student, cfg.freeze)
+    student.train()
+    distiller = Distiller(cfg, teacher, student, layers)
+    optimizer = torch.optim.AdamW(distiller.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    make = get_cosine_schedule_with_warmup if cfg.schedule == "cosine" else get_linear_schedule_with_warmup
+    scheduler = make(optimizer, int(cfg.warmup_ratio * cfg.max_steps), cfg.max_steps)
+    key = _config_key(cfg)
+    step, history = 0, []
+    if cfg.resume:
+        state = torch.load(ckpt, weights_only=False)
+        if state["config_key"] != key:
+            raise InputError(f"the checkpoint in '{work}' was made with other settings", "resume with the same options (only --max-steps and --save-every may change), or --overwrite")
+        student.load_state_dict(state["student"])
+        if distiller.projection is not None:
+            distiller.projection.load_state_dict(state["projection"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"])
+        step, history = state["step"], state["history"]
+        log.info("resumed at step %d", step)
+
+    from edgekit._progress import training_progress
+
+    names = [n for n in ("embed", "attn", "hidden", "pred") if getattr(cfg, f"w_{n}")]
+    with training_progress(cfg.max_steps, step, names, quiet) as progress:
+        while step < cfg.max_steps:
+            t0 = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            logged_sum: dict[str, float] = {}
+            for micro in range(cfg.grad_accum):
+                idx = batch_indices(step * cfg.grad_accum + micro, len(train), cfg.batch_size, cfg.seed)
+                enc = tokenizer([train[i] for i in idx], padding=True, truncation=True, max_length=cfg.seq_len, return_tensors="pt")
+                loss, logged = distiller.loss(dict(enc))
+                (loss / cfg.grad_accum).backward()
+                for k, v in logged.items():
+                    logged_sum[k] = logged_sum.get(k, 0.0) + v / cfg.grad_accum
+            torch.nn.utils.clip_grad_norm_(distiller.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            history.append({"step": step, **logged_sum, "lr": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - t0})
+            progress(step, logged_sum)
+            if step % cfg.save_every == 0 or step == cfg.max_steps:
+                save_checkpoint(ckpt, step, distiller, optimizer, scheduler, history, key)
+
+    student.eval()
+    from edgekit.distill.report import evaluate, plot_losses
+    from edgekit.distill.student import save_student
+
+    report = evaluate(teacher, student, tokenizer, held, cfg)
+    with staged_output(out, cfg.overwrite) as tmp:
+        save_student(student, tokenizer, teacher_dir, tmp)
+        write_json(tmp / "report.json", {"losses": history, **report})
+        plot_losses(history, tmp / "loss_curves.png")
+        manifest = build_manifest(
+            stage="distill",
+            config=cfg,
+            source={"path": str(teacher_dir), "sha256": hash_folder(teacher_dir), "model_type": teacher.config.model_type},
+            folder=tmp,
+            started=started,
+            seed=cfg.seed,
+            distill={"student": plan, "layer_map": layers, "frozen": frozen, "projection": distiller.projection is not None, "steps": step, "train_texts": len(train), "eval_texts": len(held)},
+            report={k: v for k, v in report.items()},
+        )
+        write_json(tmp / "manifest.json", manifest)
+    shutil.rmtree(work, ignore_errors=True)
+    return out

@@ -1,0 +1,143 @@
+"""Distillation runs on a tiny teacher through the CLI: the loss goes down, frozen parameters stay
+put, a run killed with SIGKILL resumes to exactly the weights of an uninterrupted run, bad input
+fails in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ..conftest import add_sentence_transformers_files, make_tiny_encoder, run_cli
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from edgekit.calibration._sample import SAMPLE_PARAGRAPHS
+
+    root = tmp_path_factory.mktemp("distill")
+    teacher = make_tiny_encoder(root / "teacher", "bert")
+    add_sentence_transformers_files(teacher)
+    data = root / "texts.txt"
+    data.write_text("\n".join(SAMPLE_PARAGRAPHS * 4))
+    return teacher, data
+
+
+def _args(teacher, data, out, *extra):
+    return ["distill", "--teacher", str(teacher), "--data", str(data), "--student-layers", "1", "--batch-size", "4", "--seq-len", "24", "--seed", "3", "--out", str(out), *extra]
+
+
+def _weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_distillation_lowers_the_loss_and_writes_a_ready_student(setup, tmp_path):
+    teacher, data = setup
+    out = tmp_path / "student"
+    # a narrower student (random init, a learned projection to the teacher's width): plenty to learn
+    narrow = ("--student-hidden", "16", "--student-heads", "4", "--student-ffn", "32")
+    result = run_cli(*_args(teacher, data, out, "--max-steps", "40", "--lr", "3e-3", "--save-every", "20", *narrow))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    totals = [h["total"] for h in report["losses"]]
+    assert len(totals) == 40 and sum(totals[-5:]) / 5 < 0.5 * sum(totals[:5]) / 5
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["stage"] == "distill" and m["distill"]["layer_map"] == [2] and m["distill"]["student"]["built_from_teacher"]["teacher_layers"] == [2]
+    assert m["distill"]["projection"] is True and m["seed"] == 3 and report["eval_texts"] > 0
+    assert report["student_parameters"] < report["teacher_parameters"]
+    assert json.loads((out / "1_Pooling" / "config.json").read_text())["word_embedding_dimension"] == 16
+    assert not (tmp_path / "student.work").exists()
+    exported = run_cli("export", "--model", str(out), "--out", str(tmp_path / "onnx"))
+    assert exported.returncode == 0, exported.stderr
+
+
+def test_frozen_parameters_do_not_move(setup, tmp_path):
+    teacher, data = setup
+    out = tmp_path / "frozen"
+    result = run_cli(*_args(teacher, data, out, "--max-steps", "5", "--lr", "1e-2", "--freeze", "embeddings.word_embeddings.*", "--freeze", "encoder.layer.0.attention.*"))
+    assert result.returncode == 0, result.stderr
+    student, source = _weights(out), _weights_from_teacher(teacher)
+    assert (student["embeddings.word_embeddings.weight"] == source["embeddings.word_embeddings.weight"]).all()
+    assert (student["encoder.layer.0.attention.self.query.weight"] == source["encoder.layer.1.attention.self.query.weight"]).all()
+    assert not (student["encoder.layer.0.output.dense.weight"] == source["encoder.layer.1.output.dense.weight"]).all()  # trained
+    frozen = json.loads((out / "manifest.json").read_text())["distill"]["frozen"]
+    assert "embeddings.word_embeddings.weight" in frozen and len(frozen) > 2
+
+
+def _weights_from_teacher(teacher):
+    from safetensors.torch import load_file
+
+    return load_file(str(teacher / "model.safetensors"))
+
+
+def test_resume_after_sigkill_equals_an_uninterrupted_run(setup, tmp_path):
+    teacher, data = setup
+    steps = ["--max-steps", "60", "--save-every", "5", "--lr", "1e-3"]
+    whole = tmp_path / "whole"
+    assert run_cli(*_args(teacher, data, whole, *steps)).returncode == 0
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, "-m", "edgekit", *_args(teacher, data, cut, *steps)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = tmp_path / "cut.work" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    if cut.exists():
+        pytest.skip("the run finished before it could be killed")
+    assert checkpoint.exists() and not cut.exists()
+    again = run_cli(*_args(teacher, data, cut, *steps))
+    assert again.returncode != 0 and "--resume" in again.stderr  # the interrupted run is not silently restarted
+    resumed = run_cli(*_args(teacher, data, cut, *steps, "--resume"))
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = _weights(whole), _weights(cut)
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    assert len(json.loads((cut / "report.json").read_text())["losses"]) == 60
+
+
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        (("--student-layers", "9"), "teacher layers 1..2"),
+        (("--task", "masked-lm"), "task 'masked-lm' is not available"),
+        (("--resume",), "no checkpoint"),
+        (("--freeze", "no.such.*"), "matches no parameter"),
+        (("--layer-map", "list", "--layer-map-list", "1,2"), "needs 1 teacher layers"),
+        (("--attn-loss", "l1"), "--attn-loss must be mse or kl"),
+    ],
+)
+def test_bad_inputs_fail_in_one_line(setup, tmp_path, extra, needle):
+    teacher, data = setup
+    result = run_cli(*_args(teacher, data, tmp_path / "o", "--max-steps", "2", *extra))
+    assert result.returncode != 0
+    assert needle in result.stderr.strip().splitlines()[-1] and "Traceback" not in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_and_empty_data(setup, tmp_path):
+    teacher, _ = setup
+    (tmp_path / "empty.txt").write_text("\n\n")
+    result = run_cli(*_args(teacher, tmp_path / "empty.txt", tmp_path / "o"))
+    assert result.returncode != 0 and "holds no text" in result.stderr
+    result = run_cli("distill", "--teacher", str(teacher), "--out", str(tmp_path / "o"))
+    assert result.returncode != 0 and "missing option --data" in result.stderr
+
+
+def test_config_file_with_command_line_override(setup, tmp_path):
+    teacher, data = setup
+    cfg = tmp_path / "distill.yaml"
+    cfg.write_text(f"teacher: {teacher}\ndata: {data}\nstudent_layers: 1\nbatch_size: 4\nseq_len: 16\nmax_steps: 50\n")
+    out = tmp_path / "fromfile"
+    result = run_cli("distill", "--config", str(cfg), "--max-steps", "3", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "manifest.json").read_text())["config"]["max_steps"] == 3
+    (tmp_path / "bad.yaml").write_text("teachr: x\n")
+    bad = run_cli("distill", "--config", str(tmp_path / "bad.yaml"))
+    assert bad.returncode != 0 and "unknown option 'teachr'" in bad.stderr and "did you mean 'teacher'" in bad.stderr
