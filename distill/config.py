@@ -48,6 +48,9 @@ class DistillConfig:
     temperature: float = 1.0
     attn_loss: str = "mse"
     pred_loss: str = "cosine"
+    momentum_teacher: float | None = None
+    """EMA decay of a momentum teacher (an average of the student); None = off."""
+    w_momentum: float = 1.0
     freeze: tuple[str, ...] = ()
     """Glob patterns on parameter names kept frozen, e.g. ``embeddings.word_embeddings.*``."""
     resume: bool = False
@@ -65,6 +68,8 @@ class DistillConfig:
             raise InputError(f"--eval-fraction must be in [0, 1), got {self.eval_fraction}", "pass e.g. --eval-fraction 0.1")
         if self.lr <= 0 or self.temperature <= 0:
             raise InputError("--lr and --temperature must be positive", "pass e.g. --lr 1e-4 --temperature 1")
+        if self.momentum_teacher is not None and not 0 < self.momentum_teacher < 1:
+            raise InputError(f"--momentum-teacher is an EMA decay in (0, 1), got {self.momentum_teacher}", "pass e.g. --momentum-teacher 0.995")
         if self.schedule not in ("cosine", "linear"):
             raise InputError(f"unknown schedule '{self.schedule}'", did_you_mean(self.schedule, ("cosine", "linear")))
         if self.attn_loss not in ("mse", "kl") or self.pred_loss not in ("mse", "cosine"):

@@ -79,6 +79,28 @@ def mean_pool(hidden: Any, mask: Any) -> Any:
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
 
 
+class MomentumTeacher:
+    """An exponential moving average of the student (ALBEF-style momentum distillation):
+    after each optimizer step, ``p_ema = decay * p_ema + (1 - decay) * p_student``."""
+
+    def __init__(self, student: Any, decay: float):
+        import copy
+
+        self.decay = decay
+        self.model = copy.deepcopy(student).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    def update(self, student: Any) -> None:
+        import torch
+
+        with torch.no_grad():
+            for ema, live in zip(self.model.parameters(), student.parameters()):
+                ema.mul_(self.decay).add_(live.detach(), alpha=1 - self.decay)
+            for ema, live in zip(self.model.buffers(), student.buffers()):
+                ema.copy_(live)
+
+
 class Distiller:
     """Teacher, student, projection and the loss of one batch."""
 
@@ -89,6 +111,7 @@ class Distiller:
         t_width, s_width = teacher.config.hidden_size, student.config.hidden_size
         torch.manual_seed(cfg.seed + 1)
         self.projection = torch.nn.Linear(s_width, t_width) if s_width != t_width else None
+        self.momentum = MomentumTeacher(student, cfg.momentum_teacher) if cfg.momentum_teacher else None
 
     def parameters(self) -> list[Any]:
         params = [p for p in self.student.parameters() if p.requires_grad]
@@ -122,7 +145,12 @@ class Distiller:
             terms["attn"] = total / len(self.layers)
         if cfg.w_pred:
             terms["pred"] = embedding_loss(self._proj(mean_pool(s_h[-1], mask)), mean_pool(t_h[-1], mask), cfg.pred_loss)
-        return total_loss(terms, {"embed": cfg.w_embed, "hidden": cfg.w_hidden, "attn": cfg.w_attn, "pred": cfg.w_pred}, cfg.a1, cfg.a2)
+        if self.momentum is not None:
+            with torch.no_grad():
+                ema = mean_pool(self.momentum.model(**batch).last_hidden_state, mask)
+            terms["momentum"] = embedding_loss(mean_pool(s_h[-1], mask), ema, cfg.pred_loss)
+        weights = {"embed": cfg.w_embed, "hidden": cfg.w_hidden, "attn": cfg.w_attn, "pred": cfg.w_pred, "momentum": cfg.w_momentum}
+        return total_loss(terms, weights, cfg.a1, cfg.a2)
 
 
 def _encoder_layers(model: Any) -> Any:
@@ -159,6 +187,7 @@ def save_checkpoint(path: Path, step: int, distiller: Distiller, optimizer: Any,
         "config_key": key,
         "student": distiller.student.state_dict(),
         "projection": distiller.projection.state_dict() if distiller.projection is not None else None,
+        "momentum": distiller.momentum.model.state_dict() if distiller.momentum is not None else None,
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "rng": _rng_state(),
@@ -255,6 +284,8 @@ def distill(cfg: DistillConfig, quiet: bool = False) -> Path:
         student.load_state_dict(state["student"])
         if distiller.projection is not None:
             distiller.projection.load_state_dict(state["projection"])
+        if distiller.momentum is not None:
+            distiller.momentum.model.load_state_dict(state["momentum"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         _set_rng_state(state["rng"])
@@ -263,7 +294,7 @@ def distill(cfg: DistillConfig, quiet: bool = False) -> Path:
 
     from edgekit._progress import training_progress
 
-    names = [n for n in ("embed", "attn", "hidden", "pred") if getattr(cfg, f"w_{n}")]
+    names = [n for n in ("embed", "attn", "hidden", "pred", "momentum") if getattr(cfg, f"w_{n}")]
     with training_progress(cfg.max_steps, step, names, quiet) as progress:
         while step < cfg.max_steps:
             t0 = time.perf_counter()
@@ -279,6 +310,8 @@ def distill(cfg: DistillConfig, quiet: bool = False) -> Path:
             torch.nn.utils.clip_grad_norm_(distiller.parameters(), cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
+            if distiller.momentum is not None:
+                distiller.momentum.update(student)
             step += 1
             history.append({"step": step, **logged_sum, "lr": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - t0})
             progress(step, logged_sum)
@@ -301,7 +334,7 @@ def distill(cfg: DistillConfig, quiet: bool = False) -> Path:
             folder=tmp,
             started=started,
             seed=cfg.seed,
-            distill={"student": plan, "layer_map": layers, "frozen": frozen, "projection": distiller.projection is not None, "steps": step, "train_texts": len(train), "eval_texts": len(held)},
+            distill={"student": plan, "layer_map": layers, "frozen": frozen, "projection": distiller.projection is not None, "momentum_teacher": cfg.momentum_teacher, "steps": step, "train_texts": len(train), "eval_texts": len(held)},
             report={k: v for k, v in report.items()},
         )
         write_json(tmp / "manifest.json", manifest)

@@ -201,6 +201,8 @@ def distill(
     attn_loss: Annotated[Optional[str], typer.Option("--attn-loss", help="mse (pre-softmax scores) or kl.")] = None,
     pred_loss: Annotated[Optional[str], typer.Option("--pred-loss", help="mse or cosine on the pooled embedding.")] = None,
     freeze: Annotated[Optional[list[str]], typer.Option("--freeze", help="Glob on parameter names to keep frozen (repeatable).")] = None,
+    momentum_teacher: Annotated[Optional[float], typer.Option("--momentum-teacher", help="EMA decay of a momentum teacher (an average of the student), combined with the fixed teacher.")] = None,
+    w_momentum: Annotated[Optional[float], typer.Option("--w-momentum")] = None,
     seed: Annotated[Optional[int], typer.Option()] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out.")] = False,
     overwrite: Overwrite = False,
@@ -218,7 +220,7 @@ def distill(
         student_hidden=student_hidden, student_heads=student_heads, student_ffn=student_ffn, task=task, seq_len=seq_len, batch_size=batch_size,
         max_steps=max_steps, lr=lr, grad_accum=grad_accum, schedule=schedule, save_every=save_every, eval_fraction=eval_fraction, layer_map=layer_map,
         layer_map_list=ints(layer_map_list, "--layer-map-list"), w_embed=w_embed, w_attn=w_attn, w_hidden=w_hidden, w_pred=w_pred, temperature=temperature,
-        attn_loss=attn_loss, pred_loss=pred_loss, freeze=tuple(freeze) if freeze else None, seed=seed, resume=resume or None, overwrite=overwrite or None,
+        attn_loss=attn_loss, pred_loss=pred_loss, freeze=tuple(freeze) if freeze else None, momentum_teacher=momentum_teacher, w_momentum=w_momentum, seed=seed, resume=resume or None, overwrite=overwrite or None,
     )
     if config is not None:
         cfg = load_config_file(config, given)

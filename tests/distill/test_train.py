@@ -141,3 +141,33 @@ def test_config_file_with_command_line_override(setup, tmp_path):
     (tmp_path / "bad.yaml").write_text("teachr: x\n")
     bad = run_cli("distill", "--config", str(tmp_path / "bad.yaml"))
     assert bad.returncode != 0 and "unknown option 'teachr'" in bad.stderr and "did you mean 'teacher'" in bad.stderr
+
+
+def test_ema_update_by_hand():
+    import torch
+
+    from edgekit.distill.train import MomentumTeacher
+
+    student = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        student.weight.fill_(1.0)
+    ema = MomentumTeacher(student, decay=0.9)
+    with torch.no_grad():
+        student.weight.fill_(3.0)
+    ema.update(student)
+    assert ema.model.weight.item() == pytest.approx(0.9 * 1.0 + 0.1 * 3.0)
+    ema.update(student)
+    assert ema.model.weight.item() == pytest.approx(0.9 * 1.2 + 0.1 * 3.0)
+    assert not ema.model.weight.requires_grad
+
+
+def test_momentum_teacher_run(setup, tmp_path):
+    teacher, data = setup
+    out = tmp_path / "momentum"
+    result = run_cli(*_args(teacher, data, out, "--max-steps", "6", "--momentum-teacher", "0.9", "--w-attn", "0"))
+    assert result.returncode == 0, result.stderr
+    losses = json.loads((out / "report.json").read_text())["losses"]
+    assert all("momentum" in h for h in losses) and "attn" not in losses[0]
+    assert json.loads((out / "manifest.json").read_text())["distill"]["momentum_teacher"] == 0.9
+    bad = run_cli(*_args(teacher, data, tmp_path / "x", "--momentum-teacher", "1.5"))
+    assert bad.returncode != 0 and "EMA decay in (0, 1)" in bad.stderr
