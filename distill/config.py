@@ -39,9 +39,10 @@ class DistillConfig:
     save_every: int = 100
     layer_map: str = "uniform"
     layer_map_list: tuple[int, ...] | None = None
-    w_embed: float = 1.0
-    w_attn: float = 1.0
-    w_hidden: float = 1.0
+    w_embed: float | None = None
+    w_attn: float | None = None
+    w_hidden: float | None = None
+    """Layer-wise weights; None = 1.0 when teacher and student share a tokenizer, else 0."""
     w_pred: float = 1.0
     a1: float = 1.0
     a2: float = 0.0
@@ -55,6 +56,22 @@ class DistillConfig:
     """Glob patterns on parameter names kept frozen, e.g. ``embeddings.word_embeddings.*``."""
     resume: bool = False
     overwrite: bool = False
+
+    def loss_weights(self, same_tokenizer: bool) -> dict[str, float]:
+        """The weight of each loss term. Layer-wise terms compare token positions, so they need one
+        tokenizer; with two, only output-level losses apply."""
+        layer_wise = {"embed": self.w_embed, "attn": self.w_attn, "hidden": self.w_hidden}
+        if not same_tokenizer:
+            asked = [k for k, v in layer_wise.items() if v]
+            if asked:
+                raise InputError(
+                    f"teacher and student use different tokenizers, so the layer-wise '{asked[0]}' loss cannot line up their tokens",
+                    "drop --w-embed/--w-attn/--w-hidden (output-level losses only), or give the student the teacher's tokenizer",
+                )
+            resolved = {k: 0.0 for k in layer_wise}
+        else:
+            resolved = {k: 1.0 if v is None else float(v) for k, v in layer_wise.items()}
+        return {**resolved, "pred": self.w_pred, "momentum": self.w_momentum if self.momentum_teacher else 0.0}
 
     def check(self) -> "DistillConfig":
         if self.task not in TASKS:

@@ -34,20 +34,20 @@ def _latency_ms(model: Any, tokenizer: Any, texts: list[str], seq_len: int, repe
     return sorted(times)[len(times) // 2] * 1e3
 
 
-def evaluate(teacher: Any, student: Any, tokenizer: Any, held: list[str], cfg: Any) -> dict:
+def evaluate(teacher: Any, student: Any, tokenizer: Any, student_tokenizer: Any, held: list[str], cfg: Any) -> dict:
     """Mean cosine of student to teacher embeddings on the held-out texts (same width only), sizes,
     and PyTorch latency of both at batch 8 (interleaved, median)."""
     import torch
 
     result: dict[str, Any] = {"eval_texts": len(held)}
     if held and student.config.hidden_size == teacher.config.hidden_size:
-        s, t = _embed(student, tokenizer, held, cfg.seq_len), _embed(teacher, tokenizer, held, cfg.seq_len)
+        s, t = _embed(student, student_tokenizer, held, cfg.seq_len), _embed(teacher, tokenizer, held, cfg.seq_len)
         result["mean_cosine_to_teacher"] = float(torch.nn.functional.cosine_similarity(s, t, dim=-1).mean())
     result["teacher_parameters"] = sum(p.numel() for p in teacher.parameters())
     result["student_parameters"] = sum(p.numel() for p in student.parameters())
     sample = held or ["a short text to time the models with"]
     teacher_ms = _latency_ms(teacher, tokenizer, sample, cfg.seq_len)
-    student_ms = _latency_ms(student, tokenizer, sample, cfg.seq_len)
+    student_ms = _latency_ms(student, student_tokenizer, sample, cfg.seq_len)
     result.update({"teacher_ms_batch8": teacher_ms, "student_ms_batch8": student_ms, "speedup_vs_teacher": teacher_ms / student_ms})
     return result
 

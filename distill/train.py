@@ -104,10 +104,10 @@ class MomentumTeacher:
 class Distiller:
     """Teacher, student, projection and the loss of one batch."""
 
-    def __init__(self, cfg: DistillConfig, teacher: Any, student: Any, layers: list[int]):
+    def __init__(self, cfg: DistillConfig, teacher: Any, student: Any, layers: list[int], weights: dict[str, float]):
         import torch
 
-        self.cfg, self.teacher, self.student, self.layers = cfg, teacher, student, layers
+        self.cfg, self.teacher, self.student, self.layers, self.weights = cfg, teacher, student, layers, weights
         t_width, s_width = teacher.config.hidden_size, student.config.hidden_size
         torch.manual_seed(cfg.seed + 1)
         self.projection = torch.nn.Linear(s_width, t_width) if s_width != t_width else None
@@ -120,22 +120,25 @@ class Distiller:
     def _proj(self, x: Any) -> Any:
         return self.projection(x) if self.projection is not None else x
 
-    def loss(self, batch: dict[str, Any]) -> tuple[Any, dict[str, float]]:
+    def loss(self, batch: dict[str, Any], teacher_batch: dict[str, Any] | None = None) -> tuple[Any, dict[str, float]]:
+        """The loss of one batch; ``teacher_batch`` is the same texts in the teacher's tokens when
+        the tokenizers differ (then only output-level terms are on)."""
         import torch
 
         from edgekit.distill.losses import attention_score_loss, embedding_loss, masked_mse, total_loss
 
-        cfg, mask = self.cfg, batch["attention_mask"]
+        cfg, w, mask = self.cfg, self.weights, batch["attention_mask"]
+        teacher_batch = teacher_batch or batch
         with torch.no_grad():
-            t_out = self.teacher(**batch, output_hidden_states=True)
+            t_out = self.teacher(**teacher_batch, output_hidden_states=True)
         s_out = self.student(**batch, output_hidden_states=True)
         t_h, s_h = t_out.hidden_states, s_out.hidden_states
         terms: dict[str, Any] = {}
-        if cfg.w_embed:
+        if w["embed"]:
             terms["embed"] = masked_mse(self._proj(s_h[0]), t_h[0], mask)
-        if cfg.w_hidden:
+        if w["hidden"]:
             terms["hidden"] = sum(masked_mse(self._proj(s_h[m]), t_h[g], mask) for m, g in enumerate(self.layers, 1)) / len(self.layers)
-        if cfg.w_attn:
+        if w["attn"]:
             s_layers, t_layers = _encoder_layers(self.student), _encoder_layers(self.teacher)
             total = 0
             for m, g in enumerate(self.layers, 1):
@@ -143,14 +146,13 @@ class Distiller:
                     t_scores = attention_scores(t_layers[g - 1], t_h[g - 1])
                 total = total + attention_score_loss(attention_scores(s_layers[m - 1], s_h[m - 1]), t_scores, mask, cfg.attn_loss)
             terms["attn"] = total / len(self.layers)
-        if cfg.w_pred:
-            terms["pred"] = embedding_loss(self._proj(mean_pool(s_h[-1], mask)), mean_pool(t_h[-1], mask), cfg.pred_loss)
+        if w["pred"]:
+            terms["pred"] = embedding_loss(self._proj(mean_pool(s_h[-1], mask)), mean_pool(t_h[-1], teacher_batch["attention_mask"]), cfg.pred_loss)
         if self.momentum is not None:
             with torch.no_grad():
                 ema = mean_pool(self.momentum.model(**batch).last_hidden_state, mask)
             terms["momentum"] = embedding_loss(mean_pool(s_h[-1], mask), ema, cfg.pred_loss)
-        weights = {"embed": cfg.w_embed, "hidden": cfg.w_hidden, "attn": cfg.w_attn, "pred": cfg.w_pred, "momentum": cfg.w_momentum}
-        return total_loss(terms, weights, cfg.a1, cfg.a2)
+        return total_loss(terms, w, cfg.a1, cfg.a2)
 
 
 def _encoder_layers(model: Any) -> Any:
@@ -269,9 +271,12 @@ def distill(cfg: DistillConfig, quiet: bool = False) -> Path:
     for p in teacher.parameters():
         p.requires_grad_(False)
     student, layers, plan = load_student(cfg, teacher)
+    student_tokenizer = AutoTokenizer.from_pretrained(str(cfg.student)) if cfg.student is not None else tokenizer
+    same_tokenizer = student_tokenizer.get_vocab() == tokenizer.get_vocab()
+    weights = cfg.loss_weights(same_tokenizer)
     frozen = freeze(student, cfg.freeze)
     student.train()
-    distiller = Distiller(cfg, teacher, student, layers)
+    distiller = Distiller(cfg, teacher, student, layers, weights)
     optimizer = torch.optim.AdamW(distiller.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     make = get_cosine_schedule_with_warmup if cfg.schedule == "cosine" else get_linear_schedule_with_warmup
     scheduler = make(optimizer, int(cfg.warmup_ratio * cfg.max_steps), cfg.max_steps)
@@ -294,7 +299,7 @@ def distill(cfg: DistillConfig, quiet: bool = False) -> Path:
 
     from edgekit._progress import training_progress
 
-    names = [n for n in ("embed", "attn", "hidden", "pred", "momentum") if getattr(cfg, f"w_{n}")]
+    names = [n for n in ("embed", "attn", "hidden", "pred", "momentum") if weights[n]]
     with training_progress(cfg.max_steps, step, names, quiet) as progress:
         while step < cfg.max_steps:
             t0 = time.perf_counter()
@@ -302,8 +307,10 @@ def distill(cfg: DistillConfig, quiet: bool = False) -> Path:
             logged_sum: dict[str, float] = {}
             for micro in range(cfg.grad_accum):
                 idx = batch_indices(step * cfg.grad_accum + micro, len(train), cfg.batch_size, cfg.seed)
-                enc = tokenizer([train[i] for i in idx], padding=True, truncation=True, max_length=cfg.seq_len, return_tensors="pt")
-                loss, logged = distiller.loss(dict(enc))
+                texts_k = [train[i] for i in idx]
+                enc = student_tokenizer(texts_k, padding=True, truncation=True, max_length=cfg.seq_len, return_tensors="pt")
+                t_enc = None if same_tokenizer else dict(tokenizer(texts_k, padding=True, truncation=True, max_length=cfg.seq_len, return_tensors="pt"))
+                loss, logged = distiller.loss(dict(enc), t_enc)
                 (loss / cfg.grad_accum).backward()
                 for k, v in logged.items():
                     logged_sum[k] = logged_sum.get(k, 0.0) + v / cfg.grad_accum
@@ -322,9 +329,9 @@ def distill(cfg: DistillConfig, quiet: bool = False) -> Path:
     from edgekit.distill.report import evaluate, plot_losses
     from edgekit.distill.student import save_student
 
-    report = evaluate(teacher, student, tokenizer, held, cfg)
+    report = evaluate(teacher, student, tokenizer, student_tokenizer, held, cfg)
     with staged_output(out, cfg.overwrite) as tmp:
-        save_student(student, tokenizer, teacher_dir, tmp)
+        save_student(student, student_tokenizer, teacher_dir, tmp)
         write_json(tmp / "report.json", {"losses": history, **report})
         plot_losses(history, tmp / "loss_curves.png")
         manifest = build_manifest(
@@ -334,7 +341,7 @@ def distill(cfg: DistillConfig, quiet: bool = False) -> Path:
             folder=tmp,
             started=started,
             seed=cfg.seed,
-            distill={"student": plan, "layer_map": layers, "frozen": frozen, "projection": distiller.projection is not None, "momentum_teacher": cfg.momentum_teacher, "steps": step, "train_texts": len(train), "eval_texts": len(held)},
+            distill={"student": plan, "layer_map": layers, "frozen": frozen, "projection": distiller.projection is not None, "momentum_teacher": cfg.momentum_teacher, "loss_weights": weights, "same_tokenizer": same_tokenizer, "steps": step, "train_texts": len(train), "eval_texts": len(held)},
             report={k: v for k, v in report.items()},
         )
         write_json(tmp / "manifest.json", manifest)

@@ -171,3 +171,32 @@ def test_momentum_teacher_run(setup, tmp_path):
     assert json.loads((out / "manifest.json").read_text())["distill"]["momentum_teacher"] == 0.9
     bad = run_cli(*_args(teacher, data, tmp_path / "x", "--momentum-teacher", "1.5"))
     assert bad.returncode != 0 and "EMA decay in (0, 1)" in bad.stderr
+
+
+@pytest.fixture(scope="module")
+def other_tokenizer_student(tmp_path_factory):
+    """A student whose tokenizer has one more token than the teacher's."""
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = make_tiny_encoder(tmp_path_factory.mktemp("other") / "student", "bert", seed=5)
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    tok.add_tokens(["edgekitword"])
+    tok.save_pretrained(str(folder))
+    model = AutoModel.from_pretrained(str(folder))
+    model.resize_token_embeddings(len(tok))
+    model.save_pretrained(str(folder))
+    return folder
+
+
+def test_different_tokenizers_use_output_level_losses_only(setup, other_tokenizer_student, tmp_path):
+    teacher, data = setup
+    base = ["distill", "--teacher", str(teacher), "--data", str(data), "--student", str(other_tokenizer_student), "--batch-size", "4", "--seq-len", "24", "--max-steps", "4"]
+    out = tmp_path / "cross"
+    result = run_cli(*base, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    m = json.loads((out / "manifest.json").read_text())["distill"]
+    assert m["same_tokenizer"] is False and m["loss_weights"]["hidden"] == 0 and m["loss_weights"]["pred"] == 1.0
+    assert set(json.loads((out / "report.json").read_text())["losses"][0]) >= {"pred", "total"}
+    assert "edgekitword" in (out / "tokenizer.json").read_text()  # the student keeps its own tokenizer
+    asked = run_cli(*base, "--w-hidden", "1", "--out", str(tmp_path / "no"))
+    assert asked.returncode != 0 and "different tokenizers" in asked.stderr and "layer-wise 'hidden'" in asked.stderr
