@@ -8,7 +8,7 @@ from typing import Any
 
 from edgekit.errors import InputError, did_you_mean
 
-TASKS = ("sentence-embedding",)
+TASKS = ("sentence-embedding", "sequence-classification")
 
 
 @dataclass(frozen=True)

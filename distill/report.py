@@ -16,7 +16,8 @@ def _embed(model: Any, tokenizer: Any, texts: list[str], seq_len: int) -> Any:
     with torch.inference_mode():
         for i in range(0, len(texts), 16):
             enc = tokenizer(texts[i : i + 16], padding=True, truncation=True, max_length=seq_len, return_tensors="pt")
-            rows.append(mean_pool(model(**enc).last_hidden_state, enc["attention_mask"]))
+            out = model(**enc, output_hidden_states=True)
+            rows.append(mean_pool(out.hidden_states[-1], enc["attention_mask"]))
     return torch.cat(rows) if rows else None
 
 
@@ -34,13 +35,27 @@ def _latency_ms(model: Any, tokenizer: Any, texts: list[str], seq_len: int, repe
     return sorted(times)[len(times) // 2] * 1e3
 
 
-def evaluate(teacher: Any, student: Any, tokenizer: Any, student_tokenizer: Any, held: list[str], cfg: Any) -> dict:
-    """Mean cosine of student to teacher embeddings on the held-out texts (same width only), sizes,
-    and PyTorch latency of both at batch 8 (interleaved, median)."""
+def _accuracy(model: Any, tokenizer: Any, texts: list[str], labels: list[int], seq_len: int) -> float:
+    import torch
+
+    correct = 0
+    with torch.inference_mode():
+        for i in range(0, len(texts), 16):
+            enc = tokenizer(texts[i : i + 16], padding=True, truncation=True, max_length=seq_len, return_tensors="pt")
+            correct += int((model(**enc).logits.argmax(-1) == torch.tensor(labels[i : i + 16])).sum())
+    return correct / max(len(texts), 1)
+
+
+def evaluate(teacher: Any, student: Any, tokenizer: Any, student_tokenizer: Any, held: list[str], cfg: Any, held_labels: list[int] | None = None) -> dict:
+    """On the held-out texts: accuracy of both (classification), or the mean cosine of the student's
+    embeddings to the teacher's (same width); sizes; PyTorch latency of both at batch 8 (median)."""
     import torch
 
     result: dict[str, Any] = {"eval_texts": len(held)}
-    if held and student.config.hidden_size == teacher.config.hidden_size:
+    if held and held_labels is not None:
+        result["teacher_accuracy"] = _accuracy(teacher, tokenizer, held, held_labels, cfg.seq_len)
+        result["student_accuracy"] = _accuracy(student, student_tokenizer, held, held_labels, cfg.seq_len)
+    elif held and student.config.hidden_size == teacher.config.hidden_size:
         s, t = _embed(student, student_tokenizer, held, cfg.seq_len), _embed(teacher, tokenizer, held, cfg.seq_len)
         result["mean_cosine_to_teacher"] = float(torch.nn.functional.cosine_similarity(s, t, dim=-1).mean())
     result["teacher_parameters"] = sum(p.numel() for p in teacher.parameters())

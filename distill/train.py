@@ -37,13 +37,26 @@ def _config_key(cfg: DistillConfig) -> str:
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _split(texts: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    order = list(range(len(texts)))
+def _split(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices of the training and held-out examples (a seeded shuffle; held out = never trained on)."""
+    order = list(range(n))
     random.Random(seed).shuffle(order)
-    n_eval = int(len(texts) * fraction)
-    held = sorted(order[:n_eval])
-    train = sorted(order[n_eval:])
-    return [texts[i] for i in train], [texts[i] for i in held]
+    n_eval = int(n * fraction)
+    return sorted(order[n_eval:]), sorted(order[:n_eval])
+
+
+def label_ids(labels: list[str], teacher_config: Any) -> list[int]:
+    """Label names to the teacher's class ids (its ``label2id`` when the names match, else the
+    sorted names in order); the count must match the teacher's classifier."""
+    names = sorted(set(labels))
+    n = int(getattr(teacher_config, "num_labels", 0))
+    known = {str(k): int(v) for k, v in (getattr(teacher_config, "label2id", None) or {}).items()}
+    if set(names) <= set(known):
+        return [known[label] for label in labels]
+    if len(names) != n:
+        raise InputError(f"the data has {len(names)} labels {names[:6]} but the teacher classifies into {n}", "give data with the teacher's labels (names from its config.json label2id, or exactly that many classes)")
+    index = {name: i for i, name in enumerate(names)}
+    return [index[label] for label in labels]
 
 
 def batch_indices(step: int, n: int, batch: int, seed: int) -> list[int]:
@@ -120,12 +133,12 @@ class Distiller:
     def _proj(self, x: Any) -> Any:
         return self.projection(x) if self.projection is not None else x
 
-    def loss(self, batch: dict[str, Any], teacher_batch: dict[str, Any] | None = None) -> tuple[Any, dict[str, float]]:
+    def loss(self, batch: dict[str, Any], teacher_batch: dict[str, Any] | None = None, labels: Any | None = None) -> tuple[Any, dict[str, float]]:
         """The loss of one batch; ``teacher_batch`` is the same texts in the teacher's tokens when
         the tokenizers differ (then only output-level terms are on)."""
         import torch
 
-        from edgekit.distill.losses import attention_score_loss, embedding_loss, masked_mse, total_loss
+        from edgekit.distill.losses import attention_score_loss, embedding_loss, masked_mse, soft_cross_entropy, total_loss
 
         cfg, w, mask = self.cfg, self.weights, batch["attention_mask"]
         teacher_batch = teacher_batch or batch
@@ -146,16 +159,23 @@ class Distiller:
                     t_scores = attention_scores(t_layers[g - 1], t_h[g - 1])
                 total = total + attention_score_loss(attention_scores(s_layers[m - 1], s_h[m - 1]), t_scores, mask, cfg.attn_loss)
             terms["attn"] = total / len(self.layers)
-        if w["pred"]:
+        student_loss = None
+        if cfg.task == "sequence-classification":
+            if w["pred"]:
+                terms["pred"] = soft_cross_entropy(s_out.logits, t_out.logits, cfg.temperature)
+            if labels is not None and cfg.a2:
+                student_loss = torch.nn.functional.cross_entropy(s_out.logits, labels)
+        elif w["pred"]:
             terms["pred"] = embedding_loss(self._proj(mean_pool(s_h[-1], mask)), mean_pool(t_h[-1], teacher_batch["attention_mask"]), cfg.pred_loss)
         if self.momentum is not None:
             with torch.no_grad():
                 ema = mean_pool(self.momentum.model(**batch).last_hidden_state, mask)
             terms["momentum"] = embedding_loss(mean_pool(s_h[-1], mask), ema, cfg.pred_loss)
-        return total_loss(terms, w, cfg.a1, cfg.a2)
+        return total_loss(terms, w, cfg.a1, cfg.a2, student_loss)
 
 
 def _encoder_layers(model: Any) -> Any:
+    model = getattr(model, "base_model", model)
     for path in ("encoder.layer", "transformer.layer"):
         obj = model
         for part in path.split("."):
@@ -200,16 +220,14 @@ def save_checkpoint(path: Path, step: int, distiller: Distiller, optimizer: Any,
     tmp.replace(path)
 
 
-def load_student(cfg: DistillConfig, teacher: Any) -> tuple[Any, list[int], dict]:
+def load_student(cfg: DistillConfig, teacher: Any, auto: Any) -> tuple[Any, list[int], dict]:
     """The student and g(m): built from the teacher, or loaded from ``--student``."""
-    from transformers import AutoModel
-
     from edgekit.distill.losses import layer_map
     from edgekit.distill.student import build_student
 
     n_teacher = int(teacher.config.num_hidden_layers)
     if cfg.student is not None:
-        student = AutoModel.from_pretrained(str(cfg.student), attn_implementation="eager")
+        student = auto.from_pretrained(str(cfg.student), attn_implementation="eager")
         m = int(student.config.num_hidden_layers)
         plan = {"from": str(cfg.student)}
     else:
@@ -236,10 +254,10 @@ def freeze(model: Any, patterns: tuple[str, ...]) -> list[str]:
 def distill(cfg: DistillConfig, quiet: bool = False) -> Path:
     """Run (or resume) a distillation; returns the student folder."""
     import torch
-    from transformers import AutoModel, AutoTokenizer, get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer, get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
 
     from edgekit.artifacts import build_manifest, check_out_dir, hash_folder, now_iso, staged_output, write_json
-    from edgekit.calibration.text import load_texts
+    from edgekit.calibration.text import load_labeled
     from edgekit.export.api import read_model_config
 
     cfg.check()
@@ -248,8 +266,12 @@ def distill(cfg: DistillConfig, quiet: bool = False) -> Path:
     read_model_config(teacher_dir)
     if cfg.student is not None:
         read_model_config(Path(cfg.student).expanduser())
-    texts = load_texts(cfg.data)
-    train, held = _split(texts, cfg.eval_fraction, cfg.seed)
+    texts, labels = load_labeled(cfg.data)
+    classify = cfg.task == "sequence-classification"
+    if classify and labels is None:
+        raise InputError(f"sequence classification needs labels, and '{cfg.data}' has none", "use a .jsonl with a 'label' field, or a folder of class subfolders of .txt files")
+    train_idx, held_idx = _split(len(texts), cfg.eval_fraction, cfg.seed)
+    train, held = [texts[i] for i in train_idx], [texts[i] for i in held_idx]
     if len(train) < cfg.batch_size:
         raise InputError(f"{len(train)} training texts are fewer than one batch of {cfg.batch_size}", "give more data or a smaller --batch-size")
     out = Path(cfg.out).expanduser()
@@ -267,10 +289,12 @@ def distill(cfg: DistillConfig, quiet: bool = False) -> Path:
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     tokenizer = AutoTokenizer.from_pretrained(str(teacher_dir))
-    teacher = AutoModel.from_pretrained(str(teacher_dir), attn_implementation="eager").eval()
+    auto = AutoModelForSequenceClassification if classify else AutoModel
+    teacher = auto.from_pretrained(str(teacher_dir), attn_implementation="eager").eval()
+    ids = label_ids(labels, teacher.config) if classify else None
     for p in teacher.parameters():
         p.requires_grad_(False)
-    student, layers, plan = load_student(cfg, teacher)
+    student, layers, plan = load_student(cfg, teacher, auto)
     student_tokenizer = AutoTokenizer.from_pretrained(str(cfg.student)) if cfg.student is not None else tokenizer
     same_tokenizer = student_tokenizer.get_vocab() == tokenizer.get_vocab()
     weights = cfg.loss_weights(same_tokenizer)
@@ -310,7 +334,8 @@ def distill(cfg: DistillConfig, quiet: bool = False) -> Path:
                 texts_k = [train[i] for i in idx]
                 enc = student_tokenizer(texts_k, padding=True, truncation=True, max_length=cfg.seq_len, return_tensors="pt")
                 t_enc = None if same_tokenizer else dict(tokenizer(texts_k, padding=True, truncation=True, max_length=cfg.seq_len, return_tensors="pt"))
-                loss, logged = distiller.loss(dict(enc), t_enc)
+                batch_labels = torch.tensor([ids[train_idx[i]] for i in idx]) if ids is not None else None
+                loss, logged = distiller.loss(dict(enc), t_enc, batch_labels)
                 (loss / cfg.grad_accum).backward()
                 for k, v in logged.items():
                     logged_sum[k] = logged_sum.get(k, 0.0) + v / cfg.grad_accum
@@ -329,7 +354,7 @@ def distill(cfg: DistillConfig, quiet: bool = False) -> Path:
     from edgekit.distill.report import evaluate, plot_losses
     from edgekit.distill.student import save_student
 
-    report = evaluate(teacher, student, tokenizer, student_tokenizer, held, cfg)
+    report = evaluate(teacher, student, tokenizer, student_tokenizer, held, cfg, [ids[i] for i in held_idx] if ids is not None else None)
     with staged_output(out, cfg.overwrite) as tmp:
         save_student(student, student_tokenizer, teacher_dir, tmp)
         write_json(tmp / "report.json", {"losses": history, **report})

@@ -182,7 +182,9 @@ def distill(
     student_hidden: Annotated[Optional[int], typer.Option("--student-hidden", help="Narrower student width (a learned projection bridges the widths).")] = None,
     student_heads: Annotated[Optional[int], typer.Option("--student-heads")] = None,
     student_ffn: Annotated[Optional[int], typer.Option("--student-ffn")] = None,
-    task: Annotated[Optional[str], typer.Option(help="sentence-embedding (more tasks to come).")] = None,
+    task: Annotated[Optional[str], typer.Option(help="sentence-embedding or sequence-classification (labels from a jsonl 'label' field or class subfolders).")] = None,
+    a2: Annotated[Optional[float], typer.Option("--a2", help="Weight of the student's own task loss (cross-entropy on the labels).")] = None,
+    a1: Annotated[Optional[float], typer.Option("--a1", help="Weight of the distillation loss L_kd.")] = None,
     seq_len: Annotated[Optional[int], typer.Option("--seq-len")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
     max_steps: Annotated[Optional[int], typer.Option("--max-steps")] = None,
@@ -220,7 +222,7 @@ def distill(
         student_hidden=student_hidden, student_heads=student_heads, student_ffn=student_ffn, task=task, seq_len=seq_len, batch_size=batch_size,
         max_steps=max_steps, lr=lr, grad_accum=grad_accum, schedule=schedule, save_every=save_every, eval_fraction=eval_fraction, layer_map=layer_map,
         layer_map_list=ints(layer_map_list, "--layer-map-list"), w_embed=w_embed, w_attn=w_attn, w_hidden=w_hidden, w_pred=w_pred, temperature=temperature,
-        attn_loss=attn_loss, pred_loss=pred_loss, freeze=tuple(freeze) if freeze else None, momentum_teacher=momentum_teacher, w_momentum=w_momentum, seed=seed, resume=resume or None, overwrite=overwrite or None,
+        attn_loss=attn_loss, pred_loss=pred_loss, a1=a1, a2=a2, freeze=tuple(freeze) if freeze else None, momentum_teacher=momentum_teacher, w_momentum=w_momentum, seed=seed, resume=resume or None, overwrite=overwrite or None,
     )
     if config is not None:
         cfg = load_config_file(config, given)
@@ -236,7 +238,10 @@ def distill(
 
     report = json.loads((path / "report.json").read_text())
     cos = report.get("mean_cosine_to_teacher")
-    print(f"wrote {path}: {report['student_parameters'] / 1e6:.1f}M parameters (teacher {report['teacher_parameters'] / 1e6:.1f}M), {report['speedup_vs_teacher']:.2f}x the teacher's PyTorch speed" + (f", mean cosine to the teacher {cos:.4f} on {report['eval_texts']} held-out texts" if cos is not None else ""))
+    quality = f", mean cosine to the teacher {cos:.4f} on {report['eval_texts']} held-out texts" if cos is not None else ""
+    if "student_accuracy" in report:
+        quality = f", held-out accuracy {report['student_accuracy']:.4f} (teacher {report['teacher_accuracy']:.4f}) on {report['eval_texts']} texts"
+    print(f"wrote {path}: {report['student_parameters'] / 1e6:.1f}M parameters (teacher {report['teacher_parameters'] / 1e6:.1f}M), {report['speedup_vs_teacher']:.2f}x the teacher's PyTorch speed{quality}")
 
 
 @app.command("build")

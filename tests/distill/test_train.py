@@ -200,3 +200,38 @@ def test_different_tokenizers_use_output_level_losses_only(setup, other_tokenize
     assert "edgekitword" in (out / "tokenizer.json").read_text()  # the student keeps its own tokenizer
     asked = run_cli(*base, "--w-hidden", "1", "--out", str(tmp_path / "no"))
     assert asked.returncode != 0 and "different tokenizers" in asked.stderr and "layer-wise 'hidden'" in asked.stderr
+
+
+def test_sequence_classification_with_labels(tmp_path):
+    import torch
+    from transformers import AutoModelForSequenceClassification, BertConfig
+
+    from edgekit.calibration._sample import SAMPLE_PARAGRAPHS
+
+    from ..conftest import TINY, write_tokenizer
+
+    teacher = tmp_path / "clf"
+    teacher.mkdir()
+    vocab = write_tokenizer(teacher, ["input_ids", "token_type_ids", "attention_mask"])
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=vocab, pad_token_id=0, num_labels=3, id2label={0: "rain", 1: "sport", 2: "money"}, label2id={"rain": 0, "sport": 1, "money": 2}, **TINY)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(str(teacher))
+    data = tmp_path / "labelled.jsonl"
+    names = ["rain", "sport", "money"]
+    data.write_text("\n".join(json.dumps({"text": t, "label": names[i % 3]}) for i, t in enumerate(SAMPLE_PARAGRAPHS * 2)))
+    out = tmp_path / "student"
+    result = run_cli("distill", "--teacher", str(teacher), "--data", str(data), "--task", "sequence-classification", "--student-layers", "1", "--a2", "0.5",
+                     "--temperature", "2", "--batch-size", "4", "--seq-len", "24", "--max-steps", "6", "--eval-fraction", "0.25", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "held-out accuracy" in result.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert {"pred", "student", "total"} <= set(report["losses"][0]) and 0 <= report["student_accuracy"] <= 1
+    assert AutoModelForSequenceClassification.from_pretrained(str(out)).config.num_labels == 3
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(json.dumps({"text": t, "label": str(i % 5)}) for i, t in enumerate(SAMPLE_PARAGRAPHS)))
+    wrong = run_cli("distill", "--teacher", str(teacher), "--data", str(bad), "--task", "sequence-classification", "--student-layers", "1", "--out", str(tmp_path / "x"))
+    assert wrong.returncode != 0 and "the teacher classifies into 3" in wrong.stderr
+    unlabelled = tmp_path / "plain.txt"
+    unlabelled.write_text("\n".join(SAMPLE_PARAGRAPHS))
+    none = run_cli("distill", "--teacher", str(teacher), "--data", str(unlabelled), "--task", "sequence-classification", "--student-layers", "1", "--out", str(tmp_path / "y"))
+    assert none.returncode != 0 and "needs labels" in none.stderr
