@@ -8,7 +8,7 @@ from typing import Any
 
 from edgekit.errors import InputError, did_you_mean
 
-TASKS = ("sentence-embedding", "sequence-classification")
+TASKS = ("sentence-embedding", "sequence-classification", "masked-lm", "causal-lm")
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,8 @@ class DistillConfig:
     max_grad_norm: float = 1.0
     eval_fraction: float = 0.1
     seed: int = 0
+    mask_probability: float = 0.15
+    """masked-lm: share of tokens masked (80% [MASK], 10% random, 10% kept, as BERT)."""
     save_every: int = 100
     layer_map: str = "uniform"
     layer_map_list: tuple[int, ...] | None = None

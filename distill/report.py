@@ -46,6 +46,29 @@ def _accuracy(model: Any, tokenizer: Any, texts: list[str], labels: list[int], s
     return correct / max(len(texts), 1)
 
 
+def perplexity(model: Any, tokenizer: Any, texts: list[str], cfg: Any) -> float:
+    """exp(mean token cross-entropy) on ``texts``: next-token for causal-lm, masked tokens (masks
+    drawn with a fixed seed, the same for teacher and student) for masked-lm."""
+    import math
+
+    import torch
+
+    from edgekit.distill.train import lm_batch
+
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for i in range(0, len(texts), 8):
+            enc = dict(tokenizer(texts[i : i + 8], padding=True, truncation=True, max_length=cfg.seq_len, return_tensors="pt"))
+            inputs, labels = lm_batch(enc, cfg.task, tokenizer, 10_000_000 + i, cfg.seed, cfg.mask_probability)
+            logits = model(**inputs).logits
+            if cfg.task == "causal-lm":
+                logits, labels = logits[:, :-1], labels[:, 1:]
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum")
+            total += float(loss)
+            count += int((labels != -100).sum())
+    return math.exp(total / max(count, 1))
+
+
 def evaluate(teacher: Any, student: Any, tokenizer: Any, student_tokenizer: Any, held: list[str], cfg: Any, held_labels: list[int] | None = None) -> dict:
     """On the held-out texts: accuracy of both (classification), or the mean cosine of the student's
     embeddings to the teacher's (same width); sizes; PyTorch latency of both at batch 8 (median)."""
@@ -55,7 +78,7 @@ def evaluate(teacher: Any, student: Any, tokenizer: Any, student_tokenizer: Any,
     if held and held_labels is not None:
         result["teacher_accuracy"] = _accuracy(teacher, tokenizer, held, held_labels, cfg.seq_len)
         result["student_accuracy"] = _accuracy(student, student_tokenizer, held, held_labels, cfg.seq_len)
-    elif held and student.config.hidden_size == teacher.config.hidden_size:
+    elif held and student.config.hidden_size == teacher.config.hidden_size and cfg.task == "sentence-embedding":
         s, t = _embed(student, student_tokenizer, held, cfg.seq_len), _embed(teacher, tokenizer, held, cfg.seq_len)
         result["mean_cosine_to_teacher"] = float(torch.nn.functional.cosine_similarity(s, t, dim=-1).mean())
     result["teacher_parameters"] = sum(p.numel() for p in teacher.parameters())

@@ -10,7 +10,8 @@ from typing import Any
 
 from edgekit.errors import InputError
 
-_LAYER = re.compile(r"(^|\.)layer\.(\d+)\.")
+_LAYER = re.compile(r"(^|\.)(layer|layers|h)\.(\d+)\.")
+"""The layer index in a parameter name: BERT ``encoder.layer.3.``, Llama ``model.layers.3.``, GPT-2 ``h.3.``."""
 
 
 @dataclass
@@ -67,7 +68,7 @@ def build_student(teacher: Any, keep: list[int], hidden: int | None = None, head
     target = student.state_dict()
     with torch.no_grad():
         for name, tensor in target.items():
-            teacher_name = _LAYER.sub(lambda m: f"{m.group(1)}layer.{keep[int(m.group(2))] - 1}.", name, count=1)
+            teacher_name = _LAYER.sub(lambda m: f"{m.group(1)}{m.group(2)}.{keep[int(m.group(3))] - 1}.", name, count=1)
             donor = source.get(teacher_name)
             if donor is not None and donor.shape == tensor.shape:
                 tensor.copy_(donor)

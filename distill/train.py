@@ -69,6 +69,35 @@ def batch_indices(step: int, n: int, batch: int, seed: int) -> list[int]:
     return [int(i) for i in order[pos * batch : pos * batch + batch]]
 
 
+AUTO_CLASSES = {
+    "sentence-embedding": "AutoModel",
+    "sequence-classification": "AutoModelForSequenceClassification",
+    "masked-lm": "AutoModelForMaskedLM",
+    "causal-lm": "AutoModelForCausalLM",
+}
+
+
+def lm_batch(enc: dict[str, Any], task: str, tokenizer: Any, step: int, seed: int, probability: float) -> tuple[dict[str, Any], Any]:
+    """Inputs and labels for the language-model tasks. masked-lm masks tokens with a generator
+    seeded by (seed, step), so a resumed run masks exactly as an uninterrupted one."""
+    import torch
+
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    if task == "causal-lm":
+        labels = ids.masked_fill(mask == 0, -100)
+        return enc, labels
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    special = torch.tensor([[t in tokenizer.all_special_ids for t in row] for row in ids.tolist()])
+    chosen = (torch.rand(ids.shape, generator=gen) < probability) & (mask == 1) & ~special
+    labels = ids.masked_fill(~chosen, -100)
+    roll = torch.rand(ids.shape, generator=gen)
+    masked = ids.clone()
+    masked[chosen & (roll < 0.8)] = tokenizer.mask_token_id
+    swap = chosen & (roll >= 0.8) & (roll < 0.9)
+    masked[swap] = torch.randint(len(tokenizer), ids.shape, generator=gen)[swap]
+    return {**enc, "input_ids": masked}, labels
+
+
 def _query_key(layer: Any) -> tuple[Any, Any, int]:
     """The query and key projections of a BERT-style layer, and its head count."""
     attn = getattr(getattr(layer, "attention", None), "self", None)
@@ -160,7 +189,16 @@ class Distiller:
                 total = total + attention_score_loss(attention_scores(s_layers[m - 1], s_h[m - 1]), t_scores, mask, cfg.attn_loss)
             terms["attn"] = total / len(self.layers)
         student_loss = None
-        if cfg.task == "sequence-classification":
+        if cfg.task in ("masked-lm", "causal-lm"):
+            s_logits, t_logits = s_out.logits, t_out.logits
+            if cfg.task == "causal-lm":  # position i predicts token i + 1
+                s_logits, t_logits, labels = s_logits[:, :-1], t_logits[:, :-1], labels[:, 1:]
+            where = labels != -100
+            if w["pred"]:
+                terms["pred"] = soft_cross_entropy(s_logits, t_logits, cfg.temperature, mask=where)
+            if cfg.a2:
+                student_loss = torch.nn.functional.cross_entropy(s_logits.reshape(-1, s_logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+        elif cfg.task == "sequence-classification":
             if w["pred"]:
                 terms["pred"] = soft_cross_entropy(s_out.logits, t_out.logits, cfg.temperature)
             if labels is not None and cfg.a2:
@@ -172,6 +210,14 @@ class Distiller:
                 ema = mean_pool(self.momentum.model(**batch).last_hidden_state, mask)
             terms["momentum"] = embedding_loss(mean_pool(s_h[-1], mask), ema, cfg.pred_loss)
         return total_loss(terms, w, cfg.a1, cfg.a2, student_loss)
+
+
+def _bert_style(model: Any) -> bool:
+    try:
+        _query_key(_encoder_layers(model)[0])
+        return True
+    except InputError:
+        return False
 
 
 def _encoder_layers(model: Any) -> Any:
@@ -254,7 +300,8 @@ def freeze(model: Any, patterns: tuple[str, ...]) -> list[str]:
 def distill(cfg: DistillConfig, quiet: bool = False) -> Path:
     """Run (or resume) a distillation; returns the student folder."""
     import torch
-    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer, get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
+    import transformers
+    from transformers import AutoTokenizer, get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
 
     from edgekit.artifacts import build_manifest, check_out_dir, hash_folder, now_iso, staged_output, write_json
     from edgekit.calibration.text import load_labeled
@@ -289,7 +336,7 @@ def distill(cfg: DistillConfig, quiet: bool = False) -> Path:
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     tokenizer = AutoTokenizer.from_pretrained(str(teacher_dir))
-    auto = AutoModelForSequenceClassification if classify else AutoModel
+    auto = getattr(transformers, AUTO_CLASSES[cfg.task])
     teacher = auto.from_pretrained(str(teacher_dir), attn_implementation="eager").eval()
     ids = label_ids(labels, teacher.config) if classify else None
     for p in teacher.parameters():
@@ -298,6 +345,17 @@ def distill(cfg: DistillConfig, quiet: bool = False) -> Path:
     student_tokenizer = AutoTokenizer.from_pretrained(str(cfg.student)) if cfg.student is not None else tokenizer
     same_tokenizer = student_tokenizer.get_vocab() == tokenizer.get_vocab()
     weights = cfg.loss_weights(same_tokenizer)
+    if weights["attn"] and not _bert_style(student):
+        if cfg.w_attn:
+            raise InputError(f"the attention loss needs BERT-style layers (attention.self.query/key), not {type(student).__name__}", "set --w-attn 0")
+        weights["attn"] = 0.0  # left at its default: off for this architecture
+    if cfg.task in ("masked-lm", "causal-lm") and not same_tokenizer:
+        raise InputError(f"{cfg.task} compares predictions over the vocabulary, so teacher and student need the same tokenizer", "give the student the teacher's tokenizer")
+    if cfg.task == "masked-lm" and tokenizer.mask_token_id is None:
+        raise InputError("masked-lm needs a tokenizer with a mask token", "use a teacher trained with masked language modelling")
+    if cfg.task == "causal-lm" and tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+        student_tokenizer.pad_token = student_tokenizer.pad_token or student_tokenizer.eos_token
     frozen = freeze(student, cfg.freeze)
     student.train()
     distiller = Distiller(cfg, teacher, student, layers, weights)
@@ -335,7 +393,10 @@ def distill(cfg: DistillConfig, quiet: bool = False) -> Path:
                 enc = student_tokenizer(texts_k, padding=True, truncation=True, max_length=cfg.seq_len, return_tensors="pt")
                 t_enc = None if same_tokenizer else dict(tokenizer(texts_k, padding=True, truncation=True, max_length=cfg.seq_len, return_tensors="pt"))
                 batch_labels = torch.tensor([ids[train_idx[i]] for i in idx]) if ids is not None else None
-                loss, logged = distiller.loss(dict(enc), t_enc, batch_labels)
+                inputs = dict(enc)
+                if cfg.task in ("masked-lm", "causal-lm"):
+                    inputs, batch_labels = lm_batch(inputs, cfg.task, student_tokenizer, step * cfg.grad_accum + micro, cfg.seed, cfg.mask_probability)
+                loss, logged = distiller.loss(inputs, t_enc, batch_labels)
                 (loss / cfg.grad_accum).backward()
                 for k, v in logged.items():
                     logged_sum[k] = logged_sum.get(k, 0.0) + v / cfg.grad_accum
@@ -355,6 +416,10 @@ def distill(cfg: DistillConfig, quiet: bool = False) -> Path:
     from edgekit.distill.student import save_student
 
     report = evaluate(teacher, student, tokenizer, student_tokenizer, held, cfg, [ids[i] for i in held_idx] if ids is not None else None)
+    if cfg.task in ("masked-lm", "causal-lm") and held:
+        from edgekit.distill.report import perplexity
+
+        report.update({"teacher_perplexity": perplexity(teacher, student_tokenizer, held, cfg), "student_perplexity": perplexity(student, student_tokenizer, held, cfg)})
     with staged_output(out, cfg.overwrite) as tmp:
         save_student(student, student_tokenizer, teacher_dir, tmp)
         write_json(tmp / "report.json", {"losses": history, **report})

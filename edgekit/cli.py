@@ -182,7 +182,7 @@ def distill(
     student_hidden: Annotated[Optional[int], typer.Option("--student-hidden", help="Narrower student width (a learned projection bridges the widths).")] = None,
     student_heads: Annotated[Optional[int], typer.Option("--student-heads")] = None,
     student_ffn: Annotated[Optional[int], typer.Option("--student-ffn")] = None,
-    task: Annotated[Optional[str], typer.Option(help="sentence-embedding or sequence-classification (labels from a jsonl 'label' field or class subfolders).")] = None,
+    task: Annotated[Optional[str], typer.Option(help="sentence-embedding, sequence-classification (labels from a jsonl 'label' field or class subfolders), masked-lm or causal-lm.")] = None,
     a2: Annotated[Optional[float], typer.Option("--a2", help="Weight of the student's own task loss (cross-entropy on the labels).")] = None,
     a1: Annotated[Optional[float], typer.Option("--a1", help="Weight of the distillation loss L_kd.")] = None,
     seq_len: Annotated[Optional[int], typer.Option("--seq-len")] = None,
@@ -239,6 +239,8 @@ def distill(
     report = json.loads((path / "report.json").read_text())
     cos = report.get("mean_cosine_to_teacher")
     quality = f", mean cosine to the teacher {cos:.4f} on {report['eval_texts']} held-out texts" if cos is not None else ""
+    if "student_perplexity" in report:
+        quality = f", held-out perplexity {report['student_perplexity']:.2f} (teacher {report['teacher_perplexity']:.2f}) on {report['eval_texts']} texts"
     if "student_accuracy" in report:
         quality = f", held-out accuracy {report['student_accuracy']:.4f} (teacher {report['teacher_accuracy']:.4f}) on {report['eval_texts']} texts"
     print(f"wrote {path}: {report['student_parameters'] / 1e6:.1f}M parameters (teacher {report['teacher_parameters'] / 1e6:.1f}M), {report['speedup_vs_teacher']:.2f}x the teacher's PyTorch speed{quality}")

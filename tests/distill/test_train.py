@@ -106,7 +106,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(setup, tmp_path):
     "extra,needle",
     [
         (("--student-layers", "9"), "teacher layers 1..2"),
-        (("--task", "masked-lm"), "task 'masked-lm' is not available"),
+        (("--task", "token-classification"), "task 'token-classification' is not available"),
         (("--resume",), "no checkpoint"),
         (("--freeze", "no.such.*"), "matches no parameter"),
         (("--layer-map", "list", "--layer-map-list", "1,2"), "needs 1 teacher layers"),
@@ -235,3 +235,38 @@ def test_sequence_classification_with_labels(tmp_path):
     unlabelled.write_text("\n".join(SAMPLE_PARAGRAPHS))
     none = run_cli("distill", "--teacher", str(teacher), "--data", str(unlabelled), "--task", "sequence-classification", "--student-layers", "1", "--out", str(tmp_path / "y"))
     assert none.returncode != 0 and "needs labels" in none.stderr
+
+
+@pytest.mark.parametrize("task", ["masked-lm", "causal-lm"])
+def test_language_model_tasks(tmp_path, setup, task):
+    import torch
+    from transformers import AutoModelForMaskedLM, BertConfig
+
+    from ..conftest import TINY, write_tokenizer
+    from ..export.test_decoder_families import make_tiny_decoder
+
+    _, data = setup
+    if task == "masked-lm":
+        teacher = tmp_path / "mlm"
+        teacher.mkdir()
+        vocab = write_tokenizer(teacher, ["input_ids", "token_type_ids", "attention_mask"])
+        torch.manual_seed(0)
+        AutoModelForMaskedLM.from_config(BertConfig(vocab_size=vocab, pad_token_id=0, **TINY)).save_pretrained(str(teacher))
+    else:
+        teacher = make_tiny_decoder(tmp_path / "llama", "llama")
+    out = tmp_path / "student"
+    args = ["distill", "--teacher", str(teacher), "--data", str(data), "--task", task, "--student-layers", "1", "--a2", "1", "--batch-size", "4", "--seq-len", "24", "--max-steps", "4", "--save-every", "2", "--out", str(out)]
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert "held-out perplexity" in result.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["student_perplexity"] > 1 and report["teacher_perplexity"] > 1
+    assert {"pred", "student", "hidden"} <= set(report["losses"][0])
+    m = json.loads((out / "manifest.json").read_text())["distill"]
+    assert m["layer_map"] == [2] and (m["loss_weights"]["attn"] == (1.0 if task == "masked-lm" else 0.0))  # Llama layers: attention loss off
+    if task == "causal-lm":
+        from safetensors.torch import load_file
+
+        s, t = load_file(str(out / "model.safetensors")), load_file(str(teacher / "model.safetensors"))
+        q = s["model.layers.0.self_attn.q_proj.weight"]  # started as teacher layer 2 (index 1), then trained 4 steps
+        assert (q - t["model.layers.1.self_attn.q_proj.weight"]).norm() < 0.2 * (q - t["model.layers.0.self_attn.q_proj.weight"]).norm()
