@@ -56,6 +56,8 @@ class DistillConfig:
     w_momentum: float = 1.0
     freeze: tuple[str, ...] = ()
     """Glob patterns on parameter names kept frozen, e.g. ``embeddings.word_embeddings.*``."""
+    amp: str = "no"
+    """Autocast during training: no, bf16 (CPU or GPU) or fp16 (GPU, with loss scaling)."""
     resume: bool = False
     overwrite: bool = False
 
@@ -87,6 +89,8 @@ class DistillConfig:
             raise InputError(f"--eval-fraction must be in [0, 1), got {self.eval_fraction}", "pass e.g. --eval-fraction 0.1")
         if self.lr <= 0 or self.temperature <= 0:
             raise InputError("--lr and --temperature must be positive", "pass e.g. --lr 1e-4 --temperature 1")
+        if self.amp not in ("no", "bf16", "fp16"):
+            raise InputError(f"--amp must be no, bf16 or fp16, got '{self.amp}'", "pass e.g. --amp bf16")
         if self.momentum_teacher is not None and not 0 < self.momentum_teacher < 1:
             raise InputError(f"--momentum-teacher is an EMA decay in (0, 1), got {self.momentum_teacher}", "pass e.g. --momentum-teacher 0.995")
         if self.schedule not in ("cosine", "linear"):

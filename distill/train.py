@@ -154,6 +154,8 @@ class Distiller:
         torch.manual_seed(cfg.seed + 1)
         self.projection = torch.nn.Linear(s_width, t_width) if s_width != t_width else None
         self.momentum = MomentumTeacher(student, cfg.momentum_teacher) if cfg.momentum_teacher else None
+        self.student_forward = student
+        """What the forward pass calls: the student, or its DistributedDataParallel wrapper."""
 
     def parameters(self) -> list[Any]:
         params = [p for p in self.student.parameters() if p.requires_grad]
@@ -173,7 +175,7 @@ class Distiller:
         teacher_batch = teacher_batch or batch
         with torch.no_grad():
             t_out = self.teacher(**teacher_batch, output_hidden_states=True)
-        s_out = self.student(**batch, output_hidden_states=True)
+        s_out = self.student_forward(**batch, output_hidden_states=True)
         t_h, s_h = t_out.hidden_states, s_out.hidden_states
         terms: dict[str, Any] = {}
         if w["embed"]:
@@ -297,8 +299,50 @@ def freeze(model: Any, patterns: tuple[str, ...]) -> list[str]:
     return frozen
 
 
+class Placement:
+    """Where training runs: one process (CPU, or the GPU when there is one), or one process per
+    GPU under ``torchrun`` / ``accelerate launch`` (read from WORLD_SIZE/RANK/LOCAL_RANK; gloo on
+    CPU, nccl on GPUs). Rank 0 alone writes checkpoints and the student."""
+
+    def __init__(self) -> None:
+        import os
+
+        import torch
+
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        self.device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
+        if self.world > 1 and not torch.distributed.is_initialized():
+            torch.distributed.init_process_group(backend="nccl" if self.device.type == "cuda" else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        import torch
+
+        if self.world > 1:
+            torch.distributed.barrier()
+
+    def close(self) -> None:
+        import torch
+
+        if self.world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
 def distill(cfg: DistillConfig, quiet: bool = False) -> Path:
     """Run (or resume) a distillation; returns the student folder."""
+    place = Placement()
+    try:
+        return _distill(cfg, place, quiet or not place.main)
+    finally:
+        place.close()
+
+
+def _distill(cfg: DistillConfig, place: Placement, quiet: bool) -> Path:
     import torch
     import transformers
     from transformers import AutoTokenizer, get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
@@ -329,9 +373,16 @@ def distill(cfg: DistillConfig, quiet: bool = False) -> Path:
     if cfg.resume and not ckpt.is_file():
         raise InputError(f"--resume: no checkpoint in '{work}'", "start without --resume")
     check_out_dir(out, cfg.overwrite)
-    if cfg.overwrite and work.exists() and not cfg.resume:
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
+    if cfg.batch_size % place.world:
+        raise InputError(f"--batch-size {cfg.batch_size} does not split over {place.world} processes", f"use a multiple of {place.world}")
+    place.barrier()  # every rank has checked before rank 0 touches the work folder
+    if place.main:
+        if cfg.overwrite and work.exists() and not cfg.resume:
+            shutil.rmtree(work)
+        work.mkdir(parents=True, exist_ok=True)
+    place.barrier()
+    if cfg.amp == "fp16" and place.device.type != "cuda":
+        raise InputError("--amp fp16 needs a CUDA GPU", "use --amp bf16 on CPU, or --amp no")
 
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -357,8 +408,20 @@ def distill(cfg: DistillConfig, quiet: bool = False) -> Path:
         tokenizer.pad_token = tokenizer.eos_token
         student_tokenizer.pad_token = student_tokenizer.pad_token or student_tokenizer.eos_token
     frozen = freeze(student, cfg.freeze)
-    student.train()
+    teacher.to(place.device)
+    student.to(place.device).train()
     distiller = Distiller(cfg, teacher, student, layers, weights)
+    if distiller.projection is not None:
+        distiller.projection.to(place.device)
+    if distiller.momentum is not None:
+        distiller.momentum.model.to(place.device)
+    if place.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # find_unused_parameters: heads the losses never touch (e.g. the BERT pooler) get no gradient
+        distiller.student_forward = DistributedDataParallel(student, device_ids=[place.device.index] if place.device.type == "cuda" else None, find_unused_parameters=True)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
+    scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
     optimizer = torch.optim.AdamW(distiller.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     make = get_cosine_schedule_with_warmup if cfg.schedule == "cosine" else get_linear_schedule_with_warmup
     scheduler = make(optimizer, int(cfg.warmup_ratio * cfg.max_steps), cfg.max_steps)
@@ -388,7 +451,7 @@ def distill(cfg: DistillConfig, quiet: bool = False) -> Path:
             optimizer.zero_grad(set_to_none=True)
             logged_sum: dict[str, float] = {}
             for micro in range(cfg.grad_accum):
-                idx = batch_indices(step * cfg.grad_accum + micro, len(train), cfg.batch_size, cfg.seed)
+                idx = batch_indices(step * cfg.grad_accum + micro, len(train), cfg.batch_size, cfg.seed)[place.rank :: place.world]
                 texts_k = [train[i] for i in idx]
                 enc = student_tokenizer(texts_k, padding=True, truncation=True, max_length=cfg.seq_len, return_tensors="pt")
                 t_enc = None if same_tokenizer else dict(tokenizer(texts_k, padding=True, truncation=True, max_length=cfg.seq_len, return_tensors="pt"))
@@ -396,22 +459,37 @@ def distill(cfg: DistillConfig, quiet: bool = False) -> Path:
                 inputs = dict(enc)
                 if cfg.task in ("masked-lm", "causal-lm"):
                     inputs, batch_labels = lm_batch(inputs, cfg.task, student_tokenizer, step * cfg.grad_accum + micro, cfg.seed, cfg.mask_probability)
-                loss, logged = distiller.loss(inputs, t_enc, batch_labels)
-                (loss / cfg.grad_accum).backward()
+                inputs = {k: v.to(place.device) for k, v in inputs.items()}
+                t_enc = {k: v.to(place.device) for k, v in t_enc.items()} if t_enc is not None else None
+                batch_labels = batch_labels.to(place.device) if batch_labels is not None else None
+                with torch.autocast(device_type=place.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                    loss, logged = distiller.loss(inputs, t_enc, batch_labels)
+                scaled = loss / cfg.grad_accum
+                (scaler.scale(scaled) if scaler is not None else scaled).backward()
                 for k, v in logged.items():
                     logged_sum[k] = logged_sum.get(k, 0.0) + v / cfg.grad_accum
+            if scaler is not None:
+                scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(distiller.parameters(), cfg.max_grad_norm)
-            optimizer.step()
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
             scheduler.step()
             if distiller.momentum is not None:
                 distiller.momentum.update(student)
             step += 1
             history.append({"step": step, **logged_sum, "lr": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - t0})
             progress(step, logged_sum)
-            if step % cfg.save_every == 0 or step == cfg.max_steps:
+            if place.main and (step % cfg.save_every == 0 or step == cfg.max_steps):
                 save_checkpoint(ckpt, step, distiller, optimizer, scheduler, history, key)
 
-    student.eval()
+    place.barrier()
+    student.eval().cpu()
+    teacher.cpu()
+    if not place.main:
+        return out
     from edgekit.distill.report import evaluate, plot_losses
     from edgekit.distill.student import save_student
 
@@ -431,7 +509,7 @@ def distill(cfg: DistillConfig, quiet: bool = False) -> Path:
             folder=tmp,
             started=started,
             seed=cfg.seed,
-            distill={"student": plan, "layer_map": layers, "frozen": frozen, "projection": distiller.projection is not None, "momentum_teacher": cfg.momentum_teacher, "loss_weights": weights, "same_tokenizer": same_tokenizer, "steps": step, "train_texts": len(train), "eval_texts": len(held)},
+            distill={"processes": place.world, "device": str(place.device), "amp": cfg.amp, "student": plan, "layer_map": layers, "frozen": frozen, "projection": distiller.projection is not None, "momentum_teacher": cfg.momentum_teacher, "loss_weights": weights, "same_tokenizer": same_tokenizer, "steps": step, "train_texts": len(train), "eval_texts": len(held)},
             report={k: v for k, v in report.items()},
         )
         write_json(tmp / "manifest.json", manifest)

@@ -206,6 +206,7 @@ def distill(
     momentum_teacher: Annotated[Optional[float], typer.Option("--momentum-teacher", help="EMA decay of a momentum teacher (an average of the student), combined with the fixed teacher.")] = None,
     w_momentum: Annotated[Optional[float], typer.Option("--w-momentum")] = None,
     seed: Annotated[Optional[int], typer.Option()] = None,
+    amp: Annotated[Optional[str], typer.Option(help="Autocast while training: no, bf16 (CPU or GPU) or fp16 (GPU).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out.")] = False,
     overwrite: Overwrite = False,
     verbose: Verbose = False,
@@ -222,7 +223,7 @@ def distill(
         student_hidden=student_hidden, student_heads=student_heads, student_ffn=student_ffn, task=task, seq_len=seq_len, batch_size=batch_size,
         max_steps=max_steps, lr=lr, grad_accum=grad_accum, schedule=schedule, save_every=save_every, eval_fraction=eval_fraction, layer_map=layer_map,
         layer_map_list=ints(layer_map_list, "--layer-map-list"), w_embed=w_embed, w_attn=w_attn, w_hidden=w_hidden, w_pred=w_pred, temperature=temperature,
-        attn_loss=attn_loss, pred_loss=pred_loss, a1=a1, a2=a2, freeze=tuple(freeze) if freeze else None, momentum_teacher=momentum_teacher, w_momentum=w_momentum, seed=seed, resume=resume or None, overwrite=overwrite or None,
+        attn_loss=attn_loss, pred_loss=pred_loss, a1=a1, a2=a2, freeze=tuple(freeze) if freeze else None, momentum_teacher=momentum_teacher, w_momentum=w_momentum, seed=seed, amp=amp, resume=resume or None, overwrite=overwrite or None,
     )
     if config is not None:
         cfg = load_config_file(config, given)
@@ -235,7 +236,10 @@ def distill(
         cfg = DistillConfig(**{k: v for k, v in given.items() if v is not None})
     path = run(cfg)
     import json
+    import os
 
+    if os.environ.get("RANK", "0") != "0":
+        return
     report = json.loads((path / "report.json").read_text())
     cos = report.get("mean_cosine_to_teacher")
     quality = f", mean cosine to the teacher {cos:.4f} on {report['eval_texts']} held-out texts" if cos is not None else ""

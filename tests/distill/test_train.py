@@ -270,3 +270,17 @@ def test_language_model_tasks(tmp_path, setup, task):
         s, t = load_file(str(out / "model.safetensors")), load_file(str(teacher / "model.safetensors"))
         q = s["model.layers.0.self_attn.q_proj.weight"]  # started as teacher layer 2 (index 1), then trained 4 steps
         assert (q - t["model.layers.1.self_attn.q_proj.weight"]).norm() < 0.2 * (q - t["model.layers.0.self_attn.q_proj.weight"]).norm()
+
+
+def test_two_processes_under_torchrun_and_bf16_autocast(setup, tmp_path):
+    """The multi-GPU path, run here as two CPU processes (gloo): the same command under torchrun."""
+    teacher, data = setup
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", "-m", "edgekit", *_args(teacher, data, out, "--max-steps", "3", "--amp", "bf16")]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    m = json.loads((out / "manifest.json").read_text())["distill"]
+    assert m["processes"] == 2 and m["amp"] == "bf16" and m["steps"] == 3
+    assert result.stdout.count("wrote ") == 1  # rank 0 alone reports and writes
+    odd = subprocess.run([*cmd[:-2], "--batch-size", "3", "--out", str(tmp_path / "odd")], capture_output=True, text=True, timeout=300)
+    assert odd.returncode != 0 and "does not split over 2 processes" in odd.stderr
