@@ -52,6 +52,28 @@ def torch_generate_tokens_per_s(model_dir: Path, prompt: list[int], new_tokens: 
     return json.loads(done.stdout.strip().splitlines()[-1])["tokens_per_s"]
 
 
+def bench_against_generate(artifacts: tuple[Path, ...], backends: tuple[str, ...], contexts: tuple[int, ...], rounds: int, new_tokens: int, threads: int, out: Path | None):
+    """The bench harness over ``artifacts`` (generation mode), with PyTorch ``generate`` timed
+    before and after it; returns the bench result and the averaged PyTorch tokens/s."""
+    from transformers import AutoTokenizer
+
+    from edgekit.assets import SMOLLM2
+    from edgekit.benchmarks.generation import prompt_ids
+    from edgekit.benchmarks.harness import BenchConfig, bench
+    from edgekit.benchmarks.report import print_table
+    from edgekit.calibration.text import sample_texts
+
+    prompt = prompt_ids(AutoTokenizer.from_pretrained(str(artifacts[0])), sample_texts(min_words=64), 32)
+    before = torch_generate_tokens_per_s(SMOLLM2.hf_folder(), prompt, new_tokens, threads)
+    cfg = BenchConfig(artifacts=artifacts, backends=backends, new_tokens=new_tokens, prompt_len=32, contexts=contexts, rounds=rounds, threads=threads, out=out, overwrite=True)
+    result = bench(cfg)
+    after = torch_generate_tokens_per_s(SMOLLM2.hf_folder(), prompt, new_tokens, threads)
+    print_table(result)
+    hf = (before + after) / 2
+    print(f"PyTorch generate fp32 (cache on): {hf:.1f} tokens/s (before {before:.1f}, after {after:.1f})")
+    return result, {"pytorch_generate_tokens_per_s": hf, "pytorch_generate_before_after": [before, after]}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -62,26 +84,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     import os
 
-    from transformers import AutoTokenizer
-
     from edgekit.assets import SMOLLM2, cached_export
-    from edgekit.benchmarks.generation import prompt_ids
-    from edgekit.benchmarks.harness import BenchConfig, bench
-    from edgekit.benchmarks.report import print_table
-    from edgekit.calibration.text import sample_texts
 
     threads = args.threads or os.cpu_count() or 1
-    onnx_art = cached_export(SMOLLM2, "onnx")
-    ov_art = cached_export(SMOLLM2, "openvino", target="openvino")
-    prompt = prompt_ids(AutoTokenizer.from_pretrained(str(onnx_art)), sample_texts(min_words=64), 32)
-    before = torch_generate_tokens_per_s(SMOLLM2.hf_folder(), prompt, args.new_tokens, threads)
-    cfg = BenchConfig(artifacts=(onnx_art, ov_art), backends=("torch", "ort", "openvino"), new_tokens=args.new_tokens, prompt_len=32, contexts=(16, 128, 512), rounds=args.rounds, threads=threads, out=args.out, overwrite=True)
-    result = bench(cfg)
-    after = torch_generate_tokens_per_s(SMOLLM2.hf_folder(), prompt, args.new_tokens, threads)
-    print_table(result)
-    hf = (before + after) / 2
-    summary = {"pytorch_generate_tokens_per_s": hf, "pytorch_generate_before_after": [before, after]}
-    print(f"PyTorch generate (cache on): {hf:.1f} tokens/s (before {before:.1f}, after {after:.1f})")
+    artifacts = (cached_export(SMOLLM2, "onnx"), cached_export(SMOLLM2, "openvino", target="openvino"))
+    result, summary = bench_against_generate(artifacts, ("torch", "ort", "openvino"), (16, 128, 512), args.rounds, args.new_tokens, threads, args.out)
+    hf = summary["pytorch_generate_tokens_per_s"]
     for row in result["rows"]:
         ratio = row["tokens_per_s"] / hf
         growth = row["per_token_growth"]

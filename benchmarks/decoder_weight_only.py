@@ -28,15 +28,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
 
-    from transformers import AutoTokenizer
-
     from edgekit.artifacts import read_manifest
     from edgekit.assets import SMOLLM2, cached_export
-    from edgekit.benchmarks.decoder_tokens_per_s import torch_generate_tokens_per_s
-    from edgekit.benchmarks.generation import prompt_ids
-    from edgekit.benchmarks.harness import BenchConfig, bench
-    from edgekit.benchmarks.report import print_table
-    from edgekit.calibration.text import sample_texts
+    from edgekit.benchmarks.decoder_tokens_per_s import bench_against_generate
 
     threads = args.threads or os.cpu_count() or 1
     artifacts = {
@@ -47,15 +41,8 @@ def main(argv: list[str] | None = None) -> dict:
         ("openvino", "int8"): cached_export(SMOLLM2, "openvino-int8", target="openvino", precision="int8"),
         ("openvino", "int4"): cached_export(SMOLLM2, "openvino-int4", target="openvino", precision="int4"),
     }
-    prompt = prompt_ids(AutoTokenizer.from_pretrained(str(artifacts[("ort", "fp32")])), sample_texts(min_words=64), 32)
-    before = torch_generate_tokens_per_s(SMOLLM2.hf_folder(), prompt, args.new_tokens, threads)
-    cfg = BenchConfig(artifacts=tuple(artifacts.values()), backends=("ort", "openvino"), new_tokens=args.new_tokens, prompt_len=32, contexts=(16, 512), rounds=args.rounds, threads=threads, out=args.out, overwrite=True)
-    result = bench(cfg)
-    after = torch_generate_tokens_per_s(SMOLLM2.hf_folder(), prompt, args.new_tokens, threads)
-    print_table(result)
-    hf = (before + after) / 2
-    print(f"PyTorch generate fp32 (cache on): {hf:.1f} tokens/s (before {before:.1f}, after {after:.1f})")
-    summary: dict = {"pytorch_generate_tokens_per_s": hf, "pytorch_generate_before_after": [before, after]}
+    result, summary = bench_against_generate(tuple(artifacts.values()), ("ort", "openvino"), (16, 512), args.rounds, args.new_tokens, threads, args.out)
+    hf = summary["pytorch_generate_tokens_per_s"]
     for (backend, precision), path in artifacts.items():
         row = next(r for r in result["rows"] if r["artifact"] == path.name and r["backend"] == backend)
         greedy = read_manifest(path)["validation"].get("greedy_generation", {})

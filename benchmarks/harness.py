@@ -165,7 +165,7 @@ def _check(cfg: BenchConfig) -> list[tuple[Path, dict]]:
     return loaded
 
 
-def _quality(cfg: BenchConfig, workers: list[_Worker], tokenizers: dict, input_names: dict, progress: Any, task: Any, verbose: bool) -> list[dict[str, Any]]:
+def _quality(cfg: BenchConfig, workers: list[_Worker], tokenizers: dict, input_names: dict, manifests: dict, progress: Any, task: Any, verbose: bool) -> list[dict[str, Any]]:
     """Embeddings of every worker on the eval texts, compared with the PyTorch worker of the same source."""
     from edgekit.calibration.text import load_labeled, tokenize_natural
     from edgekit.export.int8 import probe_accuracy
@@ -177,7 +177,7 @@ def _quality(cfg: BenchConfig, workers: list[_Worker], tokenizers: dict, input_n
     pooled: dict[int, np.ndarray] = {}
     for w in workers:
         feeds = [tokenize_natural(tokenizers[w.artifact], texts[i : i + 16], input_names[w.artifact], max_length=max_length) for i in range(0, len(texts), 16)]
-        output = "sentence_embedding" if any(o.get("name") == "sentence_embedding" for o in read_manifest(w.artifact)["export"].get("outputs", [])) else "last_hidden_state"
+        output = "sentence_embedding" if any(o.get("name") == "sentence_embedding" for o in manifests[w.artifact]["export"].get("outputs", [])) else "last_hidden_state"
         outs = w.ask("embed", {"feeds": feeds, "output": output}, verbose)
         rows = []
         for feed, out in zip(feeds, outs):
@@ -296,7 +296,7 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
                     if ref is not None:
                         row.update(agreement(outputs[id(ref)], outputs[id(w)], inputs[w.artifact].get("attention_mask")))
                     rows.append(row)
-        quality = _quality(cfg, workers, tokenizers, input_names, progress, task, verbose) if cfg.eval_data is not None and not generators else []
+        quality = _quality(cfg, workers, tokenizers, input_names, dict(loaded), progress, task, verbose) if cfg.eval_data is not None and not generators else []
         for w in workers:
             stats = w.ask("stop", None, verbose)
             w.info.update(stats)

@@ -377,16 +377,14 @@ def _decoder_weight_only(cfg: ExportConfig, tmp: Path, steps, built, prompts: li
             import openvino as ov
 
             from edgekit.compress.weight_only import openvino_weight_only
+            from edgekit.export.openvino_ir import replace_ir
             from edgekit.runtimes.base import SessionOptions
             from edgekit.runtimes.openvino_backend import OpenVINOSession
 
             xml = tmp / "model.xml"
             compressed, quant = openvino_weight_only(ov.Core().read_model(str(xml)), cfg.precision)
-            staged = tmp / "model.wq.xml"  # the read model maps model.bin: never write over it while mapped
-            ov.save_model(compressed, str(staged), compress_to_fp16=False)
+            replace_ir(compressed, xml)
             del compressed
-            for suffix in (".xml", ".bin"):
-                staged.with_suffix(suffix).replace(xml.with_suffix(suffix))
             session = OpenVINOSession(xml, SessionOptions(), "f32", cache)
             runtime = "openvino"
             section = {**section, "weights": cfg.precision}

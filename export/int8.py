@@ -232,14 +232,31 @@ def local_errors(model_path: Path, feeds: list[dict[str, Any]], ranges: dict[str
     return sorted(scores, key=scores.get, reverse=True)
 
 
+def smooth_graph(src: Path, target: Any, calib: Any, alpha: float, steps: Any) -> tuple[Path, Any, list[str]]:
+    """SmoothQuant on the fp32 graph ``src``: per-channel |max| of the smoothable activations from
+    the calibration set, then the rewrite, saved as ``model.smoothed.onnx`` beside ``src``.
+    Returns that path, the new quantization target and the smoothed activations."""
+    import onnx
+
+    from edgekit.calibration.ranges import RangeMethod, cached_ranges
+    from edgekit.compress.ort_quant import QuantTarget, weight_matmuls
+    from edgekit.compress.smooth import smooth_quant, smoothable
+
+    with steps.step(f"SmoothQuant (alpha {alpha:g})"):
+        model = onnx.load(str(src))
+        acts = smoothable(model, target)
+        stats = cached_ranges(src, calib, acts, RangeMethod("minmax"), channel_tensors=acts)
+        smooth_quant(model, QuantTarget(target.nodes, acts), stats.channel_absmax, alpha)
+        out = src.with_name("model.smoothed.onnx")
+        onnx.save(model, str(out))
+    return out, weight_matmuls(model), acts
+
+
 def ort_int8(cfg: Any, model_dir: Path, built: Any, reference: Any, tmp: Path, steps: Any) -> tuple[dict, dict]:
     """Quantize the validated fp32 ``tmp/model.onnx`` in place: pure Q/DQ for ``--target onnx``,
     ONNX Runtime's fused form for ``--target ort``; static (calibrated, SmoothQuant) or dynamic."""
-    import onnx
-
     from edgekit.calibration.ranges import RangeMethod, cached_ranges, collect
-    from edgekit.compress.ort_quant import QuantTarget, load_with_shapes, qdq_summary, quantize_dynamic_int8, quantize_static_qdq, weight_matmuls
-    from edgekit.compress.smooth import smooth_quant, smoothable
+    from edgekit.compress.ort_quant import load_with_shapes, qdq_summary, quantize_dynamic_int8, quantize_static_qdq, weight_matmuls
     from edgekit.runtimes.base import SessionOptions
     from edgekit.runtimes.ort_backend import OrtSession
 
@@ -255,15 +272,8 @@ def ort_int8(cfg: Any, model_dir: Path, built: Any, reference: Any, tmp: Path, s
         with steps.step("calibration set"):
             calib = build_calibration(cfg, model_dir, built.tokenizer, built.input_names)
         if cfg.smooth_alpha > 0:
-            with steps.step(f"SmoothQuant (alpha {cfg.smooth_alpha:g})"):
-                model = onnx.load(str(src))
-                smoothed = smoothable(model, target)
-                stats = cached_ranges(src, calib, smoothed, RangeMethod("minmax"), channel_tensors=smoothed)
-                smooth_quant(model, QuantTarget(target.nodes, smoothed), stats.channel_absmax, cfg.smooth_alpha)
-                src = tmp / "model.smoothed.onnx"
-                onnx.save(model, str(src))
-                (tmp / "model.fp32.onnx").unlink()
-                target = weight_matmuls(model)
+            src, target, smoothed = smooth_graph(src, target, calib, cfg.smooth_alpha, steps)
+            (tmp / "model.fp32.onnx").unlink()
         with steps.step(f"calibrate ({method.name}, {len(calib.feeds)} samples)"):
             ranges = cached_ranges(src, calib, target.activations, method)
 
@@ -339,12 +349,10 @@ def openvino_int8(cfg: Any, model_dir: Path, built: Any, reference: Any, xml: Pa
                 )
             except RuntimeError as exc:
                 raise ValidationError(f"OpenVINO INT8 cannot meet --max-drop {cfg.max_drop:g}: {str(exc).splitlines()[0]}", "nothing was written; raise --max-drop") from exc
-    # read_model memory-maps the .bin: writing over it while mapped kills the process (SIGBUS)
-    staged = xml.with_name("model.int8.xml")
-    ov.save_model(quantized, str(staged), compress_to_fp16=False)
+    from edgekit.export.openvino_ir import replace_ir
+
+    replace_ir(quantized, xml)
     del quantized, model
-    for suffix in (".xml", ".bin"):
-        staged.with_suffix(suffix).replace(xml.with_suffix(suffix))
     session = OpenVINOSession(xml, SessionOptions(), "f32")
     quality = measure(evalset, session, cfg.seed)
     if cfg.max_drop is not None and quality["drop"] > cfg.max_drop:

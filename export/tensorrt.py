@@ -256,9 +256,8 @@ def _trt_int8(cfg: Any, model_dir: Path, built: Any, tmp: Path, steps: Any) -> d
     import onnx
 
     from edgekit.calibration.ranges import RangeMethod, cached_ranges
-    from edgekit.compress.ort_quant import QuantTarget, load_with_shapes, qdq_summary, quantize_static_qdq, weight_matmuls
-    from edgekit.compress.smooth import smooth_quant, smoothable
-    from edgekit.export.int8 import build_calibration
+    from edgekit.compress.ort_quant import load_with_shapes, qdq_summary, quantize_static_qdq, weight_matmuls
+    from edgekit.export.int8 import build_calibration, smooth_graph
 
     method = RangeMethod(cfg.calib_method, cfg.percentile).check()
     fp32 = tmp / "model.fp32.onnx"
@@ -270,17 +269,9 @@ def _trt_int8(cfg: Any, model_dir: Path, built: Any, tmp: Path, steps: Any) -> d
         ranges = cached_ranges(fp32, calib, everything, method)
         absmax = {name: max(-lo, hi) for name, (lo, hi) in ranges.tensors.items()}
         (tmp / CALIB_CACHE).write_text(calibration_cache_text(absmax))
-    src = fp32
-    model = onnx.load(str(fp32))
-    target = weight_matmuls(model)
+    src, target = fp32, weight_matmuls(onnx.load(str(fp32)))
     if cfg.smooth_alpha > 0:
-        with steps.step(f"SmoothQuant (alpha {cfg.smooth_alpha:g})"):
-            acts = smoothable(model, target)
-            stats = cached_ranges(fp32, calib, acts, RangeMethod("minmax"), channel_tensors=acts)
-            smooth_quant(model, QuantTarget(target.nodes, acts), stats.channel_absmax, cfg.smooth_alpha)
-            src = tmp / "model.smoothed.onnx"
-            onnx.save(model, str(src))
-            target = weight_matmuls(model)
+        src, target, _ = smooth_graph(fp32, target, calib, cfg.smooth_alpha, steps)
     with steps.step("explicit Q/DQ"):
         act_ranges = cached_ranges(src, calib, target.activations, method)
         quantize_static_qdq(load_with_shapes(src), tmp / "model.onnx", act_ranges.tensors, target.nodes, symmetric_activations=True)

@@ -28,6 +28,9 @@ class BackendEntry:
     """Artifact formats it runs (manifest ``export.format``); empty = any (the torch reference runs the source)."""
     needs_engine: bool = False
     """Runs only artifacts whose TensorRT engine was built (``export.tensorrt.engine_built``)."""
+    probe: str | None = None
+    """``module:function`` returning (usable, why not), for backends that an import alone does not
+    prove usable (TensorRT: its type stubs import, and it needs a GPU)."""
 
     def reads(self, manifest) -> bool:
         export = manifest.get("export", {})
@@ -40,11 +43,10 @@ class BackendEntry:
 
     def missing(self) -> list[str]:
         missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
-        if not missing and self.name == "trt":
-            from edgekit.export.tensorrt import tensorrt_status
-
-            ok, why = tensorrt_status()
-            return [] if ok else [f"tensorrt ({why})"]
+        if not missing and self.probe:
+            module_name, fn = self.probe.split(":")
+            ok, why = getattr(importlib.import_module(module_name), fn)()
+            return [] if ok else [f"{self.requires[0]} ({why})"]
         return missing
 
 
@@ -54,7 +56,7 @@ _BACKENDS: dict[str, BackendEntry] = {
         BackendEntry("torch", "edgekit.runtimes.torch_backend:TorchBackend", "torch", ("torch", "transformers"), "PyTorch eager fp32, the reference (runs the source model)"),
         BackendEntry("ort", "edgekit.runtimes.ort_backend:OrtBackend", "ort", ("onnxruntime",), "ONNX Runtime, CPU execution provider", ("onnx",)),
         BackendEntry("openvino", "edgekit.runtimes.openvino_backend:OpenVINOBackend", "openvino", ("openvino",), "OpenVINO, CPU (f32 unless the artifact says otherwise)", ("openvino-ir",)),
-        BackendEntry("trt", "edgekit.runtimes.trt_backend:TrtBackend", "trt", ("tensorrt", "torch"), "TensorRT engine on an NVIDIA GPU or Jetson (built by 'edgekit build')", ("onnx",), needs_engine=True),
+        BackendEntry("trt", "edgekit.runtimes.trt_backend:TrtBackend", "trt", ("tensorrt", "torch"), "TensorRT engine on an NVIDIA GPU or Jetson (built by 'edgekit build')", ("onnx",), needs_engine=True, probe="edgekit.export.tensorrt:tensorrt_status"),
     )
 }
 
