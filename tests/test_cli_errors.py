@@ -109,6 +109,9 @@ def test_int8_bad_inputs_fail_before_any_work(tiny_models, tmp_path):
         (("--target", "ort", "--precision", "int8-dynamic", "--calib", str(texts)), ("reads no --calib",)),
         (("--target", "ort", "--calib", str(texts)), ("--calib applies only to INT8 exports",)),
         (("--target", "openvino", "--precision", "int8-dynamic"), ("--precision int8-dynamic is not available for --target openvino",)),
+        (("--target", "ort", "--precision", "int8", "--calib", str(texts), "--eval-data", str(tmp_path / "nope.jsonl")), ("--eval-data", "does not exist")),
+        (("--target", "trt", "--precision", "fp16", "--max-batch", "0"), ("--max-batch must be at least 1",)),
+        (("--target", "ort", "--precision", "int4"), ("int4 is weight-only, for decoders",)),
     ]
     for args, needles in cases:
         result = run_cli("export", "--model", model, "--out", out, *args)
@@ -117,3 +120,9 @@ def test_int8_bad_inputs_fail_before_any_work(tiny_models, tmp_path):
     (tmp_path / "empty.txt").write_text("")
     result = run_cli("export", "--model", model, "--out", out, "--target", "ort", "--precision", "int8", "--calib", str(tmp_path / "empty.txt"))
     _assert_clean_failure(result, "is empty")
+
+
+def test_bench_eval_data_must_exist(minilm_artifact, tmp_path):
+    result = run_cli("bench", str(minilm_artifact), "--backend", "ort", "--eval-data", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "b"))
+    _assert_clean_failure(result, "--eval-data", "does not exist")
+    assert not (tmp_path / "b").exists()
