@@ -87,8 +87,8 @@ class _Timed:
         self.times: list[float] = []
         self.stateful = getattr(inner, "stateful", False)
 
-    def reset(self, batch: int) -> None:
-        self.inner.reset(batch)
+    def __getattr__(self, name):  # reset, select_rows, ... of the wrapped session
+        return getattr(self.inner, name)
 
     def run(self, feeds, output_names=None):
         t0 = time.perf_counter()

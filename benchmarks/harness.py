@@ -202,6 +202,9 @@ def _quality(cfg: BenchConfig, workers: list[_Worker], tokenizers: dict, input_n
 
 
 def _is_generation(loaded: list[tuple[Path, dict]]) -> bool:
+    for path, m in loaded:
+        if m.get("export", {}).get("task") == "seq2seq":
+            raise InputError(f"'{path}' is an encoder-decoder; bench does not time encoder-decoders yet", "time it with 'edgekit generate' for now")
     kinds = {m.get("export", {}).get("task") == "text-generation" for _, m in loaded}
     if len(kinds) > 1:
         raise InputError("bench got both text-generation and encoder artifacts", "bench them in separate runs")

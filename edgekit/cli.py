@@ -109,7 +109,7 @@ def export(
     out: Annotated[Path, typer.Option("--out", "-o", help="Artifact folder to write.")],
     target: Annotated[str, typer.Option(help="Export target: onnx, ort, openvino, trt.")] = "onnx",
     precision: Annotated[str, typer.Option(help="fp32; fp16 (openvino weights, trt); int8 (encoders: static, needs --calib, for onnx, ort, openvino, trt; decoders: weight-only, ort/openvino); int8-dynamic (ort); int4 (decoders, weight-only, ort/openvino).")] = "fp32",
-    task: Annotated[str, typer.Option(help="auto, feature-extraction (last_hidden_state), sentence-embedding (adds the pooled embedding) or text-generation (causal LM with KV cache).")] = "auto",
+    task: Annotated[str, typer.Option(help="auto, feature-extraction (last_hidden_state), sentence-embedding (adds the pooled embedding), text-generation (causal LM with KV cache) or seq2seq (encoder-decoder: T5, BART, Whisper).")] = "auto",
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 20,
     exporter: Annotated[str, typer.Option(help="auto (torch.export-based, TorchScript fallback), dynamo or torchscript.")] = "auto",
     atol: Annotated[Optional[float], typer.Option(help="Max |diff| against PyTorch; default 1e-4 for fp32.")] = None,
@@ -328,7 +328,7 @@ def demo(
 @app.command()
 @handled
 def generate(
-    artifact: Annotated[Path, typer.Argument(help="A text-generation artifact written by 'edgekit export --task text-generation'.")],
+    artifact: Annotated[Path, typer.Argument(help="A text-generation or seq2seq artifact written by 'edgekit export'.")],
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="The prompt text.")],
     max_new_tokens: Annotated[int, typer.Option(help="Stop after this many new tokens.")] = 32,
     do_sample: Annotated[bool, typer.Option("--do-sample", help="Sample instead of greedy decoding.")] = False,
@@ -337,15 +337,23 @@ def generate(
     top_p: Annotated[float, typer.Option(help="Nucleus sampling threshold (1.0 = off).")] = 1.0,
     seed: Annotated[Optional[int], typer.Option(help="Seed for sampling.")] = None,
     stop: Annotated[Optional[list[str]], typer.Option("--stop", help="Stop when this text appears (repeatable).")] = None,
+    num_beams: Annotated[int, typer.Option(help="Beam search with this many beams (1 = greedy or sampling).")] = 1,
+    length_penalty: Annotated[float, typer.Option(help="Beam search: scores are divided by length ** this (> 0 favours longer outputs).")] = 1.0,
+    early_stopping: Annotated[str, typer.Option(help="Beam search: false (stop when no beam can improve), true (stop when num_beams are done) or never.")] = "false",
+    no_repeat_ngram_size: Annotated[int, typer.Option(help="Never repeat an n-gram of this size (0 = off).")] = 0,
     chat: Annotated[bool, typer.Option("--chat", help="Wrap the prompt in the tokenizer's chat template.")] = False,
     backend: Annotated[str, typer.Option("--backend", "-b", help="Runtime backend (auto: the one the artifact was made for).")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="Intra-op threads (default: all cores).")] = None,
     verbose: Verbose = False,
 ) -> None:
-    """Generate text with a KV-cache decoder artifact; tokens are printed as they come."""
+    """Generate text with a KV-cache decoder (continues the prompt) or an encoder-decoder (reads the prompt, writes a new text); tokens are printed as they come (beam search: at the end)."""
     from edgekit.runtimes.generate import GenerationConfig, generate_text
 
-    cfg = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, stop_strings=tuple(stop or ()))
+    stopping = {"true": True, "false": False, "never": "never"}.get(early_stopping.lower(), early_stopping)
+    cfg = GenerationConfig(
+        max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, stop_strings=tuple(stop or ()),
+        num_beams=num_beams, length_penalty=length_penalty, early_stopping=stopping, no_repeat_ngram_size=no_repeat_ngram_size,
+    )
     result = generate_text(artifact, prompt, cfg, backend=backend, chat=chat, threads=threads, on_text=lambda piece: print(piece, end="", flush=True))
     print()
     logging.getLogger("edgekit").info("%d prompt tokens, %d new tokens, stopped by %s", result.prompt_tokens, len(result.token_ids), result.stopped_by)

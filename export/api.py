@@ -77,7 +77,7 @@ def export_model(cfg: ExportConfig, quiet: bool = False) -> Path:
     from edgekit._progress import Steps
     from edgekit.export.onnx_export import EXPORTERS
     from edgekit.export.int8 import check_int8_options
-    from edgekit.export.specs import decoder_spec_for, resolve_task, spec_for
+    from edgekit.export.specs import decoder_spec_for, resolve_task, seq2seq_spec_for, spec_for
     from edgekit.export.targets import check_precision, check_target
 
     started = now_iso()
@@ -109,13 +109,20 @@ def export_model(cfg: ExportConfig, quiet: bool = False) -> Path:
         task, spec = VISION_TASKS[0], vision_spec_for(raw_config.get("model_type"))
     else:
         task = resolve_task(cfg.task, raw_config)
-        spec = decoder_spec_for(raw_config.get("model_type")) if task == "text-generation" else spec_for(raw_config.get("model_type"))
+        if task == "text-generation":
+            spec = decoder_spec_for(raw_config.get("model_type"))
+        elif task == "seq2seq":
+            spec = seq2seq_spec_for(raw_config.get("model_type"))
+        else:
+            spec = spec_for(raw_config.get("model_type"))
+    if task == "seq2seq" and (cfg.target == "trt" or cfg.precision not in ("fp32", "fp16")):
+        raise InputError(f"--target {cfg.target} --precision {cfg.precision} is not available for encoder-decoders yet", "export with --target onnx, ort or openvino at fp32 (openvino: fp16 too)")
     if task == "text-generation" and cfg.target == "trt":
         raise InputError("--target trt is not available for decoders yet", "export the decoder with --target onnx and build it with trtexec, or use --target openvino")
     if cfg.max_batch < 1:
         raise InputError(f"--max-batch must be at least 1, got {cfg.max_batch}", "pass e.g. --max-batch 16")
     check_int8_options(cfg, decoder=task == "text-generation")
-    if task == "text-generation" and cfg.exporter == "torchscript":
+    if task in ("text-generation", "seq2seq") and cfg.exporter == "torchscript":
         raise InputError("the TorchScript exporter cannot export a KV-cache decoder correctly", "use --exporter dynamo (the default)")
     out = check_out_dir(cfg.out, cfg.overwrite)
     require("torch", "export", "torch")
@@ -129,13 +136,14 @@ def export_model(cfg: ExportConfig, quiet: bool = False) -> Path:
         require("sklearn", "measuring accuracy on labelled eval data", "ort")
 
     atol = cfg.atol if cfg.atol is not None else spec.atol
-    run = {"text-generation": _export_decoder, VISION_TASKS[0]: _export_vision}.get(task, _export_encoder)
+    run = {"text-generation": _export_decoder, "seq2seq": _export_seq2seq, VISION_TASKS[0]: _export_vision}.get(task, _export_encoder)
     with Steps(f"export {model_dir.name}", quiet=quiet) as steps, staged_output(out, cfg.overwrite) as tmp:
         with steps.step("hash source"):
             source_hash = hash_folder(model_dir)
         _seed_everything(cfg.seed)
         if prior is not None:
-            shutil.copy2(Path(cfg.model).expanduser().resolve() / "model.onnx", tmp / "model.onnx")
+            for name in prior["export"].get("model_files", {"model": "model.onnx"}).values():
+                shutil.copy2(Path(cfg.model).expanduser().resolve() / name, tmp / name)
         export_section, validation = run(cfg, model_dir, spec, task, atol, tmp, steps, prior)
         with steps.step("write artifact"):
             export_section["support_files"] = _copy_support_files(model_dir, tmp)
@@ -161,14 +169,14 @@ def export_model(cfg: ExportConfig, quiet: bool = False) -> Path:
     return out
 
 
-def _convert_and_check(built, kwargs, axes, tmp: Path, cfg: ExportConfig, steps, dynamic_shapes=None):
+def _convert_and_check(built, kwargs, axes, tmp: Path, cfg: ExportConfig, steps, dynamic_shapes=None, file_name: str = "model.onnx"):
     import onnx
 
     from edgekit.export.onnx_export import convert
 
-    with steps.step("convert to ONNX"):
-        info = convert(built.module, kwargs, built.input_names, built.output_names, axes, tmp / "model.onnx", cfg.opset, cfg.exporter, dynamic_shapes)
-        onnx.checker.check_model(str(tmp / "model.onnx"))
+    with steps.step(f"convert to ONNX ({file_name})" if file_name != "model.onnx" else "convert to ONNX"):
+        info = convert(built.module, kwargs, built.input_names, built.output_names, axes, tmp / file_name, cfg.opset, cfg.exporter, dynamic_shapes)
+        onnx.checker.check_model(str(tmp / file_name))
     return info
 
 
@@ -424,10 +432,13 @@ def _onnx_artifact(folder: Path) -> dict | None:
     """The manifest of an edgekit ONNX export artifact in ``folder``, else None."""
     from edgekit.artifacts import MANIFEST, read_manifest
 
-    if not (folder / MANIFEST).is_file() or not (folder / "model.onnx").is_file():
+    if not (folder / MANIFEST).is_file():
         return None
     manifest = read_manifest(folder)
     export = manifest.get("export", {})
+    files = (export.get("model_files") or {"model": "model.onnx"}).values()
+    if not all(str(name).endswith(".onnx") and (folder / name).is_file() for name in files):
+        return None
     if manifest.get("stage") != "export" or export.get("format", "onnx") != "onnx" or export.get("precision", "fp32") != "fp32":
         return None
     return manifest
@@ -438,3 +449,84 @@ def _prior_info(prior: dict):
 
     export = prior["export"]
     return ConvertInfo(export["exporter"], export["opset"], export.get("exporter_fallback_reason")), prior["validation"]
+
+
+def _export_seq2seq(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: float, tmp: Path, steps, prior: dict | None = None) -> tuple[dict, dict]:
+    """Encoder graph (with the cross-attention cache) and decoder graph; each validated against
+    PyTorch, then greedy generation compared token for token with transformers."""
+    from edgekit.export.seq2seq import build_seq2seq, decoder_example, decoder_shapes, encoder_example, encoder_shapes
+    from edgekit.export.validate import ValidationReport, require_pass, seq2seq_cases, seq2seq_compare, seq2seq_greedy_parity
+    from edgekit.runtimes.base import SessionOptions
+    from edgekit.runtimes.ort_backend import OrtSession
+    from edgekit.runtimes.torch_backend import seq2seq_torch_session, weight_files
+
+    with steps.step("load model"):
+        built = build_seq2seq(model_dir, spec)
+    weight_bytes = sum(p.stat().st_size for p in weight_files(model_dir))
+    references = {part: seq2seq_torch_session(built, part, weight_bytes) for part in ("encoder", "decoder")}
+    cases = seq2seq_cases(built, references["encoder"], cfg.seed)
+    files = {"encoder": "encoder.onnx", "decoder": "decoder.onnx"}
+    if prior is None:
+        infos = {}
+        for part, module, example, (shapes, axes) in (
+            ("encoder", built.encoder, encoder_example(built.model, spec), encoder_shapes(built)),
+            ("decoder", built.decoder, decoder_example(built), decoder_shapes(built)),
+        ):
+            names = built.encoder_names() if part == "encoder" else built.decoder_names()
+            infos[part] = _convert_and_check(_Named(module, *names), example, axes, tmp, cfg, steps, shapes, files[part])
+        info = infos["decoder"]
+        with steps.step("validate against PyTorch"):
+            sessions = {part: OrtSession(tmp / files[part], SessionOptions()) for part in files}
+            report = ValidationReport(atol=atol)
+            seq2seq_compare(references, sessions, cases, built.io, report)
+            require_pass(report)
+            generation = seq2seq_greedy_parity(built, sessions, cases, new_tokens=8)
+        validation = {"runtime": "onnxruntime", **report.as_dict(), "greedy_generation": generation}
+    else:
+        info, validation = _prior_info(prior)
+    section: dict = {}
+    if cfg.target == "openvino":
+        from edgekit.export.openvino_ir import onnx_to_ir
+        from edgekit.runtimes.openvino_backend import OpenVINOSession
+
+        with steps.step("convert to OpenVINO IR"):
+            for part in ("encoder", "decoder"):
+                ir = onnx_to_ir(tmp / files[part], tmp / f"{part}.xml", None, cfg.precision == "fp16")
+                (tmp / files[part]).unlink()
+                files[part] = f"{part}.xml"
+        with steps.step("validate OpenVINO against PyTorch"):
+            ov_atol = max(atol, FP16_WEIGHTS_ATOL) if cfg.precision == "fp16" else atol
+            sessions = {part: OpenVINOSession(tmp / files[part], SessionOptions(), "f32") for part in files}
+            ov_report = ValidationReport(atol=ov_atol)
+            seq2seq_compare(references, sessions, cases, built.io, ov_report)
+            require_pass(ov_report)
+            ov_validation = {"runtime": "openvino", "inference_precision": "f32", **ov_report.as_dict(), "onnx": validation}
+            if cfg.precision == "fp32":
+                ov_validation["greedy_generation"] = seq2seq_greedy_parity(built, sessions, cases, new_tokens=8)
+            validation = ov_validation
+        section = {"format": "openvino-ir", "inference_precision": "f32", **ir}
+    eos = built.model.generation_config.eos_token_id
+    enc_in, enc_out = built.encoder_names()
+    dec_in, dec_out = built.decoder_names()
+    return {
+        "task": task,
+        "exporter": info.exporter,
+        "exporter_fallback_reason": info.fallback_reason,
+        "opset": info.opset,
+        "attn_implementation": built.model.config._attn_implementation,
+        "model_file": None,
+        "model_files": files,
+        "graphs": {"encoder": {"inputs": enc_in, "outputs": enc_out}, "decoder": {"inputs": dec_in, "outputs": dec_out}},
+        "seq2seq": built.io.as_dict(),
+        "decoder_start_token_id": built.start_token,
+        "eos_token_ids": list(eos) if isinstance(eos, (list, tuple)) else ([eos] if eos is not None else []),
+        "max_length": int(getattr(built.config, "max_target_positions", None) or getattr(built.config, "max_position_embeddings", None) or 512),
+        **section,
+    }, validation
+
+
+class _Named:
+    """Marks which inputs/outputs a module has, for _convert_and_check."""
+
+    def __init__(self, module, input_names, output_names):
+        self.module, self.input_names, self.output_names = module, input_names, output_names

@@ -80,20 +80,27 @@ class BuiltDecoder:
         return self.layout.uses_position_ids
 
 
-def build_decoder(model_dir: Path, spec: DecoderSpec) -> BuiltDecoder:
+def load_generator(model_dir: Path, model_class: str, attn_implementation: str | None, with_tokenizer: bool = True):
+    """(tokenizer or None, fp32 model in eval mode) of an HF folder, loaded with ``transformers.<model_class>``."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import transformers
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot load a tokenizer from '{model_dir}': {exc}".splitlines()[0], "the folder needs its tokenizer files") from exc
+    tokenizer = None
+    if with_tokenizer:
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(str(model_dir))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot load a tokenizer from '{model_dir}': {exc}".splitlines()[0], "the folder needs its tokenizer files") from exc
     kwargs: dict[str, Any] = {"dtype": torch.float32}
-    if spec.attn_implementation:
-        kwargs["attn_implementation"] = spec.attn_implementation
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), **kwargs).eval()
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    return tokenizer, getattr(transformers, model_class).from_pretrained(str(model_dir), **kwargs).eval()
+
+
+def build_decoder(model_dir: Path, spec: DecoderSpec) -> BuiltDecoder:
+    tokenizer, model = load_generator(model_dir, "AutoModelForCausalLM", spec.attn_implementation)
     layout = cache_layout(model.config, spec.uses_position_ids)
     module = _decoder_module_class()(model, layout).eval()
     inputs = ["input_ids", "attention_mask"] + (["position_ids"] if spec.uses_position_ids else []) + layout.past_names()

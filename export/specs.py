@@ -110,9 +110,53 @@ def decoder_spec_for(model_type: str | None) -> DecoderSpec:
     return _lookup(_DECODERS_BY_TYPE, model_type, "text-generation export spec")
 
 
+SEQ2SEQ_TASKS = ("seq2seq",)
+
+
+@dataclass(frozen=True)
+class Seq2SeqSpec:
+    """A family of encoder-decoders whose decoder uses the transformers EncoderDecoderCache."""
+
+    family: str
+    model_types: tuple[str, ...]
+    encoder_input: str = "input_ids"
+    """``input_ids`` for text, ``input_features`` for speech (log-mel frames, no mask)."""
+    model_class: str | None = None
+    """The transformers class to load (default AutoModelForSeq2SeqLM)."""
+    atol: float = 1e-4
+    attn_implementation: str | None = "eager"
+    tasks: tuple[str, ...] = field(default=SEQ2SEQ_TASKS)
+
+    @property
+    def text_encoder(self) -> bool:
+        return self.encoder_input == "input_ids"
+
+
+_SEQ2SEQ_SPECS: tuple[Seq2SeqSpec, ...] = (
+    Seq2SeqSpec("t5", ("t5", "mt5")),
+    Seq2SeqSpec("bart", ("bart", "mbart", "marian")),
+    Seq2SeqSpec("whisper", ("whisper",), encoder_input="input_features", model_class="WhisperForConditionalGeneration"),
+)
+
+_SEQ2SEQ_BY_TYPE = _by_model_type(_SEQ2SEQ_SPECS)
+
+
+def list_seq2seq_specs() -> list[Seq2SeqSpec]:
+    return list(_SEQ2SEQ_SPECS)
+
+
+def seq2seq_model_types() -> list[str]:
+    return sorted(_SEQ2SEQ_BY_TYPE)
+
+
+def seq2seq_spec_for(model_type: str | None) -> Seq2SeqSpec:
+    return _lookup(_SEQ2SEQ_BY_TYPE, model_type, "seq2seq export spec")
+
+
 def resolve_task(task: str, raw_config: dict) -> str:
-    """``auto`` picks text-generation for a causal-LM architecture of a known decoder family, else an encoder task."""
-    known = ("auto",) + ENCODER_TASKS + DECODER_TASKS
+    """``auto`` picks text-generation for a causal-LM architecture of a known decoder family, seq2seq
+    for a known encoder-decoder family, else an encoder task."""
+    known = ("auto",) + ENCODER_TASKS + DECODER_TASKS + SEQ2SEQ_TASKS
     if task not in known:
         from edgekit.errors import InputError
 
@@ -122,4 +166,6 @@ def resolve_task(task: str, raw_config: dict) -> str:
     archs = raw_config.get("architectures") or []
     if raw_config.get("model_type") in _DECODERS_BY_TYPE and (not archs or any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in archs)):
         return "text-generation"
+    if raw_config.get("model_type") in _SEQ2SEQ_BY_TYPE and raw_config.get("is_encoder_decoder", True):
+        return "seq2seq"
     return "auto"

@@ -160,3 +160,87 @@ def greedy_parity(model, tokenizer, session, io, prompts: list[str], new_tokens:
             "nothing was written; rerun with --verbose",
         )
     return {"prompts": len(prompts), "new_tokens": new_tokens, "identical": True, "identical_prompts": len(prompts)}
+
+
+def seq2seq_cases(built, encoder_reference, seed: int = 0) -> dict[str, Any]:
+    """Encoder inputs (one input; a padded batch of 2 for text), decoder steps fed the reference
+    encoder's cross-attention cache (a prefill of 4 tokens on an empty past, then one step on the
+    reference's cache), and three single inputs for generation parity."""
+    io = built.io
+    rng = np.random.default_rng(seed)
+    if built.spec.text_encoder:
+        texts = sample_texts()
+        names = ["input_ids", "attention_mask"]
+        single = tokenize_natural(built.tokenizer, [texts[0]], names, max_length=32)
+        padded = tokenize_natural(built.tokenizer, ["Rain later.", texts[1]], names, max_length=32)
+        prompts = [tokenize_natural(built.tokenizer, [t], names, max_length=24) for t in texts[2:5]]
+    else:
+        frames = 2 * int(built.config.max_source_positions)
+        mels = int(built.config.num_mel_bins)
+
+        def features(batch: int) -> dict[str, np.ndarray]:
+            return {"input_features": rng.standard_normal((batch, mels, frames)).astype(np.float32)}
+
+        single, padded, prompts = features(1), features(2), [features(1) for _ in range(3)]
+    encoder_cases = [("encoder_single", single), ("encoder_batch2" + ("_padded" if built.spec.text_encoder else ""), padded)]
+    ref = encoder_reference.run(padded)
+    cross = {p: ref[q] for p, q in zip(io.cross_names("past_key_values"), io.cross_names("present"))}
+    vocab = int(built.config.vocab_size)
+    ids = np.asarray([[built.start_token] + list(rng.integers(4, vocab, 3))] * 2, dtype=np.int64)
+    prefill: dict[str, np.ndarray] = {"input_ids": ids, **io.empty_self_past(2), **cross}
+    if built.spec.text_encoder:
+        prefill["encoder_attention_mask"] = padded["attention_mask"]
+    return {"encoder": encoder_cases, "decoder_prefill": prefill, "prompts": prompts}
+
+
+def seq2seq_compare(references: dict, sessions: dict, cases: dict[str, Any], io, report: ValidationReport) -> None:
+    """Encoder outputs on every encoder case; decoder logits and self-attention cache on the prefill
+    and on one step fed the reference's cache."""
+    prefill = cases["decoder_prefill"]
+    ref_prefill = references["decoder"].run(prefill)
+    step = dict(prefill)
+    step["input_ids"] = np.argmax(ref_prefill["logits"][:, -1], axis=-1)[:, None].astype(np.int64)
+    step.update({p: ref_prefill[q] for p, q in zip(io.self_names("past_key_values"), io.self_names("present"))})
+    parts = [("encoder", name, inputs) for name, inputs in cases["encoder"]] + [("decoder", "decoder_prefill", prefill), ("decoder", "decoder_step", step)]
+    for part, name, inputs in parts:
+        sub = compare(references[part], sessions[part], [(name, inputs)], report.atol)
+        for key, diff in sub.max_abs_diff.items():
+            report.max_abs_diff[f"{part}.{key}"] = max(report.max_abs_diff.get(f"{part}.{key}", 0.0), diff)
+        report.cases.extend(sub.cases)
+    report.passed = max(report.max_abs_diff.values()) <= report.atol
+
+
+def seq2seq_greedy_parity(built, sessions: dict, cases: dict[str, Any], new_tokens: int, strict: bool = True, cfg=None) -> dict[str, Any]:
+    """edgekit's seq2seq generation against transformers' ``generate`` (greedy unless ``cfg`` says
+    otherwise) on three inputs; identical tokens required when ``strict``."""
+    import torch
+    import transformers
+
+    from edgekit.runtimes.generate import GenerationConfig
+    from edgekit.runtimes.seq2seq import Seq2SeqStepper, generate_seq2seq
+
+    cfg = cfg or GenerationConfig(max_new_tokens=new_tokens)
+    eos = built.model.generation_config.eos_token_id
+    eos_ids = tuple(eos) if isinstance(eos, (list, tuple)) else ((eos,) if eos is not None else ())
+    pad = built.model.generation_config.pad_token_id
+    hf_cfg = transformers.GenerationConfig(
+        decoder_start_token_id=built.start_token, eos_token_id=list(eos_ids) or None, pad_token_id=pad if pad is not None else (eos_ids[0] if eos_ids else 0),
+        max_new_tokens=cfg.max_new_tokens, do_sample=False, num_beams=cfg.num_beams, length_penalty=cfg.length_penalty,
+        early_stopping=cfg.early_stopping, no_repeat_ngram_size=cfg.no_repeat_ngram_size,
+    )
+    stepper = Seq2SeqStepper(sessions["encoder"], sessions["decoder"], built.io)
+    results = []
+    for inputs in cases["prompts"]:
+        with torch.inference_mode():
+            hf = transformers.GenerationMixin.generate(built.model, **{k: torch.from_numpy(v) for k, v in inputs.items()}, generation_config=hf_cfg)
+        expected = hf[0, 1:].tolist()
+        got = generate_seq2seq(stepper, inputs, [built.start_token], cfg, eos_token_ids=eos_ids)
+        while len(expected) > len(got) and expected[-1] == hf_cfg.pad_token_id:
+            expected.pop()
+        prefix = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), min(len(got), len(expected)))
+        results.append({"identical": got == expected, "matching_prefix": prefix, "edgekit": got, "transformers": expected})
+    mismatched = [r for r in results if not r["identical"]]
+    if mismatched and strict:
+        r = mismatched[0]
+        raise ValidationError(f"generated tokens differ from transformers: {r['edgekit']} vs {r['transformers']}", "nothing was written; rerun with --verbose")
+    return {"inputs": len(results), "new_tokens": cfg.max_new_tokens, "num_beams": cfg.num_beams, "identical": not mismatched, "identical_inputs": len(results) - len(mismatched), "matching_prefix": [r["matching_prefix"] for r in results]}

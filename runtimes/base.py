@@ -45,7 +45,9 @@ class Backend(Protocol):
     name: str
 
     @classmethod
-    def load(cls, artifact: Path, manifest: Mapping[str, Any], options: SessionOptions) -> Session: ...
+    def load(cls, artifact: Path, manifest: Mapping[str, Any], options: SessionOptions, model_file: str | None = None) -> Session:
+        """``model_file``: one graph of a multi-graph artifact (encoder-decoders); default: the manifest's ``export.model_file``."""
+        ...
 
 
 def check_inputs(session: Session, inputs: Mapping[str, Any]) -> None:

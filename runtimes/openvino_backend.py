@@ -7,6 +7,7 @@ A decoder IR is stateful: the KV cache lives inside the compiled model between s
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -18,11 +19,20 @@ from edgekit.runtimes.base import SessionOptions, TensorSpec, check_inputs
 _OV_TYPES = {"f32": "float32", "f16": "float16", "i64": "int64", "i32": "int32", "u8": "uint8", "i8": "int8", "boolean": "bool"}
 
 
+_GENERATED_NAME = re.compile(r"^[A-Za-z]+(_[A-Za-z]+)*_\d+$")  # e.g. linear_16, val_123: names the exporter made up
+
+
+def _port_name(port) -> str:
+    """The graph's own name for a port: a compiled model may also carry the producing node's name."""
+    names = sorted(n for n in port.get_names() if not _GENERATED_NAME.match(n))
+    return names[0] if names else port.get_any_name()
+
+
 def _specs(ports) -> list[TensorSpec]:
     specs = []
     for port in ports:
         shape = tuple(int(d.get_length()) if d.is_static else None for d in port.get_partial_shape())
-        specs.append(TensorSpec(port.get_any_name(), shape, _OV_TYPES.get(port.get_element_type().get_type_name(), port.get_element_type().get_type_name())))
+        specs.append(TensorSpec(_port_name(port), shape, _OV_TYPES.get(port.get_element_type().get_type_name(), port.get_element_type().get_type_name())))
     return specs
 
 
@@ -65,6 +75,13 @@ class OpenVINOSession:
         for state in self._request.query_state():
             state.state = ov.Tensor(empty)
 
+    def select_rows(self, rows) -> None:
+        """Reorder (or repeat) the batch rows of the KV cache kept inside: beam search."""
+        import openvino as ov
+
+        for state in self._request.query_state():
+            state.state = ov.Tensor(np.ascontiguousarray(state.state.data[np.asarray(rows)]))
+
     def run(self, inputs: Mapping[str, Any], output_names: list[str] | None = None) -> dict[str, Any]:
         check_inputs(self, inputs)
         self._request.infer(dict(inputs))
@@ -79,9 +96,9 @@ class OpenVINOBackend:
     name = "openvino"
 
     @classmethod
-    def load(cls, artifact: Path, manifest: Mapping[str, Any], options: SessionOptions) -> OpenVINOSession:
+    def load(cls, artifact: Path, manifest: Mapping[str, Any], options: SessionOptions, model_file: str | None = None) -> OpenVINOSession:
         export = manifest.get("export", {})
-        model_file = export.get("model_file", "")
+        model_file = model_file or export.get("model_file", "")
         if not model_file.endswith(".xml"):
             raise InputError(f"artifact '{artifact}' holds no OpenVINO IR", "export it with 'edgekit export --target openvino'")
         return OpenVINOSession(Path(artifact) / model_file, options, export.get("inference_precision", "f32"), export.get("cache"))

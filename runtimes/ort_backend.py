@@ -72,8 +72,8 @@ class OrtBackend:
     name = "ort"
 
     @classmethod
-    def load(cls, artifact: Path, manifest: Mapping[str, Any], options: SessionOptions) -> OrtSession:
-        model_file = manifest.get("export", {}).get("model_file")
+    def load(cls, artifact: Path, manifest: Mapping[str, Any], options: SessionOptions, model_file: str | None = None) -> OrtSession:
+        model_file = model_file or manifest.get("export", {}).get("model_file")
         if not model_file or not model_file.endswith(".onnx"):
             raise InputError(f"artifact '{artifact}' holds no ONNX model", "export it with 'edgekit export --target onnx'")
         return OrtSession(Path(artifact) / model_file, options)

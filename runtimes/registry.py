@@ -90,8 +90,11 @@ def default_backend(manifest) -> str:
     raise InputError(f"no backend reads artifacts of format '{fmt}'", "re-export with --target onnx")
 
 
-def load_session(artifact: Path | str, backend: str = "auto", threads: int | None = None) -> Session:
-    """Open an artifact folder with the named backend (``auto``: the one its format is for)."""
+def load_session(artifact: Path | str, backend: str = "auto", threads: int | None = None, model_file: str | None = None) -> Session:
+    """Open an artifact folder with the named backend (``auto``: the one its format is for).
+
+    Encoder-decoder artifacts hold two graphs: name one with ``model_file`` (``runtimes/seq2seq.py``
+    opens both)."""
     from edgekit.artifacts import read_manifest
 
     artifact = Path(artifact)
@@ -102,4 +105,9 @@ def load_session(artifact: Path | str, backend: str = "auto", threads: int | Non
     if not entry.reads(manifest):
         fmt = manifest.get("export", {}).get("format", "onnx")
         raise InputError(f"backend '{backend}' cannot run '{artifact}' ({fmt})", f"use --backend {default_backend(manifest)}")
+    files = manifest.get("export", {}).get("model_files")
+    if files and model_file is None:
+        raise InputError(f"'{artifact}' is an encoder-decoder: it holds {' and '.join(sorted(files))} graphs", "use 'edgekit generate', or edgekit.runtimes.seq2seq.open_seq2seq in Python")
+    if model_file is not None:
+        return get_backend(backend).load(artifact, manifest, SessionOptions(threads=threads), model_file=model_file)
     return get_backend(backend).load(artifact, manifest, SessionOptions(threads=threads))

@@ -59,7 +59,7 @@ class TorchBackend:
     name = "torch"
 
     @classmethod
-    def load(cls, artifact: Path, manifest: Mapping[str, Any], options: SessionOptions) -> TorchSession:
+    def load(cls, artifact: Path, manifest: Mapping[str, Any], options: SessionOptions, model_file: str | None = None) -> TorchSession:
         from edgekit.artifacts import hash_folder
         from edgekit.export.encoder import build_encoder
         from edgekit.export.specs import spec_for
@@ -81,6 +81,12 @@ class TorchBackend:
 
             dec = build_decoder(model_dir, decoder_spec_for(source.get("model_type")))
             return TorchSession(dec.module, dec.input_names, dec.output_names, weight_bytes, options, past_names=dec.layout.past_names())
+        if export["task"] == "seq2seq":
+            from edgekit.export.seq2seq import build_seq2seq
+            from edgekit.export.specs import seq2seq_spec_for
+
+            s2s = build_seq2seq(model_dir, seq2seq_spec_for(source.get("model_type")))
+            return seq2seq_torch_session(s2s, "encoder" if "encoder" in (model_file or "") else "decoder", weight_bytes, options)
         if export["task"] == "image-feature-extraction":
             from edgekit.export.vision import build_vision, vision_spec_for
 
@@ -88,3 +94,27 @@ class TorchBackend:
             return TorchSession(vis.module, vis.input_names, vis.output_names, weight_bytes, options, image_inputs=True)
         built = build_encoder(model_dir, spec_for(source.get("model_type")), export["task"])
         return TorchSession(built.module, built.input_names, built.output_names, weight_bytes, options)
+
+
+def seq2seq_torch_session(built, part: str, weight_bytes: int, options: SessionOptions = SessionOptions()) -> TorchSession:
+    """The PyTorch reference for the encoder or the decoder graph of an encoder-decoder."""
+    if part == "encoder":
+        inputs, outputs = built.encoder_names()
+        return _RenamedFirstInput(built.encoder, inputs, outputs, weight_bytes, options, image_inputs=not built.spec.text_encoder)
+    inputs, outputs = built.decoder_names()
+    return TorchSession(built.decoder, inputs, outputs, weight_bytes, options, past_names=built.io.past_names())
+
+
+class _RenamedFirstInput(TorchSession):
+    """The encoder module takes its first input as ``features`` (token ids or audio features)."""
+
+    def run(self, inputs: Mapping[str, Any], output_names: list[str] | None = None) -> dict[str, Any]:
+        import torch
+
+        check_inputs(self, inputs)
+        first = self._input_names[0]
+        kwargs = {("features" if k == first else k): torch.from_numpy(v) for k, v in inputs.items()}
+        with torch.inference_mode():
+            outputs = self.module(**kwargs)
+        result = {name: out.numpy() for name, out in zip(self._output_names, outputs)}
+        return {n: result[n] for n in (output_names or self._output_names)}

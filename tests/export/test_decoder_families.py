@@ -21,16 +21,23 @@ TINY_DECODERS = {
 }
 
 
-def make_tiny_decoder(folder, model_type: str, seed: int = 0):
+def make_tiny_decoder(folder, model_type: str, seed: int = 0, peaked: float = 0.0):
+    """A random decoder saved with a tokenizer. ``peaked`` > 0 scales the (untied) LM head, the EOS
+    row a bit more, so the next-token distribution is sharp and EOS sometimes wins (for beam search)."""
     import torch
     import transformers
 
     cls_name, kwargs = TINY_DECODERS[model_type]
     folder.mkdir(parents=True, exist_ok=True)
     vocab = write_tokenizer(folder, ["input_ids", "attention_mask"])
-    config = getattr(transformers, cls_name)(vocab_size=vocab, bos_token_id=2, eos_token_id=3, **kwargs)
+    config = getattr(transformers, cls_name)(vocab_size=vocab, bos_token_id=2, eos_token_id=3, **({"tie_word_embeddings": False} if peaked else {}), **kwargs)
     torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    if peaked:
+        with torch.no_grad():
+            head = model.get_output_embeddings().weight
+            head.mul_(peaked)
+            head[3] *= 1.6
     model.save_pretrained(str(folder))
     return folder
 
@@ -88,3 +95,43 @@ def test_decoder_cache_step_matches_full_recompute(tmp_path):
     step = session.run({"input_ids": ids[:, 5:], "attention_mask": np.ones((1, 6), np.int64), "position_ids": np.array([[5]]), **past})
     np.testing.assert_allclose(step["logits"][0, -1], full["logits"][0, -1], atol=1e-5)
     np.testing.assert_allclose(step["present.1.key"], full["present.1.key"], atol=1e-5)
+
+
+BEAM_CONFIGS = [
+    dict(num_beams=4),
+    dict(num_beams=3, length_penalty=0.5),
+    dict(num_beams=4, length_penalty=2.0, early_stopping="never"),
+    dict(num_beams=4, early_stopping=True),
+    dict(num_beams=4, no_repeat_ngram_size=2),
+]
+
+
+def test_beam_search_equals_transformers_beam_search(tmp_path):
+    """edgekit's beam search on ONNX Runtime gives transformers' tokens: length penalty, the three
+    early-stopping modes, no-repeat n-grams; on a model where beams end at EOS at different lengths."""
+    import torch
+    import transformers
+
+    from edgekit.runtimes import load_session
+    from edgekit.runtimes.generate import DecoderIO, GenerationConfig, generate_ids
+
+    src = make_tiny_decoder(tmp_path / "src", "llama", peaked=30)
+    out = export_model(ExportConfig(model=src, out=tmp_path / "art", atol=1e-3), quiet=True)
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(src)).eval()
+    session = load_session(out, "ort")
+    io = DecoderIO.from_manifest(json.loads((out / "manifest.json").read_text()))
+    prompts = ([2, 40, 41, 42], [2, 7, 9], [2, 50, 51, 52, 53, 54])
+    outputs = {}
+    for extra in BEAM_CONFIGS:
+        for prompt in prompts:
+            ids = torch.tensor([prompt])
+            with torch.inference_mode():
+                hf = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False, pad_token_id=0, **extra)[0, len(prompt):].tolist()
+            while hf and hf[-1] == 0:
+                hf.pop()
+            got = generate_ids(session, io, prompt, GenerationConfig(max_new_tokens=12, **extra), eos_token_ids=(3,))
+            assert got == hf, (extra, prompt)
+            outputs[(str(extra), tuple(prompt))] = got
+    greedy = [generate_ids(session, io, p, GenerationConfig(max_new_tokens=12), eos_token_ids=(3,)) for p in prompts]
+    assert greedy != [outputs[(str(BEAM_CONFIGS[0]), tuple(p))] for p in prompts]
+    assert any(o[-1] == 3 for o in outputs.values()) and any(len(o) == 12 for o in outputs.values())

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from edgekit.errors import InputError
-from edgekit.runtimes.generate import GenerationConfig, position_ids, _sample
+from edgekit.runtimes.generate import GenerationConfig, _sample, banned_ngram_tokens, position_ids
 
 
 def test_top_k_and_top_p_keep_only_the_likely_tokens():
@@ -39,8 +39,21 @@ def testposition_ids_count_real_tokens_and_pad_left_with_ones():
         (GenerationConfig(top_k=5), "only apply when sampling"),
         (GenerationConfig(do_sample=True, temperature=0.0), "--temperature must be > 0"),
         (GenerationConfig(do_sample=True, top_p=0.0), "--top-p must be in"),
+        (GenerationConfig(num_beams=4, do_sample=True), "beam sampling"),
+        (GenerationConfig(num_beams=4, stop_strings=("\n",)), "cannot be used with --num-beams"),
+        (GenerationConfig(length_penalty=2.0), "only apply to beam search"),
+        (GenerationConfig(num_beams=2, early_stopping="sometimes"), "--early-stopping must be"),
+        (GenerationConfig(num_beams=0), "--num-beams must be >= 1"),
     ],
 )
 def test_conflicting_generation_options_are_refused(cfg, needle):
     with pytest.raises(InputError, match=needle.replace("(", r"\(")):
         cfg.check()
+
+
+def test_banned_ngrams_are_the_continuations_already_seen():
+    seq = [5, 6, 7, 5, 6, 8, 5, 6]
+    assert sorted(banned_ngram_tokens(seq, 3)) == [7, 8]  # "5 6" was followed by 7 and by 8
+    assert banned_ngram_tokens(seq, 2) == [7, 8]  # "6" was followed by 7 and 8
+    assert sorted(banned_ngram_tokens(seq, 1)) == [5, 6, 7, 8]
+    assert banned_ngram_tokens([1, 2], 4) == [] and banned_ngram_tokens(seq, 0) == []

@@ -49,8 +49,8 @@ def test_fp16_is_refused_for_onnx(tiny_models, tmp_path):
 def test_stateful_decoder_from_an_onnx_artifact_generates_like_ort(tmp_path):
     from edgekit.runtimes.generate import DecoderIO, GenerationConfig, generate_ids
 
-    src = make_tiny_decoder(tmp_path / "src", "llama")
-    onnx_art = export_model(ExportConfig(model=src, out=tmp_path / "onnx"), quiet=True)
+    src = make_tiny_decoder(tmp_path / "src", "llama", peaked=30)
+    onnx_art = export_model(ExportConfig(model=src, out=tmp_path / "onnx", atol=1e-3), quiet=True)
     ov_art = export_model(ExportConfig(model=onnx_art, out=tmp_path / "ov", target="openvino"), quiet=True)
     manifest = json.loads((ov_art / "manifest.json").read_text())
     assert manifest["export"]["stateful"] is True and manifest["export"]["from_artifact"] == str(onnx_art)
@@ -64,6 +64,9 @@ def test_stateful_decoder_from_an_onnx_artifact_generates_like_ort(tmp_path):
     for prompt in ([2, 40, 41], [2, 7, 8, 9, 10, 11]):
         cfg = GenerationConfig(max_new_tokens=10)
         assert generate_ids(ov_session, io, prompt, cfg) == generate_ids(ort_session, io, prompt, cfg)
+        # beam search reorders the cache kept inside OpenVINO (select_rows) like ORT's explicit one
+        beams = GenerationConfig(max_new_tokens=10, num_beams=3, length_penalty=0.5)
+        assert generate_ids(ov_session, io, prompt, beams, eos_token_ids=(3,)) == generate_ids(ort_session, io, prompt, beams, eos_token_ids=(3,))
 
 
 def test_converting_an_onnx_artifact_to_onnx_is_refused(tiny_models, tmp_path):
