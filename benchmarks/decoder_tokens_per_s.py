@@ -44,6 +44,64 @@ print(json.dumps({"tokens_per_s": sorted(rates)[len(rates) // 2]}))
 """
 
 
+# Runs in a peer tool's own virtualenv (older transformers): exports/loads SmolLM2 with the peer's
+# class and times its generate exactly like _TORCH_GENERATE (prefill subtracted, median of runs).
+_PEER_GENERATE = r"""
+import json, sys, time, os, tempfile
+kind, model_dir, threads, prompt, new, runs, workdir = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
+import torch
+torch.set_num_threads(threads)
+if kind == "optimum-ort":
+    from optimum.onnxruntime import ORTModelForCausalLM
+    import onnxruntime as ort
+    so = ort.SessionOptions(); so.intra_op_num_threads = threads
+    model = ORTModelForCausalLM.from_pretrained(model_dir, export=True, use_cache=True, session_options=so)
+elif kind == "optimum-intel":
+    from optimum.intel import OVModelForCausalLM
+    model = OVModelForCausalLM.from_pretrained(model_dir, export=True, load_in_8bit=False, ov_config={"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1", "INFERENCE_NUM_THREADS": str(threads), "CACHE_DIR": ""})
+else:
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+ids = torch.tensor([prompt])
+mask = torch.ones_like(ids)
+rates = []
+with torch.inference_mode():
+    model.generate(ids, attention_mask=mask, max_new_tokens=4, do_sample=False)
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        model.generate(ids, attention_mask=mask, max_new_tokens=1, min_new_tokens=1, do_sample=False)
+        t1 = time.perf_counter()
+        model.generate(ids, attention_mask=mask, max_new_tokens=new, min_new_tokens=new, do_sample=False)
+        t2 = time.perf_counter()
+        rates.append((new - 1) / ((t2 - t1) - (t1 - t0)))
+import importlib.metadata as md
+versions = {}
+for p in ("transformers", "optimum", "optimum-intel", "optimum-onnx", "onnxruntime", "openvino"):
+    try:
+        versions[p] = md.version(p)
+    except md.PackageNotFoundError:
+        pass
+print(json.dumps({"tokens_per_s": sorted(rates)[len(rates) // 2], "versions": versions}))
+"""
+
+PEERS = {
+    "optimum-ort": ("Optimum ORTModelForCausalLM (ONNX Runtime)", "ort"),
+    "optimum-intel": ("optimum-intel OVModelForCausalLM, f32 (OpenVINO)", "openvino"),
+    "pytorch-old": ("PyTorch generate under the peer's transformers", "torch"),
+}
+
+
+def peer_tokens_per_s(kind: str, python: str, model_dir: Path, prompt: list[int], new_tokens: int, threads: int, runs: int = 3) -> dict:
+    """Decode tokens/s of a peer tool, run by ``python`` (its own virtualenv)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as work:
+        done = subprocess.run([python, "-c", _PEER_GENERATE, kind, str(model_dir), str(threads), json.dumps(prompt), str(new_tokens), str(runs), work], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{kind} with {python} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def torch_generate_tokens_per_s(model_dir: Path, prompt: list[int], new_tokens: int, threads: int, runs: int = 3) -> float:
     """Decode tokens/s of transformers' generate (cache on), prefill time subtracted."""
     done = subprocess.run([sys.executable, "-c", _TORCH_GENERATE, str(model_dir), str(threads), json.dumps(prompt), str(new_tokens), str(runs)], capture_output=True, text=True)
@@ -80,6 +138,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--optimum-python", default=None, help="python of a virtualenv with optimum[onnxruntime]: times ORTModelForCausalLM (and PyTorch under its transformers) in the same run")
+    parser.add_argument("--optimum-intel-python", default=None, help="python of a virtualenv with optimum-intel[openvino]: times OVModelForCausalLM at f32 in the same run")
     args = parser.parse_args(argv)
 
     import os
@@ -87,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
     from edgekit.assets import SMOLLM2, cached_export
 
     threads = args.threads or os.cpu_count() or 1
-    artifacts = (cached_export(SMOLLM2, "onnx"), cached_export(SMOLLM2, "openvino", target="openvino"))
+    artifacts = (cached_export(SMOLLM2, "ort", target="ort"), cached_export(SMOLLM2, "openvino", target="openvino"))
     result, summary = bench_against_generate(artifacts, ("torch", "ort", "openvino"), (16, 128, 512), args.rounds, args.new_tokens, threads, args.out)
     hf = summary["pytorch_generate_tokens_per_s"]
     for row in result["rows"]:
@@ -99,6 +159,28 @@ def main(argv: list[str] | None = None) -> dict:
             entry.update({"target": target, "met": ratio >= target})
         summary[row["backend"]] = entry
         print(f"{row['backend']:>8}: {row['tokens_per_s']:.1f} tokens/s = {ratio:.2f}x PyTorch generate" + (f" (target {target}x: {'met' if ratio >= target else 'NOT met'})" if target else "") + f"; token latency @512 / @16 = {growth:.2f} (target <= 1.5)")
+    peers = [(k, args.optimum_python) for k in ("optimum-ort", "pytorch-old") if args.optimum_python] + ([("optimum-intel", args.optimum_intel_python)] if args.optimum_intel_python else [])
+    if peers:
+        from transformers import AutoTokenizer
+
+        from edgekit.benchmarks.generation import prompt_ids
+        from edgekit.calibration.text import sample_texts
+
+        prompt = prompt_ids(AutoTokenizer.from_pretrained(str(artifacts[0])), sample_texts(min_words=64), 32)
+        summary["peers"] = {}
+        for kind, python in peers:
+            peer = peer_tokens_per_s(kind, python, SMOLLM2.hf_folder(), prompt, args.new_tokens, threads)
+            what, ours = PEERS[kind]
+            mine = summary.get(ours, {}).get("tokens_per_s")
+            peer.update({"what": what, "vs_pytorch_generate": peer["tokens_per_s"] / hf, "edgekit_vs_peer": (mine / peer["tokens_per_s"]) if mine else None})
+            summary["peers"][kind] = peer
+            print(f"{what}: {peer['tokens_per_s']:.1f} tokens/s = {peer['vs_pytorch_generate']:.2f}x PyTorch generate; edgekit {ours} / peer = {peer['edgekit_vs_peer']:.2f}" + f"  {peer['versions']}")
+        if "pytorch-old" in summary["peers"]:
+            old = summary["peers"]["pytorch-old"]["tokens_per_s"]
+            for backend in ("ort", "openvino"):
+                if backend in summary:
+                    summary[backend]["vs_pytorch_generate_peer_transformers"] = summary[backend]["tokens_per_s"] / old
+                    print(f"{backend:>8}: {summary[backend]['tokens_per_s'] / old:.2f}x PyTorch generate under the peer's transformers ({old:.1f} tokens/s), the baseline the issue's targets were set against")
     print(json.dumps({"benchmark": "decoder_tokens_per_s", "model": SMOLLM2.name, "threads": threads, "summary": summary}))
     return summary
 

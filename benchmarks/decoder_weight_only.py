@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     threads = args.threads or os.cpu_count() or 1
     artifacts = {
-        ("ort", "fp32"): cached_export(SMOLLM2, "onnx"),
+        ("ort", "fp32"): cached_export(SMOLLM2, "ort", target="ort"),
         ("ort", "int8"): cached_export(SMOLLM2, "ort-int8", target="ort", precision="int8"),
         ("ort", "int4"): cached_export(SMOLLM2, "ort-int4", target="ort", precision="int4"),
         ("openvino", "fp32"): cached_export(SMOLLM2, "openvino", target="openvino"),

@@ -124,6 +124,7 @@ def export(
     eval_data: Annotated[Optional[Path], typer.Option("--eval-data", help="INT8: held-out texts to measure quality on (.jsonl 'label' fields or class subfolders add accuracy).")] = None,
     max_float_nodes: Annotated[int, typer.Option("--max-float-nodes", help="INT8 accuracy guard: most layers it may keep in float.")] = 16,
     max_batch: Annotated[int, typer.Option("--max-batch", help="--target trt: largest batch of the optimization profile.")] = 16,
+    gqa: Annotated[bool, typer.Option("--gqa/--no-gqa", help="--target ort, llama-style decoders: one fused GroupQueryAttention node per layer (rows unpadded or right-padded); --no-gqa keeps the standard graph.")] = True,
     overwrite: Overwrite = False,
     verbose: Verbose = False,
 ) -> None:
@@ -133,7 +134,7 @@ def export(
     cfg = ExportConfig(
         model=model, out=out, target=target, precision=precision, task=task, opset=opset, exporter=exporter, atol=atol, seed=seed, overwrite=overwrite,
         calib=calib, calib_size=calib_size, calib_method=calib_method, percentile=percentile, smooth_alpha=smooth_quant, seq_lens=_split(seq_len, int, "--seq-len"),
-        max_drop=max_drop, eval_data=eval_data, max_float_nodes=max_float_nodes, max_batch=max_batch,
+        max_drop=max_drop, eval_data=eval_data, max_float_nodes=max_float_nodes, max_batch=max_batch, gqa=gqa,
     )
     path = export_model(cfg)
     _print_export_summary(path)

@@ -3,4 +3,8 @@
 from edgekit.export.api import export_model
 from edgekit.export.config import ExportConfig
 
-__all__ = ["ExportConfig", "export_model"]
+EXPORT_REVISION = 2
+"""Bumped whenever what ``export`` writes changes (2: ONNX Runtime decoders with GroupQueryAttention);
+part of the key of cached exports (edgekit/assets.py), so a stale cache is never reused."""
+
+__all__ = ["EXPORT_REVISION", "ExportConfig", "export_model"]

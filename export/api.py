@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import shutil
@@ -93,6 +94,8 @@ def export_model(cfg: ExportConfig, quiet: bool = False) -> Path:
             raise InputError(f"the source model '{model_dir}' of '{cfg.model}' changed since that export", "export again from the HF folder")
         if cfg.task == "auto":
             cfg = replace(cfg, task=prior["export"]["task"])
+        if prior["export"].get("attention") == "GroupQueryAttention" and cfg.target != "ort":
+            prior = None  # that graph is for ONNX Runtime only: export again from its source
     check_target(cfg.target)
     check_precision(cfg.target, cfg.precision)
     if cfg.exporter not in EXPORTERS:
@@ -195,9 +198,9 @@ def _convert_validate(built, kwargs, axes, reference, cases, atol: float, tmp: P
     return info, {"runtime": "onnxruntime", **report.as_dict()}
 
 
-def _io_section(built, shapes: dict[str, list]) -> dict:
+def _io_section(built, shapes: dict[str, list], drop: tuple[str, ...] = ()) -> dict:
     return {
-        "inputs": [{"name": n, "shape": shapes[n], "dtype": "int64" if not n.startswith("past_key_values") else "float32"} for n in built.input_names],
+        "inputs": [{"name": n, "shape": shapes[n], "dtype": "int64" if not n.startswith("past_key_values") else "float32"} for n in built.input_names if n not in drop],
         "outputs": [{"name": n, "shape": shapes[n], "dtype": "float32"} for n in built.output_names],
     }
 
@@ -307,12 +310,31 @@ def _export_decoder(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: f
     weight_bytes = sum(p.stat().st_size for p in weight_files(model_dir))
     reference = TorchSession(built.module, built.input_names, built.output_names, weight_bytes, past_names=lay.past_names())
     prompts = [" ".join(t.split()[:n]) for t, n in zip(sample_texts(3), (5, 9, 13))]
+    attention = "standard"
+    if cfg.target == "ort" and cfg.gqa:
+        from edgekit.export.gqa import usable
+
+        if prior is not None and prior["export"].get("attention") == "GroupQueryAttention":
+            attention = "GroupQueryAttention"  # that artifact's graph is already the ORT one: reuse it
+            io = lay = dataclasses.replace(lay, uses_position_ids=prior["export"]["cache"]["uses_position_ids"])
+        elif usable(built.model):
+            attention, prior = "GroupQueryAttention", None  # an ORT graph of its own, exported from the source
+        else:
+            log.info("%s: attention stays unfused (GroupQueryAttention covers llama-style layers with full rotary)", spec.family)
     if prior is None:
-        info = _convert_and_check(built, example_kwargs(built), axes, tmp, cfg, steps, shapes_for_export)
+        if attention == "GroupQueryAttention":
+            from edgekit.export.gqa import gqa_attention
+
+            with gqa_attention(built.module, built.max_length):
+                info = _convert_and_check(built, example_kwargs(built), axes, tmp, cfg, steps, shapes_for_export)
+            io = lay = _graph_layout(tmp / "model.onnx", lay)
+        else:
+            info = _convert_and_check(built, example_kwargs(built), axes, tmp, cfg, steps, shapes_for_export)
         with steps.step("validate against PyTorch"):
             candidate = OrtSession(tmp / "model.onnx", SessionOptions())
             report = ValidationReport(atol=atol)
-            for name, inputs in decoder_cases(built.tokenizer, io, reference):
+            padding = "right" if attention == "GroupQueryAttention" else "left"
+            for name, inputs in decoder_cases(built.tokenizer, built.layout, reference, padding_side=padding):
                 compare_masked_batch(reference, candidate, inputs, atol, report, name)
             require_pass(report)
             generation = greedy_parity(built.model, built.tokenizer, candidate, io, prompts, new_tokens=8)
@@ -339,7 +361,7 @@ def _export_decoder(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: f
     elif cfg.target == "ort" and cfg.precision in ("int8", "int4"):
         target_section, validation = _decoder_weight_only(cfg, tmp, steps, built, prompts, validation, {}, None)
     eos = built.model.generation_config.eos_token_id
-    shapes = {n: [axes[n].get(0, "batch"), axes[n].get(1, "sequence")] for n in ("input_ids", "attention_mask", *(["position_ids"] if built.uses_position_ids else []))}
+    shapes = {n: [axes[n].get(0, "batch"), axes[n].get(1, "sequence")] for n in ("input_ids", "attention_mask", *(["position_ids"] if lay.uses_position_ids else []))}
     shapes.update({n: ["batch", lay.kv_heads, "past_sequence", lay.head_dim] for n in lay.past_names()})
     shapes.update({n: ["batch", lay.kv_heads, "total_sequence", lay.head_dim] for n in lay.present_names()})
     shapes["logits"] = ["batch", "sequence", int(built.config.vocab_size)]
@@ -349,8 +371,10 @@ def _export_decoder(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: f
         "exporter_fallback_reason": info.fallback_reason,
         "opset": info.opset,
         "attn_implementation": built.model.config._attn_implementation,
-        **_io_section(built, shapes),
-        "cache": {"num_layers": lay.num_layers, "kv_heads": lay.kv_heads, "head_dim": lay.head_dim, "uses_position_ids": built.uses_position_ids, "layout": "batch, kv_heads, sequence, head_dim"},
+        **_io_section(built, shapes, drop=() if lay.uses_position_ids else ("position_ids",)),
+        "cache": {"num_layers": lay.num_layers, "kv_heads": lay.kv_heads, "head_dim": lay.head_dim, "uses_position_ids": lay.uses_position_ids, "layout": "batch, kv_heads, sequence, head_dim"},
+        "attention": attention,
+        "padding": "right or none" if attention == "GroupQueryAttention" else "left, right or none",
         "eos_token_ids": list(eos) if isinstance(eos, (list, tuple)) else ([eos] if eos is not None else []),
         "max_length": built.max_length,
         **target_section,
@@ -530,3 +554,14 @@ class _Named:
 
     def __init__(self, module, input_names, output_names):
         self.module, self.input_names, self.output_names = module, input_names, output_names
+
+
+def _graph_layout(path: Path, layout):
+    """The cache layout with ``uses_position_ids`` as the exported graph has it (a fused graph
+    derives positions from the mask, and the exporter drops the unused input)."""
+    import dataclasses
+
+    import onnx
+
+    names = {i.name for i in onnx.load(str(path), load_external_data=False).graph.input}
+    return dataclasses.replace(layout, uses_position_ids=layout.uses_position_ids and "position_ids" in names)

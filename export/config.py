@@ -44,3 +44,7 @@ class ExportConfig:
     """TensorRT: the largest batch of the optimization profile (the sequence range is 1..the model's maximum)."""
     max_float_nodes: int = 16
     """The accuracy guard keeps at most this many quantizable nodes in float before giving up."""
+    gqa: bool = True
+    """--target ort, llama-style decoders: export each attention as ONNX Runtime's fused
+    GroupQueryAttention (positions from the mask: unpadded or right-padded rows). False keeps the
+    standard graph that any runtime reads."""

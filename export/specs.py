@@ -93,6 +93,7 @@ _DECODER_SPECS: tuple[DecoderSpec, ...] = (
     DecoderSpec("mistral", ("mistral",)),
     DecoderSpec("phi3", ("phi3",)),
     DecoderSpec("gpt2", ("gpt2",)),
+    DecoderSpec("gemma", ("gemma",)),
 )
 
 _DECODERS_BY_TYPE = _by_model_type(_DECODER_SPECS)

@@ -68,9 +68,10 @@ def require_pass(report: ValidationReport) -> None:
         )
 
 
-def decoder_cases(tokenizer, io, reference) -> list[tuple[str, dict[str, np.ndarray]]]:
-    """A prefill with an empty past, one step after it (fed the reference's cache), and a
-    left-padded batch of 2."""
+def decoder_cases(tokenizer, io, reference, padding_side: str = "left") -> list[tuple[str, dict[str, np.ndarray]]]:
+    """A prefill with an empty past, one step after it (fed the reference's cache), and a padded
+    batch of 2 (``padding_side``). Inputs are the reference's; compare_masked_batch feeds a
+    candidate the ones its graph takes."""
     from edgekit.runtimes.generate import position_ids
 
     texts = sample_texts()
@@ -88,25 +89,31 @@ def decoder_cases(tokenizer, io, reference) -> list[tuple[str, dict[str, np.ndar
     ids = [tokenizer(t)["input_ids"][:n] for t, n in ((texts[1], 7), (texts[2], 15))]
     width = max(len(x) for x in ids)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    batch_ids = np.asarray([[pad] * (width - len(x)) + x for x in ids], dtype=np.int64)
-    batch_mask = np.asarray([[0] * (width - len(x)) + [1] * len(x) for x in ids], dtype=np.int64)
+    left = padding_side == "left"
+    batch_ids = np.asarray([([pad] * (width - len(x)) + x) if left else (x + [pad] * (width - len(x))) for x in ids], dtype=np.int64)
+    batch_mask = np.asarray([([0] * (width - len(x)) + [1] * len(x)) if left else ([1] * len(x) + [0] * (width - len(x))) for x in ids], dtype=np.int64)
     padded = {"input_ids": batch_ids, "attention_mask": batch_mask, **io.empty_past(2)}
     if io.uses_position_ids:
         padded["position_ids"] = position_ids(batch_mask, width)
-    return [("prefill_len%d" % prompt.shape[1], prefill), ("step_after_prefill", step), ("left_padded_batch2", padded)]
+    return [("prefill_len%d" % prompt.shape[1], prefill), ("step_after_prefill", step), (f"{padding_side}_padded_batch2", padded)]
 
 
 def compare_masked_batch(reference, candidate, inputs, atol: float, report: ValidationReport, case_name: str) -> None:
-    """Like ``compare`` for one case, but logits only where the attention mask is 1 (padded query rows are undefined)."""
-    expected, got = reference.run(inputs), candidate.run(inputs)
-    keep = inputs["attention_mask"][:, -inputs["input_ids"].shape[1]:].astype(bool)
+    """Like ``compare`` for one case, but only where the attention mask is 1: logits of real query
+    tokens, cache entries of real tokens (what padded positions hold is undefined). The candidate
+    gets the inputs its graph takes (a fused-attention graph reads positions from the mask)."""
+    taken = {spec.name for spec in candidate.input_specs()}
+    expected, got = reference.run(inputs), candidate.run({k: v for k, v in inputs.items() if k in taken})
+    mask = inputs["attention_mask"].astype(bool)
+    keep = mask[:, -inputs["input_ids"].shape[1]:]
     row: dict[str, Any] = {"case": case_name, "shape": list(inputs["input_ids"].shape)}
     for name, ref in expected.items():
         out = got[name]
         if name == "logits":
             diff = float(np.max(np.abs(out[keep].astype(np.float64) - ref[keep])))
-        else:  # cache entries at padded positions are computed from the same rows: compare them all
-            diff = float(np.max(np.abs(out.astype(np.float64) - ref)))
+        else:  # cache [batch, heads, total_sequence, head_dim]: the real tokens' entries
+            real = np.broadcast_to(mask[:, None, :, None], ref.shape)
+            diff = float(np.max(np.abs(out[real].astype(np.float64) - ref[real])))
         row[name] = diff
         report.max_abs_diff[name] = max(report.max_abs_diff.get(name, 0.0), diff)
     report.cases.append(row)

@@ -108,8 +108,9 @@ class Stepper(Protocol):
         ...
 
 
-def _take_rows(arrays: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
-    return {k: np.ascontiguousarray(v[rows]) for k, v in arrays.items()}
+def _take_rows(arrays: dict[str, Any], rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Rows of each array (numpy, or a runtime's own value with ``.numpy()``)."""
+    return {k: np.ascontiguousarray((v if isinstance(v, np.ndarray) else v.numpy())[rows]) for k, v in arrays.items()}
 
 
 def _is_identity(rows: np.ndarray, n: int) -> bool:
@@ -130,9 +131,13 @@ class CacheStepper:
         feeds = {"input_ids": ids, "attention_mask": self.mask, **self.past}
         if self.io.uses_position_ids:
             feeds["position_ids"] = position_ids(self.mask, ids.shape[1])
-        result = self.session.run(feeds, ["logits"] if self.stateful else None)
-        if not self.stateful:
-            self.past = {p: result[q] for p, q in zip(self.io.past_names(), self.io.present_names())}
+        if self.stateful:
+            return self.session.run(feeds, ["logits"])["logits"][:, -1]
+        if hasattr(self.session, "run_keep"):  # IO binding: the cache stays in the runtime's memory
+            result, kept = self.session.run_keep(feeds, ["logits"], self.io.present_names())
+        else:
+            result = kept = self.session.run(feeds)
+        self.past = {p: kept[q] for p, q in zip(self.io.past_names(), self.io.present_names())}
         return result["logits"][:, -1]
 
     def start(self, prompt_ids: list[int], rows: int = 1) -> np.ndarray:

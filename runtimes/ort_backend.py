@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
+
 from edgekit.errors import InputError
 from edgekit.runtimes.base import SessionOptions, TensorSpec, check_inputs
 
@@ -61,6 +63,26 @@ class OrtSession:
         names = output_names or [s.name for s in self._outputs]
         values = self._session.run(names, dict(inputs))
         return dict(zip(names, values))
+
+    def run_keep(self, inputs: Mapping[str, Any], fetch: list[str], keep: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Run with IO binding: ``fetch`` outputs come back as numpy arrays, ``keep`` outputs stay
+        ONNX Runtime values that can be fed straight back as inputs (a KV cache: no copy out and
+        back in each step). Inputs may be numpy arrays or such kept values."""
+        import onnxruntime as ort
+
+        check_inputs(self, inputs)
+        binding = self._session.io_binding()
+        for name, value in inputs.items():
+            if isinstance(value, ort.OrtValue):
+                binding.bind_ortvalue_input(name, value)
+            else:
+                binding.bind_cpu_input(name, np.ascontiguousarray(value))
+        names = list(fetch) + list(keep)
+        for name in names:
+            binding.bind_output(name, "cpu")
+        self._session.run_with_iobinding(binding)
+        values = dict(zip(names, binding.get_outputs()))
+        return {n: values[n].numpy() for n in fetch}, {n: values[n] for n in keep}
 
     def model_bytes(self) -> int:
         """The graph file plus its external-data file, if the exporter wrote one beside it."""

@@ -18,6 +18,7 @@ TINY_DECODERS = {
     "mistral": ("MistralConfig", dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1, max_position_embeddings=256, sliding_window=None)),
     "phi3": ("Phi3Config", dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256, pad_token_id=0)),
     "gpt2": ("GPT2Config", dict(n_embd=64, n_layer=2, n_head=4, n_positions=256)),
+    "gemma": ("GemmaConfig", dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1, head_dim=16, max_position_embeddings=256)),
 }
 
 
@@ -106,9 +107,29 @@ BEAM_CONFIGS = [
 ]
 
 
-def test_beam_search_equals_transformers_beam_search(tmp_path):
+@pytest.mark.parametrize("model_type", decoder_model_types())
+def test_ort_target_fuses_attention_where_it_can(model_type, tmp_path):
+    """--target ort exports llama-style attention as GroupQueryAttention (validated on a right-padded
+    batch, greedy tokens equal to transformers'); other families keep the standard graph."""
+    import onnx
+
+    src = make_tiny_decoder(tmp_path / "src", model_type)
+    out = export_model(ExportConfig(model=src, out=tmp_path / "art", target="ort"), quiet=True)
+    manifest = json.loads((out / "manifest.json").read_text())
+    ops = [n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node]
+    fused = model_type in ("llama", "qwen2", "mistral")
+    assert manifest["export"]["attention"] == ("GroupQueryAttention" if fused else "standard")
+    assert (ops.count("GroupQueryAttention") == 2 and "Softmax" not in ops) if fused else "GroupQueryAttention" not in ops
+    val = manifest["validation"]
+    assert val["passed"] and val["greedy_generation"]["identical"] and max(val["max_abs_diff"].values()) <= 1e-4
+    assert ("right_padded_batch2" if fused else "left_padded_batch2") in {c["case"] for c in val["cases"]}
+
+
+@pytest.mark.parametrize("target", ["onnx", "ort"])
+def test_beam_search_equals_transformers_beam_search(tmp_path, target):
     """edgekit's beam search on ONNX Runtime gives transformers' tokens: length penalty, the three
-    early-stopping modes, no-repeat n-grams; on a model where beams end at EOS at different lengths."""
+    early-stopping modes, no-repeat n-grams; on a model where beams end at EOS at different lengths;
+    on the standard graph and on the GroupQueryAttention one."""
     import torch
     import transformers
 
@@ -116,7 +137,7 @@ def test_beam_search_equals_transformers_beam_search(tmp_path):
     from edgekit.runtimes.generate import DecoderIO, GenerationConfig, generate_ids
 
     src = make_tiny_decoder(tmp_path / "src", "llama", peaked=30)
-    out = export_model(ExportConfig(model=src, out=tmp_path / "art", atol=1e-3), quiet=True)
+    out = export_model(ExportConfig(model=src, out=tmp_path / "art", atol=1e-3, target=target), quiet=True)
     model = transformers.AutoModelForCausalLM.from_pretrained(str(src)).eval()
     session = load_session(out, "ort")
     io = DecoderIO.from_manifest(json.loads((out / "manifest.json").read_text()))

@@ -19,21 +19,33 @@ def smol_src():
 
 
 @pytest.fixture(scope="module")
-def smol_artifact(smol_src, tmp_path_factory):
-    out = tmp_path_factory.mktemp("smol") / "art"
-    result = run_cli("export", "--model", str(smol_src), "--task", "text-generation", "--target", "onnx", "--out", str(out), timeout=900)
-    assert result.returncode == 0, result.stderr
-    assert "greedy tokens identical to transformers on 3 prompts" in result.stdout
-    return out
+def smol_onnx():
+    """The standard graph (--target onnx), exported once and cached between runs (the CLI export
+    path itself runs on tiny models and below, from this artifact to OpenVINO)."""
+    from edgekit.assets import SMOLLM2, cached_export
+
+    return cached_export(SMOLLM2, "onnx")
 
 
-def test_manifest_records_cache_layout_and_validation(smol_artifact):
-    manifest = json.loads((smol_artifact / "manifest.json").read_text())
+@pytest.fixture(scope="module")
+def smol_artifact():
+    """The ONNX Runtime graph (--target ort: GroupQueryAttention), cached between runs."""
+    from edgekit.assets import SMOLLM2, cached_export
+
+    return cached_export(SMOLLM2, "ort", target="ort")
+
+
+@pytest.mark.parametrize("which", ["onnx", "ort"])
+def test_manifest_records_cache_layout_and_validation(which, smol_onnx, smol_artifact):
+    art = {"onnx": smol_onnx, "ort": smol_artifact}[which]
+    manifest = json.loads((art / "manifest.json").read_text())
     assert manifest["export"]["cache"] == {"num_layers": 30, "kv_heads": 3, "head_dim": 64, "uses_position_ids": True, "layout": "batch, kv_heads, sequence, head_dim"}
+    assert manifest["export"]["attention"] == {"onnx": "standard", "ort": "GroupQueryAttention"}[which]
     assert manifest["validation"]["max_abs_diff"]["logits"] <= 5e-4
     assert manifest["validation"]["max_abs_diff"]["present.29.value"] <= 5e-4
+    assert manifest["validation"]["greedy_generation"] == {"prompts": 3, "new_tokens": 8, "identical": True, "identical_prompts": 3}
     assert manifest["export"]["eos_token_ids"] == [2]
-    assert (smol_artifact / "chat_template.jinja").is_file() or "chat_template" in (smol_artifact / "tokenizer_config.json").read_text()
+    assert (art / "chat_template.jinja").is_file() or "chat_template" in (art / "tokenizer_config.json").read_text()
 
 
 def test_generate_cli_matches_pytorch_greedy(smol_artifact, smol_src):
@@ -88,15 +100,16 @@ def test_generate_on_an_encoder_artifact_says_so(minilm_artifact):
 
 
 @pytest.fixture(scope="module")
-def smol_ov(smol_artifact, tmp_path_factory):
+def smol_ov(smol_onnx, tmp_path_factory):
     out = tmp_path_factory.mktemp("smol-ov") / "art"
-    result = run_cli("export", "--model", str(smol_artifact), "--target", "openvino", "--out", str(out), timeout=900)
+    result = run_cli("export", "--model", str(smol_onnx), "--target", "openvino", "--out", str(out), timeout=900)
     assert result.returncode == 0, result.stderr
     assert "validated on openvino" in result.stdout and "greedy tokens identical to transformers on 3 prompts" in result.stdout
     return out
 
 
 def test_openvino_generation_matches_onnx_runtime_and_pytorch(smol_ov, smol_artifact):
+    """OpenVINO (stateful, from the standard graph) and ONNX Runtime (GroupQueryAttention graph) print the same text."""
     manifest = json.loads((smol_ov / "manifest.json").read_text())
     assert manifest["export"]["stateful"] and manifest["validation"]["inference_precision"] == "f32"
     for prompt in ("The capital of France is", "Water boils at a temperature of"):

@@ -49,13 +49,13 @@ def test_tiny_decoder_weight_only(tied_llama, tmp_path, target, precision):
     assert 1 <= len(text.token_ids) <= 6 and (len(text.token_ids) == 6 or text.stopped_by == "eos")
 
 
-def test_real_smollm2_int8_weight_only_on_ort(tmp_path):
+def test_real_smollm2_int8_weight_only_on_ort():
+    """The cached SmolLM2 ORT graph (GroupQueryAttention) with int8 weights, as the benchmark uses it."""
     from edgekit.assets import SMOLLM2, cached_export
 
-    out = tmp_path / "smol8"
-    result = run_cli("export", "--model", str(cached_export(SMOLLM2, "onnx")), "--target", "ort", "--precision", "int8", "--out", str(out))
-    assert result.returncode == 0, result.stderr
+    out = cached_export(SMOLLM2, "ort-int8", target="ort", precision="int8")
     m = json.loads((out / "manifest.json").read_text())
+    assert m["export"]["attention"] == "GroupQueryAttention" and m["export"]["from_artifact"].endswith("-ort")
     quant, greedy = m["export"]["quantization"], m["validation"]["greedy_generation"]
     assert {a.i for n in onnx.load(str(out / "model.onnx"), load_external_data=False).graph.node if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "bits"} == {8}
     assert quant["quantized_matmuls"] == 30 * 7 + 1 and quant["materialized_transposed_weights"] == 1
