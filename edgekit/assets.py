@@ -71,6 +71,8 @@ def cached_export(model: "PackagedModel | PackagedGGUF", key: str, **export_opti
     target = export_options.get("target", "onnx")
     if target == "ort" and key != "ort":
         src = cached_export(model, "ort", target="ort")  # quantize the cached ORT graph instead of exporting again
+    elif target == "openvino" and isinstance(model, PackagedGGUF):
+        pass  # decoders go to OpenVINO straight from PyTorch (export/openvino_ir.py): no ONNX needed
     elif target != "onnx" and key != "ort":
         src = cached_export(model, "onnx")  # convert the cached, validated ONNX instead of exporting again
     export_model(ExportConfig(model=src, out=out, overwrite=True, **export_options))

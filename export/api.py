@@ -250,7 +250,7 @@ def _apply_target(cfg: ExportConfig, model_dir: Path, built, reference, tmp: Pat
         section, quality = trt_export(cfg, model_dir, built, reference, tmp, steps, io["inputs"])
         return section, {"runtime": "onnxruntime", "passed": True, "quality": quality, "fp32": validation}
     if cfg.target == "openvino":
-        section, validation = _to_openvino(cfg, tmp, steps, validation, None, validate_ir)
+        section, validation = _to_openvino(cfg, tmp, steps, validation, validate_ir)
         if cfg.precision == "int8":
             from edgekit.export.int8 import openvino_int8
 
@@ -321,7 +321,11 @@ def _export_decoder(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: f
             attention, prior = "GroupQueryAttention", None  # an ORT graph of its own, exported from the source
         else:
             log.info("%s: attention stays unfused (GroupQueryAttention covers llama-style layers with full rotary)", spec.family)
-    if prior is None:
+    if cfg.target == "openvino" and prior is None:  # the IR comes straight from PyTorch (export/openvino_ir.py)
+        from edgekit.export.onnx_export import ConvertInfo
+
+        info, validation = ConvertInfo("openvino.convert_model", None), None
+    elif prior is None:
         if attention == "GroupQueryAttention":
             from edgekit.export.gqa import gqa_attention
 
@@ -355,7 +359,12 @@ def _export_decoder(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: f
 
         cache = {"kv_heads": lay.kv_heads, "head_dim": lay.head_dim}
         weight_only = cfg.precision in ("int8", "int4")
-        target_section, validation = _to_openvino(cfg, tmp, steps, validation, dict(zip(lay.past_names(), lay.present_names())), validate_ir, None if weight_only else parity, cache)
+        from edgekit.export.openvino_ir import torch_decoder_to_ir
+
+        target_section, validation = _to_openvino(
+            cfg, tmp, steps, validation, validate_ir, None if weight_only else parity, cache,
+            convert=lambda xml: torch_decoder_to_ir(model_dir, spec, xml, cfg.precision == "fp16"), atol=atol,
+        )
         if weight_only:
             target_section, validation = _decoder_weight_only(cfg, tmp, steps, built, prompts, validation, target_section, cache)
     elif cfg.target == "ort" and cfg.precision in ("int8", "int4"):
@@ -427,24 +436,26 @@ def _decoder_weight_only(cfg: ExportConfig, tmp: Path, steps, built, prompts: li
     return {**section, "quantization": quant}, {"runtime": runtime, "passed": True, "greedy_generation": generation, "fp32": validation}
 
 
-def _to_openvino(cfg: ExportConfig, tmp: Path, steps, onnx_validation: dict, state_pairs, validate_ir, parity=None, cache: dict | None = None) -> tuple[dict, dict]:
-    """Convert the validated ONNX in ``tmp`` to IR, validate the IR the same way, drop the ONNX."""
+def _to_openvino(cfg: ExportConfig, tmp: Path, steps, onnx_validation: dict | None, validate_ir, parity=None, cache: dict | None = None, convert=None, atol: float | None = None) -> tuple[dict, dict]:
+    """Convert the validated ONNX in ``tmp`` to IR (or run ``convert(xml_path)``: decoders come from
+    PyTorch), validate the IR against PyTorch, drop the ONNX."""
     from edgekit.export.openvino_ir import onnx_to_ir
     from edgekit.export.validate import require_pass
     from edgekit.runtimes.base import SessionOptions
     from edgekit.runtimes.openvino_backend import OpenVINOSession
 
     with steps.step("convert to OpenVINO IR"):
-        info = onnx_to_ir(tmp / "model.onnx", tmp / "model.xml", state_pairs, cfg.precision == "fp16")
+        info = convert(tmp / "model.xml") if convert else onnx_to_ir(tmp / "model.onnx", tmp / "model.xml", cfg.precision == "fp16")
     with steps.step("validate OpenVINO against PyTorch"):
-        atol = max(onnx_validation["atol"], FP16_WEIGHTS_ATOL) if cfg.precision == "fp16" else onnx_validation["atol"]
+        atol = atol if atol is not None else onnx_validation["atol"]
+        atol = max(atol, FP16_WEIGHTS_ATOL) if cfg.precision == "fp16" else atol
         session = OpenVINOSession(tmp / "model.xml", SessionOptions(), "f32", cache)
         report = validate_ir(session, atol)
         require_pass(report)
         validation = {"runtime": "openvino", "inference_precision": session.precision, **report.as_dict(), "onnx": onnx_validation}
         if parity is not None:
             validation["greedy_generation"] = parity(session)
-    (tmp / "model.onnx").unlink()
+    (tmp / "model.onnx").unlink(missing_ok=True)
     section = {"model_file": "model.xml", "format": "openvino-ir", "inference_precision": "f32", **info}
     return section, validation
 
@@ -515,7 +526,7 @@ def _export_seq2seq(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: f
 
         with steps.step("convert to OpenVINO IR"):
             for part in ("encoder", "decoder"):
-                ir = onnx_to_ir(tmp / files[part], tmp / f"{part}.xml", None, cfg.precision == "fp16")
+                ir = onnx_to_ir(tmp / files[part], tmp / f"{part}.xml", cfg.precision == "fp16")
                 (tmp / files[part]).unlink()
                 files[part] = f"{part}.xml"
         with steps.step("validate OpenVINO against PyTorch"):
@@ -545,6 +556,7 @@ def _export_seq2seq(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: f
         "decoder_start_token_id": built.start_token,
         "eos_token_ids": list(eos) if isinstance(eos, (list, tuple)) else ([eos] if eos is not None else []),
         "max_length": int(getattr(built.config, "max_target_positions", None) or getattr(built.config, "max_position_embeddings", None) or 512),
+        "max_source_length": int(built.config.max_position_embeddings) if spec.text_encoder and getattr(built.config, "max_position_embeddings", None) else None,
         **section,
     }, validation
 

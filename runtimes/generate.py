@@ -372,8 +372,13 @@ def generate_text(
         if Seq2SeqIO.from_manifest(manifest).encoder_input != "input_ids":
             raise InputError(f"'{artifact}' reads audio features, not text", "call edgekit.runtimes.seq2seq.generate_seq2seq with input_features")
         encoder_inputs = {k: np.asarray(v, dtype=np.int64) for k, v in tokenizer([prompt], return_tensors="np").items() if k in ("input_ids", "attention_mask")}
-        stepper, _ = open_seq2seq(artifact, backend, threads)
         prompt_len = int(encoder_inputs["input_ids"].shape[1])
+        limit = export.get("max_source_length")
+        if limit and prompt_len > limit:
+            raise InputError(f"the input is {prompt_len} tokens; the encoder reads at most {limit}", "shorten the input")
+        if cfg.max_new_tokens + 1 > int(export.get("max_length") or 1 << 30):
+            raise InputError(f"--max-new-tokens {cfg.max_new_tokens} exceeds the decoder's {export['max_length']} positions", f"use --max-new-tokens {int(export['max_length']) - 1} or less")
+        stepper, _ = open_seq2seq(artifact, backend, threads)
 
         def run(on_token):
             return generate_seq2seq(stepper, encoder_inputs, [int(export["decoder_start_token_id"])], cfg, eos_token_ids=eos, on_token=on_token)

@@ -39,13 +39,15 @@ def _specs(ports) -> list[TensorSpec]:
 class OpenVINOSession:
     backend = "openvino"
 
-    def __init__(self, xml_path: Path, options: SessionOptions = SessionOptions(), precision: str = "f32", cache: Mapping[str, Any] | None = None):
+    def __init__(self, xml_path: Path, options: SessionOptions = SessionOptions(), precision: str = "f32", cache: Mapping[str, Any] | None = None, kv_cache_precision: str = "f32"):
         import openvino as ov
 
         self.xml_path = Path(xml_path)
         if not self.xml_path.is_file():
             raise InputError(f"OpenVINO IR '{self.xml_path}' does not exist", "re-run 'edgekit export --target openvino'")
-        config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}
+        # The CPU plugin stores a fused KV cache as u8 by default (lossy: greedy tokens drift from
+        # PyTorch's within a few steps); f32 keeps decoding exact and is the default here.
+        config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1", "KV_CACHE_PRECISION": kv_cache_precision}
         if options.threads:
             config["INFERENCE_NUM_THREADS"] = str(options.threads)
         core = ov.Core()
@@ -53,7 +55,12 @@ class OpenVINOSession:
         self._request = self._compiled.create_infer_request()
         hint = self._compiled.get_property("INFERENCE_PRECISION_HINT")
         self.precision = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)  # "f32"
-        self._inputs = _specs(self._compiled.inputs)
+        inputs = _specs(self._compiled.inputs)
+        self._beam_input = any(spec.name == "beam_idx" for spec in inputs)
+        """A decoder IR from export/openvino_ir.py:torch_decoder_to_ir: the cache rows are picked by a
+        ``beam_idx`` input (fed here, not by callers) and start empty at the batch of ``input_ids``."""
+        self._next_rows: np.ndarray | None = None
+        self._inputs = [spec for spec in inputs if spec.name != "beam_idx"]
         self._outputs = _specs(self._compiled.outputs)
         self._cache = dict(cache) if cache else None
         self.stateful = bool(self._request.query_state())
@@ -68,9 +75,12 @@ class OpenVINOSession:
         """Start a new sequence: empty KV cache for ``batch`` rows."""
         import openvino as ov
 
-        if not self.stateful or self._cache is None:
+        if not self.stateful:
             return
         self._request.reset_state()
+        self._next_rows = None
+        if self._beam_input or self._cache is None:
+            return
         empty = np.zeros((batch, self._cache["kv_heads"], 0, self._cache["head_dim"]), dtype=np.float32)
         for state in self._request.query_state():
             state.state = ov.Tensor(empty)
@@ -79,12 +89,19 @@ class OpenVINOSession:
         """Reorder (or repeat) the batch rows of the KV cache kept inside: beam search."""
         import openvino as ov
 
+        if self._beam_input:  # gathered inside the model on the next step, without copying the cache out
+            self._next_rows = np.asarray(rows, dtype=np.int32)
+            return
         for state in self._request.query_state():
             state.state = ov.Tensor(np.ascontiguousarray(state.state.data[np.asarray(rows)]))
 
     def run(self, inputs: Mapping[str, Any], output_names: list[str] | None = None) -> dict[str, Any]:
         check_inputs(self, inputs)
-        self._request.infer(dict(inputs))
+        feeds = dict(inputs)
+        if self._beam_input:
+            rows = self._next_rows if self._next_rows is not None else np.arange(np.asarray(inputs["input_ids"]).shape[0], dtype=np.int32)
+            feeds["beam_idx"], self._next_rows = rows, None
+        self._request.infer(feeds)
         names = output_names or [s.name for s in self._outputs]
         return {name: np.array(self._request.get_tensor(name).data, copy=True) for name in names}
 
@@ -101,4 +118,4 @@ class OpenVINOBackend:
         model_file = model_file or export.get("model_file", "")
         if not model_file.endswith(".xml"):
             raise InputError(f"artifact '{artifact}' holds no OpenVINO IR", "export it with 'edgekit export --target openvino'")
-        return OpenVINOSession(Path(artifact) / model_file, options, export.get("inference_precision", "f32"), export.get("cache"))
+        return OpenVINOSession(Path(artifact) / model_file, options, export.get("inference_precision", "f32"), export.get("cache"), export.get("kv_cache_precision", "f32"))

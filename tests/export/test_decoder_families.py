@@ -107,7 +107,7 @@ BEAM_CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("model_type", decoder_model_types())
+@pytest.mark.parametrize("model_type", ["llama", "qwen2", "mistral", "gpt2"])  # the three it fuses, and one it leaves
 def test_ort_target_fuses_attention_where_it_can(model_type, tmp_path):
     """--target ort exports llama-style attention as GroupQueryAttention (validated on a right-padded
     batch, greedy tokens equal to transformers'); other families keep the standard graph."""

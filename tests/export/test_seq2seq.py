@@ -99,6 +99,8 @@ def test_seq2seq_cli_generate_and_bad_options(peaked_bart):
     assert bad.returncode != 0 and "beam sampling" in bad.stderr and "Traceback" not in bad.stderr
     bad = run_cli("generate", str(arts["onnx"]), "--prompt", "x", "--length-penalty", "2")
     assert bad.returncode != 0 and "only apply to beam search" in bad.stderr
+    bad = run_cli("generate", str(arts["onnx"]), "--prompt", "word " * 200)
+    assert bad.returncode != 0 and "the encoder reads at most 128" in bad.stderr
     bad = run_cli("bench", str(arts["onnx"]), "--backend", "ort")
     assert bad.returncode != 0 and "encoder-decoder" in bad.stderr and "Traceback" not in bad.stderr
 
