@@ -3,6 +3,7 @@
 32-token prompt.
 
     python -m edgekit.benchmarks.decoder_tokens_per_s [--rounds 3] [--out DIR]
+        [--optimum-python PY] [--optimum-intel-python PY]    # time the peers in the same run
 
 The packaged GGUF is converted to an fp32 HF folder and exported to ONNX and OpenVINO once
 (cached under ~/.cache/edgekit). edgekit's backends are timed by the bench harness (interleaved,
@@ -47,8 +48,8 @@ print(json.dumps({"tokens_per_s": sorted(rates)[len(rates) // 2]}))
 # Runs in a peer tool's own virtualenv (older transformers): exports/loads SmolLM2 with the peer's
 # class and times its generate exactly like _TORCH_GENERATE (prefill subtracted, median of runs).
 _PEER_GENERATE = r"""
-import json, sys, time, os, tempfile
-kind, model_dir, threads, prompt, new, runs, workdir = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
+import json, sys, time
+kind, model_dir, threads, prompt, new, runs = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 import torch
 torch.set_num_threads(threads)
 if kind == "optimum-ort":
@@ -96,7 +97,8 @@ def peer_tokens_per_s(kind: str, python: str, model_dir: Path, prompt: list[int]
     import tempfile
 
     with tempfile.TemporaryDirectory() as work:
-        done = subprocess.run([python, "-c", _PEER_GENERATE, kind, str(model_dir), str(threads), json.dumps(prompt), str(new_tokens), str(runs), work], capture_output=True, text=True)
+        # run in a scratch folder: whatever the peer writes while exporting lands there and is removed
+        done = subprocess.run([python, "-c", _PEER_GENERATE, kind, str(model_dir), str(threads), json.dumps(prompt), str(new_tokens), str(runs)], capture_output=True, text=True, cwd=work)
     if done.returncode != 0:
         raise SystemExit(f"{kind} with {python} failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
