@@ -144,9 +144,6 @@ def export_model(cfg: ExportConfig, quiet: bool = False) -> Path:
         with steps.step("hash source"):
             source_hash = hash_folder(model_dir)
         _seed_everything(cfg.seed)
-        if prior is not None:
-            for name in prior["export"].get("model_files", {"model": "model.onnx"}).values():
-                shutil.copy2(Path(cfg.model).expanduser().resolve() / name, tmp / name)
         export_section, validation = run(cfg, model_dir, spec, task, atol, tmp, steps, prior)
         with steps.step("write artifact"):
             export_section["support_files"] = _copy_support_files(model_dir, tmp)
@@ -186,7 +183,7 @@ def _convert_and_check(built, kwargs, axes, tmp: Path, cfg: ExportConfig, steps,
 def _convert_validate(built, kwargs, axes, reference, cases, atol: float, tmp: Path, cfg: ExportConfig, steps, prior: dict | None):
     """Export and validate on ONNX Runtime against PyTorch (encoders); or take both from a prior ONNX artifact."""
     if prior is not None:
-        return _prior_info(prior)
+        return _prior_info(prior, cfg, tmp)
     from edgekit.export.validate import compare, require_pass
     from edgekit.runtimes.base import SessionOptions
     from edgekit.runtimes.ort_backend import OrtSession
@@ -321,10 +318,10 @@ def _export_decoder(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: f
             attention, prior = "GroupQueryAttention", None  # an ORT graph of its own, exported from the source
         else:
             log.info("%s: attention stays unfused (GroupQueryAttention covers llama-style layers with full rotary)", spec.family)
-    if cfg.target == "openvino" and prior is None:  # the IR comes straight from PyTorch (export/openvino_ir.py)
+    if cfg.target == "openvino":  # the IR comes straight from PyTorch (export/openvino_ir.py); a prior ONNX lends only its validation
         from edgekit.export.onnx_export import ConvertInfo
 
-        info, validation = ConvertInfo("openvino.convert_model", None), None
+        info, validation = ConvertInfo("openvino.convert_model", None), prior["validation"] if prior is not None else None
     elif prior is None:
         if attention == "GroupQueryAttention":
             from edgekit.export.gqa import gqa_attention
@@ -344,7 +341,7 @@ def _export_decoder(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: f
             generation = greedy_parity(built.model, built.tokenizer, candidate, io, prompts, new_tokens=8)
         validation = {"runtime": "onnxruntime", **report.as_dict(), "greedy_generation": generation}
     else:
-        info, validation = _prior_info(prior)
+        info, validation = _prior_info(prior, cfg, tmp)
     target_section: dict = {}
     if cfg.target == "openvino":
         cases = decoder_cases(built.tokenizer, io, reference)
@@ -479,9 +476,14 @@ def _onnx_artifact(folder: Path) -> dict | None:
     return manifest
 
 
-def _prior_info(prior: dict):
+def _prior_info(prior: dict, cfg: ExportConfig, tmp: Path):
+    """Take the graph(s) of the prior ONNX artifact ``cfg.model`` into ``tmp``, with its converter
+    info and validation. Called only where that graph is used (a decoder going to OpenVINO or to
+    the fused ORT graph is exported again from its source, so nothing is copied for it)."""
     from edgekit.export.onnx_export import ConvertInfo
 
+    for name in prior["export"].get("model_files", {"model": "model.onnx"}).values():
+        shutil.copy2(Path(cfg.model).expanduser().resolve() / name, tmp / name)
     export = prior["export"]
     return ConvertInfo(export["exporter"], export["opset"], export.get("exporter_fallback_reason")), prior["validation"]
 
@@ -518,7 +520,7 @@ def _export_seq2seq(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: f
             generation = seq2seq_greedy_parity(built, sessions, cases, new_tokens=8)
         validation = {"runtime": "onnxruntime", **report.as_dict(), "greedy_generation": generation}
     else:
-        info, validation = _prior_info(prior)
+        info, validation = _prior_info(prior, cfg, tmp)
     section: dict = {}
     if cfg.target == "openvino":
         from edgekit.export.openvino_ir import onnx_to_ir

@@ -31,6 +31,23 @@ def cache_layout(config, uses_position_ids: bool) -> DecoderIO:
     return DecoderIO(config.num_hidden_layers, kv_heads, head_dim, uses_position_ids)
 
 
+def seed_cache(cache, past) -> None:
+    """Fill the layers of a transformers cache with flat (key, value, key, value, ...) tensors as they
+    are; update() would first concat onto an empty 1-D tensor, which OpenVINO's converter rejects."""
+    for i in range(len(past) // 2):
+        key, value, layer = past[2 * i], past[2 * i + 1], cache.layers[i]
+        layer.lazy_initialization(key, value)
+        layer.keys, layer.values = key, value
+
+
+def flat_cache(cache) -> list:
+    """The layers of a transformers cache as flat (key, value, key, value, ...) tensors."""
+    flat = []
+    for layer in cache.layers:
+        flat += [layer.keys, layer.values]  # (B, heads, sequence, head_dim) each
+    return flat
+
+
 def _decoder_module_class():
     import torch
     from transformers import DynamicCache
@@ -45,21 +62,12 @@ def _decoder_module_class():
 
         def forward(self, input_ids, attention_mask, position_ids=None, past=()):
             cache = DynamicCache(config=self.model.config)
-            for i in range(self.layout.num_layers):
-                key, value = past[2 * i], past[2 * i + 1]
-                layer = cache.layers[i]
-                # Seed the layer with the past as it is; update() would first concat onto an empty
-                # 1-D tensor, which OpenVINO's converter rejects (rank mismatch).
-                layer.lazy_initialization(key, value)
-                layer.keys, layer.values = key, value
+            seed_cache(cache, past)
             kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "past_key_values": cache, "use_cache": True}
             if self.layout.uses_position_ids:
                 kwargs["position_ids"] = position_ids
             out = self.model(**kwargs)
-            present = []
-            for layer in out.past_key_values.layers:
-                present += [layer.keys, layer.values]  # (B, kv_heads, total, head_dim) each
-            return (out.logits, *present)
+            return (out.logits, *flat_cache(out.past_key_values))
 
     return DecoderWithPast
 

@@ -36,6 +36,8 @@ def _modules():
     import torch
     from transformers import DynamicCache, EncoderDecoderCache
 
+    from edgekit.export.decoder import flat_cache, seed_cache
+
     class EncoderWithCrossCache(torch.nn.Module):
         """Encoder inputs in; the encoder output and the cross-attention K/V of every decoder layer out."""
 
@@ -51,10 +53,7 @@ def _modules():
             if attention_mask is not None:
                 kwargs["attention_mask"] = attention_mask
             out = self.model(**kwargs)
-            cross = []
-            for layer in out.past_key_values.cross_attention_cache.layers:
-                cross += [layer.keys, layer.values]
-            return (out.encoder_last_hidden_state, *cross)
+            return (out.encoder_last_hidden_state, *flat_cache(out.past_key_values.cross_attention_cache))
 
     class DecoderWithCrossCache(torch.nn.Module):
         """Decoder ids, the encoder mask and both caches in; logits and the grown self-attention cache out."""
@@ -66,11 +65,9 @@ def _modules():
         def forward(self, input_ids, encoder_attention_mask=None, past=()):
             config = self.model.config
             self_cache, cross_cache = DynamicCache(config=config), DynamicCache(config=config)
-            for i in range(self.num_layers):
-                for cache, (key, value) in ((self_cache, past[4 * i: 4 * i + 2]), (cross_cache, past[4 * i + 2: 4 * i + 4])):
-                    layer = cache.layers[i]
-                    layer.lazy_initialization(key, value)
-                    layer.keys, layer.values = key, value
+            # past per layer: self key, self value, cross key, cross value
+            seed_cache(self_cache, [t for i in range(self.num_layers) for t in past[4 * i: 4 * i + 2]])
+            seed_cache(cross_cache, [t for i in range(self.num_layers) for t in past[4 * i + 2: 4 * i + 4]])
             cache = EncoderDecoderCache(self_cache, cross_cache)
             cache.is_updated = {i: True for i in range(self.num_layers)}
             # The cross-attention K/V come from the cache; the encoder output only lends its batch
@@ -80,10 +77,7 @@ def _modules():
             if encoder_attention_mask is not None:
                 kwargs["attention_mask"] = encoder_attention_mask
             out = self.model(**kwargs)
-            present = []
-            for layer in out.past_key_values.self_attention_cache.layers:
-                present += [layer.keys, layer.values]
-            return (out.logits, *present)
+            return (out.logits, *flat_cache(out.past_key_values.self_attention_cache))
 
     return EncoderWithCrossCache, DecoderWithCrossCache
 
