@@ -103,6 +103,17 @@ def test_seq2seq_cli_generate_and_bad_options(peaked_bart):
     assert bad.returncode != 0 and "the encoder reads at most 128" in bad.stderr
     bad = run_cli("bench", str(arts["onnx"]), "--backend", "ort")
     assert bad.returncode != 0 and "encoder-decoder" in bad.stderr and "Traceback" not in bad.stderr
+    bad = run_cli("generate", str(arts["onnx"]), "--prompt", "x", "--max-new-tokens", "100000")
+    assert bad.returncode != 0 and "exceeds the decoder's" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_load_session_on_seq2seq_needs_a_graph_name(peaked_bart):
+    from edgekit.errors import InputError
+    from edgekit.runtimes.registry import load_session
+
+    _, arts, _ = peaked_bart
+    with pytest.raises(InputError, match="is an encoder-decoder"):
+        load_session(arts["onnx"], "auto")
 
 
 def test_seq2seq_rejects_int8_and_trt(tmp_path):
