@@ -57,9 +57,9 @@ if kind == "optimum-ort":
     import onnxruntime as ort
     so = ort.SessionOptions(); so.intra_op_num_threads = threads
     model = ORTModelForCausalLM.from_pretrained(model_dir, export=True, use_cache=True, session_options=so)
-elif kind == "optimum-intel":
+elif kind in ("optimum-intel", "optimum-intel-int8"):
     from optimum.intel import OVModelForCausalLM
-    model = OVModelForCausalLM.from_pretrained(model_dir, export=True, load_in_8bit=False, ov_config={"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1", "INFERENCE_NUM_THREADS": str(threads), "CACHE_DIR": ""})
+    model = OVModelForCausalLM.from_pretrained(model_dir, export=True, load_in_8bit=kind.endswith("int8"), ov_config={"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1", "INFERENCE_NUM_THREADS": str(threads), "CACHE_DIR": ""})
 else:
     from transformers import AutoModelForCausalLM
     model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
@@ -88,6 +88,7 @@ print(json.dumps({"tokens_per_s": sorted(rates)[len(rates) // 2], "versions": ve
 PEERS = {
     "optimum-ort": ("Optimum ORTModelForCausalLM (ONNX Runtime)", "ort"),
     "optimum-intel": ("optimum-intel OVModelForCausalLM, f32 (OpenVINO)", "openvino"),
+    "optimum-intel-int8": ("optimum-intel OVModelForCausalLM, int8 weights (OpenVINO)", "openvino-int8"),
     "pytorch-old": ("PyTorch generate under the peer's transformers", "torch"),
 }
 

@@ -2,6 +2,7 @@
 PyTorch fp32 ``generate``, decode tokens/s at batch 1 (128 new tokens after a 32-token prompt).
 
     python -m edgekit.benchmarks.decoder_weight_only [--rounds 3] [--new-tokens 128] [--out DIR]
+        [--optimum-intel-python PY]    # time optimum-intel's int8-weight model in the same run
 
 Artifacts (exported once, cached under ~/.cache/edgekit): ONNX fp32, ORT weight-only int8 and
 int4, OpenVINO fp32, int8 and int4. PyTorch ``generate`` runs before and after the interleaved
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--optimum-intel-python", default=None, help="python of a virtualenv with optimum-intel[openvino]: times its int8-weight OVModelForCausalLM in the same run")
     args = parser.parse_args(argv)
 
     from edgekit.artifacts import read_manifest
@@ -55,6 +57,19 @@ def main(argv: list[str] | None = None) -> dict:
         summary[f"{backend}-{precision}"] = entry
         parity = f"greedy = fp32 on {greedy.get('identical_prompts')}/{greedy.get('prompts')} prompts" + (f" (matching prefixes {greedy['matching_prefix']} of {greedy['new_tokens']})" if greedy.get("matching_prefix") else "")
         print(f"{backend:>8} {precision}: {row['tokens_per_s']:.1f} tokens/s = {ratio:.2f}x PyTorch" + (f" (target {target}x: {'met' if ratio >= target else 'NOT met'})" if target else "") + f"; {parity}")
+    if args.optimum_intel_python:
+        from transformers import AutoTokenizer
+
+        from edgekit.benchmarks.decoder_tokens_per_s import PEERS, peer_tokens_per_s
+        from edgekit.benchmarks.generation import prompt_ids
+        from edgekit.calibration.text import sample_texts
+
+        prompt = prompt_ids(AutoTokenizer.from_pretrained(str(artifacts[("ort", "fp32")])), sample_texts(min_words=64), 32)
+        peer = peer_tokens_per_s("optimum-intel-int8", args.optimum_intel_python, SMOLLM2.hf_folder(), prompt, args.new_tokens, threads)
+        what, ours = PEERS["optimum-intel-int8"]
+        peer.update({"what": what, "vs_pytorch_generate": peer["tokens_per_s"] / hf, "edgekit_vs_peer": summary[ours]["tokens_per_s"] / peer["tokens_per_s"]})
+        summary["peers"] = {"optimum-intel-int8": peer}
+        print(f"{what}: {peer['tokens_per_s']:.1f} tokens/s = {peer['vs_pytorch_generate']:.2f}x PyTorch; edgekit {ours} / peer = {peer['edgekit_vs_peer']:.2f}  {peer['versions']}")
     print(json.dumps({"benchmark": "decoder_weight_only", "model": SMOLLM2.name, "threads": threads, "summary": summary}))
     return summary
 
