@@ -113,18 +113,37 @@ def torch_generate_tokens_per_s(model_dir: Path, prompt: list[int], new_tokens: 
     return json.loads(done.stdout.strip().splitlines()[-1])["tokens_per_s"]
 
 
+def bench_prompt(tokenizer_dir: Path) -> list[int]:
+    """The 32-token prompt every decode benchmark and peer is timed on."""
+    from transformers import AutoTokenizer
+
+    from edgekit.benchmarks.generation import prompt_ids
+    from edgekit.calibration.text import sample_texts
+
+    return prompt_ids(AutoTokenizer.from_pretrained(str(tokenizer_dir)), sample_texts(min_words=64), 32)
+
+
+def time_peer(kind: str, python: str, prompt: list[int], summary: dict, hf: float, new_tokens: int, threads: int) -> dict:
+    """A peer's decode tokens/s, its ratio to PyTorch ``generate`` (``hf``) and edgekit's
+    matching row of ``summary`` over it; printed and returned."""
+    from edgekit.assets import SMOLLM2
+
+    peer = peer_tokens_per_s(kind, python, SMOLLM2.hf_folder(), prompt, new_tokens, threads)
+    what, ours = PEERS[kind]
+    mine = summary.get(ours, {}).get("tokens_per_s")
+    peer.update({"what": what, "vs_pytorch_generate": peer["tokens_per_s"] / hf, "edgekit_vs_peer": (mine / peer["tokens_per_s"]) if mine else None})
+    print(f"{what}: {peer['tokens_per_s']:.1f} tokens/s = {peer['vs_pytorch_generate']:.2f}x PyTorch generate; edgekit {ours} / peer = {peer['edgekit_vs_peer']:.2f}" + f"  {peer['versions']}")
+    return peer
+
+
 def bench_against_generate(artifacts: tuple[Path, ...], backends: tuple[str, ...], contexts: tuple[int, ...], rounds: int, new_tokens: int, threads: int, out: Path | None):
     """The bench harness over ``artifacts`` (generation mode), with PyTorch ``generate`` timed
     before and after it; returns the bench result and the averaged PyTorch tokens/s."""
-    from transformers import AutoTokenizer
-
     from edgekit.assets import SMOLLM2
-    from edgekit.benchmarks.generation import prompt_ids
     from edgekit.benchmarks.harness import BenchConfig, bench
     from edgekit.benchmarks.report import print_table
-    from edgekit.calibration.text import sample_texts
 
-    prompt = prompt_ids(AutoTokenizer.from_pretrained(str(artifacts[0])), sample_texts(min_words=64), 32)
+    prompt = bench_prompt(artifacts[0])
     before = torch_generate_tokens_per_s(SMOLLM2.hf_folder(), prompt, new_tokens, threads)
     cfg = BenchConfig(artifacts=artifacts, backends=backends, new_tokens=new_tokens, prompt_len=32, contexts=contexts, rounds=rounds, threads=threads, out=out, overwrite=True)
     result = bench(cfg)
@@ -164,20 +183,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{row['backend']:>8}: {row['tokens_per_s']:.1f} tokens/s = {ratio:.2f}x PyTorch generate" + (f" (target {target}x: {'met' if ratio >= target else 'NOT met'})" if target else "") + f"; token latency @512 / @16 = {growth:.2f} (target <= 1.5)")
     peers = [(k, args.optimum_python) for k in ("optimum-ort", "pytorch-old") if args.optimum_python] + ([("optimum-intel", args.optimum_intel_python)] if args.optimum_intel_python else [])
     if peers:
-        from transformers import AutoTokenizer
-
-        from edgekit.benchmarks.generation import prompt_ids
-        from edgekit.calibration.text import sample_texts
-
-        prompt = prompt_ids(AutoTokenizer.from_pretrained(str(artifacts[0])), sample_texts(min_words=64), 32)
-        summary["peers"] = {}
-        for kind, python in peers:
-            peer = peer_tokens_per_s(kind, python, SMOLLM2.hf_folder(), prompt, args.new_tokens, threads)
-            what, ours = PEERS[kind]
-            mine = summary.get(ours, {}).get("tokens_per_s")
-            peer.update({"what": what, "vs_pytorch_generate": peer["tokens_per_s"] / hf, "edgekit_vs_peer": (mine / peer["tokens_per_s"]) if mine else None})
-            summary["peers"][kind] = peer
-            print(f"{what}: {peer['tokens_per_s']:.1f} tokens/s = {peer['vs_pytorch_generate']:.2f}x PyTorch generate; edgekit {ours} / peer = {peer['edgekit_vs_peer']:.2f}" + f"  {peer['versions']}")
+        prompt = bench_prompt(artifacts[0])
+        summary["peers"] = {kind: time_peer(kind, python, prompt, summary, hf, args.new_tokens, threads) for kind, python in peers}
         if "pytorch-old" in summary["peers"]:
             old = summary["peers"]["pytorch-old"]["tokens_per_s"]
             for backend in ("ort", "openvino"):

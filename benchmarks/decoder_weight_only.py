@@ -58,18 +58,10 @@ def main(argv: list[str] | None = None) -> dict:
         parity = f"greedy = fp32 on {greedy.get('identical_prompts')}/{greedy.get('prompts')} prompts" + (f" (matching prefixes {greedy['matching_prefix']} of {greedy['new_tokens']})" if greedy.get("matching_prefix") else "")
         print(f"{backend:>8} {precision}: {row['tokens_per_s']:.1f} tokens/s = {ratio:.2f}x PyTorch" + (f" (target {target}x: {'met' if ratio >= target else 'NOT met'})" if target else "") + f"; {parity}")
     if args.optimum_intel_python:
-        from transformers import AutoTokenizer
+        from edgekit.benchmarks.decoder_tokens_per_s import bench_prompt, time_peer
 
-        from edgekit.benchmarks.decoder_tokens_per_s import PEERS, peer_tokens_per_s
-        from edgekit.benchmarks.generation import prompt_ids
-        from edgekit.calibration.text import sample_texts
-
-        prompt = prompt_ids(AutoTokenizer.from_pretrained(str(artifacts[("ort", "fp32")])), sample_texts(min_words=64), 32)
-        peer = peer_tokens_per_s("optimum-intel-int8", args.optimum_intel_python, SMOLLM2.hf_folder(), prompt, args.new_tokens, threads)
-        what, ours = PEERS["optimum-intel-int8"]
-        peer.update({"what": what, "vs_pytorch_generate": peer["tokens_per_s"] / hf, "edgekit_vs_peer": summary[ours]["tokens_per_s"] / peer["tokens_per_s"]})
-        summary["peers"] = {"optimum-intel-int8": peer}
-        print(f"{what}: {peer['tokens_per_s']:.1f} tokens/s = {peer['vs_pytorch_generate']:.2f}x PyTorch; edgekit {ours} / peer = {peer['edgekit_vs_peer']:.2f}  {peer['versions']}")
+        prompt = bench_prompt(artifacts[("ort", "fp32")])
+        summary["peers"] = {"optimum-intel-int8": time_peer("optimum-intel-int8", args.optimum_intel_python, prompt, summary, hf, args.new_tokens, threads)}
     print(json.dumps({"benchmark": "decoder_weight_only", "model": SMOLLM2.name, "threads": threads, "summary": summary}))
     return summary
 
