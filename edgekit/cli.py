@@ -165,7 +165,8 @@ def _print_export_summary(path: Path) -> None:
     worst = max(validation["max_abs_diff"].items(), key=lambda kv: kv[1])
     diffs = ", ".join(f"{k} {v:.2e}" for k, v in validation["max_abs_diff"].items()) if len(validation["max_abs_diff"]) <= 3 else f"{worst[0]} {worst[1]:.2e} (worst of {len(validation['max_abs_diff'])} outputs)"
     if "greedy_generation" in validation:
-        diffs += f"; greedy tokens identical to transformers on {validation['greedy_generation']['prompts']} prompts"
+        greedy = validation["greedy_generation"]
+        diffs += f"; greedy tokens identical to transformers on {greedy.get('prompts', greedy.get('inputs'))} " + ("prompts" if "prompts" in greedy else "inputs")
     fmt = manifest["export"].get("format", "onnx")
     print(f"wrote {path} ({fmt}, {manifest['export']['exporter']} exporter, opset {manifest['export']['opset']}); validated on {validation.get('runtime')} on {len(validation['cases'])} inputs: max |diff| {diffs} (atol {validation['atol']:g})")
 
@@ -330,7 +331,10 @@ def demo(
 @handled
 def generate(
     artifact: Annotated[Path, typer.Argument(help="A text-generation or seq2seq artifact written by 'edgekit export'.")],
-    prompt: Annotated[str, typer.Option("--prompt", "-p", help="The prompt text.")],
+    prompt: Annotated[Optional[str], typer.Option("--prompt", "-p", help="The prompt text (text models).")] = None,
+    audio: Annotated[Optional[Path], typer.Option("--audio", help="A WAV file to transcribe (speech models such as Whisper; at most 30 s).")] = None,
+    language: Annotated[Optional[str], typer.Option("--language", help="Speech models: the spoken language code, e.g. en (default: detected from the audio).")] = None,
+    translate: Annotated[bool, typer.Option("--translate", help="Speech models: translate into English instead of transcribing.")] = False,
     max_new_tokens: Annotated[int, typer.Option(help="Stop after this many new tokens.")] = 32,
     do_sample: Annotated[bool, typer.Option("--do-sample", help="Sample instead of greedy decoding.")] = False,
     temperature: Annotated[float, typer.Option(help="Sampling temperature (with --do-sample).")] = 1.0,
@@ -347,7 +351,7 @@ def generate(
     threads: Annotated[Optional[int], typer.Option(help="Intra-op threads (default: all cores).")] = None,
     verbose: Verbose = False,
 ) -> None:
-    """Generate text with a KV-cache decoder (continues the prompt) or an encoder-decoder (reads the prompt, writes a new text); tokens are printed as they come (beam search: at the end)."""
+    """Generate text with a KV-cache decoder (continues the prompt), an encoder-decoder (reads the prompt, writes a new text) or a speech model (transcribes --audio); tokens are printed as they come (beam search: at the end)."""
     from edgekit.runtimes.generate import GenerationConfig, generate_text
 
     stopping = {"true": True, "false": False, "never": "never"}.get(early_stopping.lower(), early_stopping)
@@ -355,8 +359,13 @@ def generate(
         max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, stop_strings=tuple(stop or ()),
         num_beams=num_beams, length_penalty=length_penalty, early_stopping=stopping, no_repeat_ngram_size=no_repeat_ngram_size,
     )
-    result = generate_text(artifact, prompt, cfg, backend=backend, chat=chat, threads=threads, on_text=lambda piece: print(piece, end="", flush=True))
+    result = generate_text(
+        artifact, prompt, cfg, backend=backend, chat=chat, threads=threads, on_text=lambda piece: print(piece, end="", flush=True),
+        audio=audio, language=language, translate=translate,
+    )
     print()
+    if result.language and not language:
+        _stderr().print(f"detected language: {result.language}")
     logging.getLogger("edgekit").info("%d prompt tokens, %d new tokens, stopped by %s", result.prompt_tokens, len(result.token_ids), result.stopped_by)
 
 

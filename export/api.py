@@ -32,6 +32,7 @@ _COPY_FILES = (
     "modules.json",
     "sentence_bert_config.json",
     "config_sentence_transformers.json",
+    "preprocessor_config.json",
 )
 
 
@@ -83,6 +84,10 @@ def export_model(cfg: ExportConfig, quiet: bool = False) -> Path:
 
     started = now_iso()
     model_dir = Path(cfg.model).expanduser().resolve()
+    from edgekit.export.ctranslate2 import ct2_hf_folder, is_ct2_folder
+
+    if model_dir.is_dir() and is_ct2_folder(model_dir):  # a CTranslate2 Whisper: convert once (cached), export that
+        model_dir = ct2_hf_folder(model_dir)
     raw_config = read_model_config(model_dir)
     prior = _onnx_artifact(model_dir)
     if prior is not None:  # an edgekit ONNX artifact: convert its validated graph, reference = its source

@@ -136,7 +136,10 @@ class Seq2SeqSpec:
 _SEQ2SEQ_SPECS: tuple[Seq2SeqSpec, ...] = (
     Seq2SeqSpec("t5", ("t5", "mt5")),
     Seq2SeqSpec("bart", ("bart", "mbart", "marian")),
-    Seq2SeqSpec("whisper", ("whisper",), encoder_input="input_features", model_class="WhisperForConditionalGeneration"),
+    # Whisper's encoder reads 3000 frames through 2 convolutions and attends over 1500 positions:
+    # on whisper-base, PyTorch fp32 itself is 4e-4 from fp64 on the encoder output, so 1e-4 would
+    # fail on float rounding alone (Optimum validates Whisper at 1e-3 too).
+    Seq2SeqSpec("whisper", ("whisper",), encoder_input="input_features", model_class="WhisperForConditionalGeneration", atol=1e-3),
 )
 
 _SEQ2SEQ_BY_TYPE = _by_model_type(_SEQ2SEQ_SPECS)

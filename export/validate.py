@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -226,14 +228,19 @@ def seq2seq_greedy_parity(built, sessions: dict, cases: dict[str, Any], new_toke
     from edgekit.runtimes.generate import GenerationConfig
     from edgekit.runtimes.seq2seq import Seq2SeqStepper, generate_seq2seq
 
-    cfg = cfg or GenerationConfig(max_new_tokens=new_tokens)
-    eos = built.model.generation_config.eos_token_id
+    model_gen = built.model.generation_config
+    suppress = tuple(int(t) for t in getattr(model_gen, "suppress_tokens", None) or ())
+    begin_suppress = tuple(int(t) for t in getattr(model_gen, "begin_suppress_tokens", None) or ())
+    # transformers applies the model's suppress lists (Whisper's) in generate: edgekit applies them too
+    cfg = dataclasses.replace(cfg or GenerationConfig(max_new_tokens=new_tokens), suppress_tokens=suppress, begin_suppress_tokens=begin_suppress)
+    eos = model_gen.eos_token_id
     eos_ids = tuple(eos) if isinstance(eos, (list, tuple)) else ((eos,) if eos is not None else ())
     pad = built.model.generation_config.pad_token_id
     hf_cfg = transformers.GenerationConfig(
         decoder_start_token_id=built.start_token, eos_token_id=list(eos_ids) or None, pad_token_id=pad if pad is not None else (eos_ids[0] if eos_ids else 0),
         max_new_tokens=cfg.max_new_tokens, do_sample=False, num_beams=cfg.num_beams, length_penalty=cfg.length_penalty,
         early_stopping=cfg.early_stopping, no_repeat_ngram_size=cfg.no_repeat_ngram_size,
+        suppress_tokens=list(suppress) or None, begin_suppress_tokens=list(begin_suppress) or None,
     )
     stepper = Seq2SeqStepper(sessions["encoder"], sessions["decoder"], built.io)
     results = []

@@ -10,6 +10,7 @@ rule) so that the tokens are the same.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol
 
@@ -37,6 +38,10 @@ class GenerationConfig:
     no running beam can still beat them (estimated at the current length); "never" only at max length."""
     no_repeat_ngram_size: int = 0
     """Never repeat an n-gram of this size (0 = off); applies to every decoding mode."""
+    suppress_tokens: tuple[int, ...] = ()
+    """Tokens never generated (Whisper's generation config lists them)."""
+    begin_suppress_tokens: tuple[int, ...] = ()
+    """Tokens not generated as the first new token."""
 
     def check(self) -> None:
         if self.max_new_tokens < 1:
@@ -194,11 +199,15 @@ def banned_ngram_tokens(seq: list[int], n: int) -> list[int]:
     return [seq[i + n - 1] for i in range(len(seq) - n + 1) if tuple(seq[i:i + n - 1]) == prefix]
 
 
-def _ban(scores: np.ndarray, seq: list[int], n: int) -> np.ndarray:
+def _ban(scores: np.ndarray, seq: list[int], n: int, cfg: GenerationConfig | None = None, first: bool = False) -> np.ndarray:
+    """Scores with -inf for the tokens that may not come next: n-gram repeats, ``suppress_tokens``,
+    and ``begin_suppress_tokens`` at the first new token (as transformers' logits processors do)."""
     banned = banned_ngram_tokens(seq, n)
+    if cfg is not None:
+        banned += list(cfg.suppress_tokens) + (list(cfg.begin_suppress_tokens) if first else [])
     if banned:
         scores = scores.copy()
-        scores[banned] = -np.inf
+        scores[..., banned] = -np.inf
     return scores
 
 
@@ -229,7 +238,7 @@ def decode(
     seq = list(prompt_ids)
     out: list[int] = []
     for i in range(cfg.max_new_tokens):
-        scores = _ban(logits, seq, cfg.no_repeat_ngram_size)
+        scores = _ban(logits, seq, cfg.no_repeat_ngram_size, cfg, first=i == 0)
         token = _sample(scores, cfg, rng) if cfg.do_sample else int(np.argmax(scores))
         out.append(token)
         seq.append(token)
@@ -261,8 +270,9 @@ def beam_search(stepper: Stepper, prompt_ids: list[int], cfg: GenerationConfig, 
     cur_len = prompt_len
     while True:
         log_probs = _log_softmax(logits)
-        if cfg.no_repeat_ngram_size:
-            log_probs = np.stack([_ban(row, running[b].tolist(), cfg.no_repeat_ngram_size) for b, row in enumerate(log_probs)])
+        if cfg.no_repeat_ngram_size or cfg.suppress_tokens or cfg.begin_suppress_tokens:
+            first = cur_len == prompt_len
+            log_probs = np.stack([_ban(row, running[b].tolist(), cfg.no_repeat_ngram_size, cfg, first) for b, row in enumerate(log_probs)])
         vocab = log_probs.shape[-1]
         total = (log_probs + running_scores[:, None]).reshape(-1)
         top = np.argsort(-total, kind="stable")[:keep]
@@ -336,21 +346,27 @@ class TextResult:
     text: str
     stopped_by: str
     """``eos``, ``stop_string`` or ``max_new_tokens``."""
+    language: str | None = None
+    """Speech models: the language transcribed (given, or detected from the audio)."""
 
 
 def generate_text(
     artifact,
-    prompt: str,
+    prompt: str | None,
     cfg: GenerationConfig = GenerationConfig(),
     backend: str = "auto",
     chat: bool = False,
     threads: int | None = None,
     on_text: Callable[[str], None] | None = None,
+    audio=None,
+    language: str | None = None,
+    translate: bool = False,
 ) -> TextResult:
     """Tokenise ``prompt`` (through the chat template with ``chat``), generate, and stream text pieces to ``on_text``.
 
     A causal decoder continues the prompt; an encoder-decoder (text families) reads it with its
-    encoder and writes a new text."""
+    encoder and writes a new text; a speech encoder-decoder (Whisper) reads the WAV file ``audio``
+    and writes its transcript (``language``: given, or detected; ``translate``: into English)."""
     from pathlib import Path
 
     from transformers import AutoTokenizer
@@ -366,11 +382,42 @@ def generate_text(
     eos = tuple(export.get("eos_token_ids") or ())
     if chat and not getattr(tokenizer, "chat_template", None):
         raise InputError(f"the tokenizer in '{artifact}' has no chat template", "drop --chat and write the prompt in the model's own format")
-    if export.get("task") == "seq2seq":
-        from edgekit.runtimes.seq2seq import Seq2SeqIO, generate_seq2seq, open_seq2seq
+    speech = export.get("task") == "seq2seq" and export.get("seq2seq", {}).get("encoder_input") == "input_features"
+    if speech and (audio is None or prompt or chat):
+        raise InputError(f"'{artifact}' is a speech model: it reads audio, not a text prompt", "pass a WAV file with --audio (and no --prompt)")
+    if not speech and (audio is not None or prompt is None):
+        raise InputError(f"'{artifact}' reads a text prompt" + (", not audio" if audio is not None else ""), "pass the text with --prompt")
+    if not speech and (language or translate):
+        raise InputError("--language and --translate apply to speech models only", "drop them")
+    language_used = None
+    if speech:
+        from edgekit.audio import read_wav
+        from edgekit.runtimes.seq2seq import open_seq2seq
+        from edgekit.runtimes.speech import SpeechPrompt, audio_features, sampling_rate
 
-        if Seq2SeqIO.from_manifest(manifest).encoder_input != "input_ids":
-            raise InputError(f"'{artifact}' reads audio features, not text", "call edgekit.runtimes.seq2seq.generate_seq2seq with input_features")
+        encoder_inputs = audio_features(artifact, read_wav(audio, sampling_rate(artifact)))
+        prompter = SpeechPrompt.from_artifact(artifact, int(export["decoder_start_token_id"]))
+        if language and not prompter.languages:
+            raise InputError(f"'{artifact}' is not multilingual, so --language does not apply", "drop --language")
+        stepper, _ = open_seq2seq(artifact, backend, threads)
+        stepper.encode(encoder_inputs)
+        language_id = None
+        if prompter.languages:
+            if language:
+                language_used, language_id = language, prompter.language_token(language)
+            else:
+                language_used, language_id = prompter.detect(stepper.start([prompter.start])[0])
+        prompt_ids = prompter.tokens(language_id, translate)
+        cfg = dataclasses.replace(cfg, suppress_tokens=cfg.suppress_tokens or prompter.suppress_tokens, begin_suppress_tokens=cfg.begin_suppress_tokens or prompter.begin_suppress_tokens)
+        prompt_len = len(prompt_ids)
+        if prompt_len + cfg.max_new_tokens > int(export.get("max_length") or 1 << 30):
+            raise InputError(f"--max-new-tokens {cfg.max_new_tokens} exceeds the decoder's {export['max_length']} positions after a {prompt_len}-token prompt", f"use --max-new-tokens {int(export['max_length']) - prompt_len} or less")
+
+        def run(on_token):
+            return decode(stepper, prompt_ids, cfg, eos_token_ids=eos, on_token=on_token)
+    elif export.get("task") == "seq2seq":
+        from edgekit.runtimes.seq2seq import generate_seq2seq, open_seq2seq
+
         encoder_inputs = {k: np.asarray(v, dtype=np.int64) for k, v in tokenizer([prompt], return_tensors="np").items() if k in ("input_ids", "attention_mask")}
         prompt_len = int(encoder_inputs["input_ids"].shape[1])
         limit = export.get("max_source_length")
@@ -422,4 +469,4 @@ def generate_text(
         text = text[: min(text.index(s) for s in cfg.stop_strings if s and s in text)]
     if on_text is not None and text.startswith(state["printed"]) and len(text) > len(state["printed"]):
         on_text(text[len(state["printed"]):])
-    return TextResult(prompt_len, ids, text, state["stopped_by"])
+    return TextResult(prompt_len, ids, text, state["stopped_by"], language_used)
