@@ -40,6 +40,20 @@ def seed_cache(cache, past) -> None:
         layer.keys, layer.values = key, value
 
 
+def full_length_cache(config):
+    """A DynamicCache whose every layer keeps all past tokens. Sliding-window layers (Gemma3,
+    Mistral) would otherwise crop their cache to the window, a data-dependent length that
+    torch.export cannot trace; kept whole, the model's sliding-window mask still limits what each
+    layer attends to, so the outputs are the same and only the cache is longer than it must be."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    cache = DynamicCache(config=config)
+    if any(getattr(layer, "is_sliding", False) for layer in cache.layers):
+        cache.layers = [DynamicLayer() for _ in cache.layers]
+    return cache
+
+
 def flat_cache(cache) -> list:
     """The layers of a transformers cache as flat (key, value, key, value, ...) tensors."""
     flat = []
@@ -50,7 +64,6 @@ def flat_cache(cache) -> list:
 
 def _decoder_module_class():
     import torch
-    from transformers import DynamicCache
 
     class DecoderWithPast(torch.nn.Module):
         """Flat past tensors in, logits and flat present tensors out."""
@@ -61,7 +74,7 @@ def _decoder_module_class():
             self.layout = layout
 
         def forward(self, input_ids, attention_mask, position_ids=None, past=()):
-            cache = DynamicCache(config=self.model.config)
+            cache = full_length_cache(self.model.config)
             seed_cache(cache, past)
             kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "past_key_values": cache, "use_cache": True}
             if self.layout.uses_position_ids:

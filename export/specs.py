@@ -94,6 +94,8 @@ _DECODER_SPECS: tuple[DecoderSpec, ...] = (
     DecoderSpec("phi3", ("phi3",)),
     DecoderSpec("gpt2", ("gpt2",)),
     DecoderSpec("gemma", ("gemma",)),
+    # Gemma3: sliding-window and full layers interleaved; exported with a full-length cache (export/decoder.py)
+    DecoderSpec("gemma3", ("gemma3_text",)),
 )
 
 _DECODERS_BY_TYPE = _by_model_type(_DECODER_SPECS)

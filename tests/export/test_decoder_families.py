@@ -19,6 +19,9 @@ TINY_DECODERS = {
     "phi3": ("Phi3Config", dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256, pad_token_id=0)),
     "gpt2": ("GPT2Config", dict(n_embd=64, n_layer=2, n_head=4, n_positions=256)),
     "gemma": ("GemmaConfig", dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1, head_dim=16, max_position_embeddings=256)),
+    # a window of 4 tokens, much shorter than the test prompts, on one of the two layers
+    "gemma3_text": ("Gemma3TextConfig", dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1, head_dim=16, max_position_embeddings=256,
+                                             sliding_window=4, layer_types=["sliding_attention", "full_attention"])),
 }
 
 
