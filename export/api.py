@@ -528,7 +528,8 @@ def _export_seq2seq(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: f
         info, validation = _prior_info(prior, cfg, tmp)
     section: dict = {}
     if cfg.target == "openvino":
-        from edgekit.export.openvino_ir import onnx_to_ir
+        from edgekit.export.openvino_ir import onnx_to_ir, stateful_seq2seq_decoder
+        from edgekit.export.validate import seq2seq_stateful_compare
         from edgekit.runtimes.openvino_backend import OpenVINOSession
 
         with steps.step("convert to OpenVINO IR"):
@@ -542,11 +543,17 @@ def _export_seq2seq(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: f
             ov_report = ValidationReport(atol=ov_atol)
             seq2seq_compare(references, sessions, cases, built.io, ov_report)
             require_pass(ov_report)
+        with steps.step("keep the decoder's self-attention cache inside (stateful)"):
+            del sessions
+            stateful_seq2seq_decoder(tmp / files["decoder"], dict(zip(built.io.self_names("past_key_values"), built.io.self_names("present"))))
+            sessions = {part: OpenVINOSession(tmp / files[part], SessionOptions(), "f32") for part in files}
+            seq2seq_stateful_compare(references, sessions["decoder"], cases, built.io, ov_report)
+            require_pass(ov_report)
             ov_validation = {"runtime": "openvino", "inference_precision": "f32", **ov_report.as_dict(), "onnx": validation}
             if cfg.precision == "fp32":
                 ov_validation["greedy_generation"] = seq2seq_greedy_parity(built, sessions, cases, new_tokens=8)
             validation = ov_validation
-        section = {"format": "openvino-ir", "inference_precision": "f32", **ir}
+        section = {"format": "openvino-ir", "inference_precision": "f32", **ir, "stateful": True, "kv_cache_precision": "f32"}
     eos = built.model.generation_config.eos_token_id
     enc_in, enc_out = built.encoder_names()
     dec_in, dec_out = built.decoder_names()

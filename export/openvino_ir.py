@@ -44,11 +44,8 @@ def torch_decoder_to_ir(model_dir: Path, spec, xml_path: Path, fp16_weights: boo
     """
     import dataclasses
 
-    import numpy as np
     import openvino as ov
     import torch
-    from openvino import opset13 as ops
-    from openvino._offline_transformations import apply_make_stateful_transformation
 
     from edgekit.export.decoder import build_decoder, dynamic_shapes, example_kwargs
 
@@ -63,23 +60,46 @@ def torch_decoder_to_ir(model_dir: Path, spec, xml_path: Path, fp16_weights: boo
         port.get_tensor().set_names({name})
     for port, name in zip(model.outputs, built.output_names):
         port.get_tensor().set_names({name})
-    past = set(built.layout.past_names())
+    make_cache_stateful(model, dict(zip(built.layout.past_names(), built.layout.present_names())))
+    ov.save_model(model, str(xml_path), compress_to_fp16=fp16_weights)
+    return {"openvino_version": ov.get_version(), "stateful": True, "weights": "fp16" if fp16_weights else "fp32", "kv_cache_precision": "f32", "converted_from": "pytorch (torch.export, sdpa attention, beam_idx cache reorder)"}
+
+
+def make_cache_stateful(model, pairs: dict[str, str]) -> None:
+    """Move the cache ``pairs`` (past input name -> present output name) inside ``model``: each past
+    input becomes a state read through a Gather on a new ``beam_idx`` input (beam search reorders
+    the rows without copying the cache out), each present output its update, and every state
+    starts empty at the batch size of ``input_ids``: [batch, heads, 0, head_dim]. Inputs not in
+    ``pairs`` (an encoder-decoder's cross-attention cache) stay inputs."""
+    import numpy as np
+    import openvino as ov
+    from openvino import opset13 as ops
+    from openvino._offline_transformations import apply_make_stateful_transformation
+
     beam = ops.parameter([-1], ov.Type.i32, name="beam_idx")
     beam.output(0).get_tensor().set_names({"beam_idx"})
     for param in model.get_parameters():
-        if param.get_output_tensor(0).get_any_name() in past:
+        if param.get_output_tensor(0).get_any_name() in pairs:
             targets = param.output(0).get_target_inputs()
             gathered = ops.gather(param, beam, ops.constant(np.int64(0)))
             for target in targets:
                 target.replace_source_output(gathered.output(0))
     model.add_parameters([beam])
-    apply_make_stateful_transformation(model, dict(zip(built.layout.past_names(), built.layout.present_names())))
+    apply_make_stateful_transformation(model, pairs)
     ids = next(p for p in model.get_parameters() if p.get_output_tensor(0).get_any_name() == "input_ids")
     batch = ops.gather(ops.shape_of(ids, output_type="i64"), ops.constant(np.array([0], np.int64)), ops.constant(np.int64(0)))
     for op in model.get_ops():
-        if op.get_type_name() == "ReadValue":  # start empty: [batch, kv_heads, 0, head_dim]
+        if op.get_type_name() == "ReadValue":
             dims = [batch] + [ops.constant(np.array([d.get_min_length()], np.int64)) for d in list(op.get_output_partial_shape(0))[1:]]
             op.set_arguments([ops.broadcast(ops.constant(np.float32(0)), ops.concat(dims, 0))])
     model.validate_nodes_and_infer_types()
-    ov.save_model(model, str(xml_path), compress_to_fp16=fp16_weights)
-    return {"openvino_version": ov.get_version(), "stateful": True, "weights": "fp16" if fp16_weights else "fp32", "kv_cache_precision": "f32", "converted_from": "pytorch (torch.export, sdpa attention, beam_idx cache reorder)"}
+
+
+def stateful_seq2seq_decoder(xml_path: Path, pairs: dict[str, str]) -> None:
+    """Rewrite an encoder-decoder's decoder IR in place so its self-attention cache lives inside
+    (the cross-attention cache, fixed per input, stays an input)."""
+    import openvino as ov
+
+    model = ov.Core().read_model(str(xml_path))
+    make_cache_stateful(model, pairs)
+    replace_ir(model, xml_path)

@@ -219,6 +219,26 @@ def seq2seq_compare(references: dict, sessions: dict, cases: dict[str, Any], io,
     report.passed = max(report.max_abs_diff.values()) <= report.atol
 
 
+def seq2seq_stateful_compare(references: dict, stateful_decoder, cases: dict[str, Any], io, report: ValidationReport) -> None:
+    """A decoder whose self-attention cache is kept inside (OpenVINO states): its logits on the
+    prefill and on the next step, which reads the cache it kept, against the reference's."""
+    prefill = cases["decoder_prefill"]
+    ref_prefill = references["decoder"].run(prefill)
+    step_ids = np.argmax(ref_prefill["logits"][:, -1], axis=-1)[:, None].astype(np.int64)
+    ref_step = dict(prefill, input_ids=step_ids)
+    ref_step.update({p: ref_prefill[q] for p, q in zip(io.self_names("past_key_values"), io.self_names("present"))})
+    expected = {"stateful_prefill": ref_prefill["logits"], "stateful_step": references["decoder"].run(ref_step)["logits"]}
+    fixed = {k: v for k, v in prefill.items() if k not in set(io.self_names("past_key_values"))}
+    stateful_decoder.reset(prefill["input_ids"].shape[0])
+    got = {"stateful_prefill": stateful_decoder.run(fixed, ["logits"])["logits"]}
+    got["stateful_step"] = stateful_decoder.run(dict(fixed, input_ids=step_ids), ["logits"])["logits"]
+    for case, ref in expected.items():
+        diff = float(np.max(np.abs(got[case].astype(np.float64) - ref.astype(np.float64))))
+        report.cases.append({"case": case, "shape": list(got[case].shape), "decoder.logits": diff})
+        report.max_abs_diff["decoder.logits"] = max(report.max_abs_diff.get("decoder.logits", 0.0), diff)
+    report.passed = max(report.max_abs_diff.values()) <= report.atol
+
+
 def seq2seq_greedy_parity(built, sessions: dict, cases: dict[str, Any], new_tokens: int, strict: bool = True, cfg=None) -> dict[str, Any]:
     """edgekit's seq2seq generation against transformers' ``generate`` (greedy unless ``cfg`` says
     otherwise) on three inputs; identical tokens required when ``strict``."""

@@ -101,7 +101,7 @@ class OpenVINOSession:
         if self._beam_input:
             rows = self._next_rows if self._next_rows is not None else np.arange(np.asarray(inputs["input_ids"]).shape[0], dtype=np.int32)
             feeds["beam_idx"], self._next_rows = rows, None
-        self._request.infer(feeds)
+        self._request.infer(feeds, share_inputs=True)  # no copy of the inputs (an encoder-decoder feeds its cross-attention cache each step)
         names = output_names or [s.name for s in self._outputs]
         return {name: np.array(self._request.get_tensor(name).data, copy=True) for name in names}
 

@@ -78,15 +78,29 @@ class Seq2SeqStepper:
         feeds: dict[str, np.ndarray] = {"input_ids": ids, **self.past, **self.cross}
         if self.encoder_mask is not None:
             feeds["encoder_attention_mask"] = self.encoder_mask
-        out = self.decoder.run(feeds)
-        self.past = {p: out[q] for p, q in zip(self.io.self_names("past_key_values"), self.io.self_names("present"))}
+        if self.stateful:  # the self-attention cache stays inside the decoder (OpenVINO states)
+            return self.decoder.run(feeds, ["logits"])["logits"][:, -1]
+        present = self.io.self_names("present")
+        if hasattr(self.decoder, "run_keep"):  # IO binding: the cache stays in ONNX Runtime's memory
+            out, kept = self.decoder.run_keep(feeds, ["logits"], present)
+        else:
+            out = kept = self.decoder.run(feeds)
+        self.past = {p: kept[q] for p, q in zip(self.io.self_names("past_key_values"), present)}
         return out["logits"][:, -1]
+
+    @property
+    def stateful(self) -> bool:
+        return bool(getattr(self.decoder, "stateful", False))
 
     def start(self, prompt_ids: list[int], rows: int = 1) -> np.ndarray:
         if not self._cross1:
             raise InputError("the encoder has not run", "call encode() with the encoder inputs first")
         self._rows(1)
-        self.past = self.io.empty_self_past(1)
+        if self.stateful:
+            self.decoder.reset(1)
+            self.past = {}
+        else:
+            self.past = self.io.empty_self_past(1)
         logits = self._run(np.asarray([prompt_ids], dtype=np.int64))
         if rows > 1:
             self.select(np.zeros(rows, dtype=np.int64))
@@ -97,10 +111,13 @@ class Seq2SeqStepper:
 
     def select(self, rows: np.ndarray) -> None:
         rows = np.asarray(rows, dtype=np.int64)
-        current = next(iter(self.past.values())).shape[0]
+        current = next(iter(self.cross.values())).shape[0]
         if _is_identity(rows, current):
             return
-        self.past = _take_rows(self.past, rows)
+        if self.stateful:
+            self.decoder.select_rows(rows)
+        else:
+            self.past = _take_rows(self.past, rows)
         if len(rows) != current:
             self._rows(len(rows))
 
