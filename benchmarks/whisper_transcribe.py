@@ -1,7 +1,7 @@
 """Benchmark: transcribing speech with Whisper base, edgekit on ONNX Runtime and OpenVINO (f32)
 against PyTorch (transformers' Whisper ``generate``), in one run.
 
-    python -m edgekit.benchmarks.whisper_transcribe [--rounds 5] [--threads N]
+    python -m edgekit.benchmarks.whisper_transcribe [--rounds 5] [--threads N] [--weight-only]
         [--optimum-python PY] [--optimum-intel-python PY]    # time the peers on the same clip
 
 The clip is English speech synthesised by eSpeak NG (about 10 s). The packaged CTranslate2
@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--weight-only", action="store_true", help="also time weight-only int8 exports on both runtimes")
     parser.add_argument("--optimum-python", default=None, help="python of a virtualenv with optimum[onnxruntime]: times ORTModelForSpeechSeq2Seq on the same clip")
     parser.add_argument("--optimum-intel-python", default=None, help="python of a virtualenv with optimum-intel[openvino]: times OVModelForSpeechSeq2Seq (f32) on the same clip")
     args = parser.parse_args(argv)
@@ -80,6 +81,9 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(threads)
     hf_dir = WHISPER_BASE.source_dir()
     artifacts = {"ort": cached_export(WHISPER_BASE, "onnx", task="seq2seq"), "openvino": cached_export(WHISPER_BASE, "openvino", target="openvino", task="seq2seq")}
+    if args.weight_only:
+        artifacts["ort-int8"] = cached_export(WHISPER_BASE, "ort-int8", target="ort", precision="int8", task="seq2seq")
+        artifacts["openvino-int8"] = cached_export(WHISPER_BASE, "openvino-int8", target="openvino", precision="int8", task="seq2seq")
     samples, rate = speak(TEXT)
     audio = resample(samples, rate, 16000)
     features = audio_features(artifacts["ort"], audio)
@@ -89,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
     prompter = SpeechPrompt.from_artifact(artifacts["ort"], int(manifest["decoder_start_token_id"]))
     prompt = prompter.tokens(prompter.language_token("en"))
     eos = tuple(manifest["eos_token_ids"])
-    steppers = {name: open_seq2seq(path, name, threads)[0] for name, path in artifacts.items()}
+    steppers = {name: open_seq2seq(path, "auto", threads)[0] for name, path in artifacts.items()}
 
     def run_edgekit(name: str) -> tuple[float, float, list[int]]:
         stepper = steppers[name]
@@ -110,7 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
         ids = out[0].tolist()
         return t1 - t0, t2 - t1, ids[len(prompt):] if ids[: len(prompt)] == prompt else ids
 
-    runners = {"torch": run_torch, "ort": lambda: run_edgekit("ort"), "openvino": lambda: run_edgekit("openvino")}
+    runners = {"torch": run_torch, **{name: (lambda name=name: run_edgekit(name)) for name in artifacts}}
     limit = 440 - len(prompt)
     tokens = {name: run()[2] for name, run in runners.items()}  # warm-up, and the transcripts
     texts = {name: tokenizer.decode(ids, skip_special_tokens=True).strip() for name, ids in tokens.items()}
@@ -122,7 +126,8 @@ def main(argv: list[str] | None = None) -> dict:
             enc, dec, _ = runners[name]()
             encoder_s[name].append(enc)
             decoder_s[name].append(dec)
-    summary: dict = {"clip_s": len(audio) / 16000, "threads": threads, "transcript": texts["torch"], "transcripts_equal": len(set(texts.values())) == 1}
+    summary: dict = {"clip_s": len(audio) / 16000, "threads": threads, "transcript": texts["torch"], "transcripts_equal": len({texts[k] for k in texts if "int" not in k}) == 1}
+    summary["weight_only_transcripts"] = {k: v for k, v in texts.items() if "int" in k}
     for name in names:
         new = len(tokens[name])  # EOS included: every one is a decoder step
         enc, dec = _median(encoder_s[name]), _median(decoder_s[name])
@@ -133,7 +138,9 @@ def main(argv: list[str] | None = None) -> dict:
         row["decode_vs_pytorch"] = row["decode_tokens_per_s"] / summary["torch"]["decode_tokens_per_s"]
         print(f"{name:>9}: {row['latency_ms']:7.1f} ms per transcription ({row['speedup_vs_pytorch']:.2f}x PyTorch): encoder {row['encoder_ms']:6.1f} ms, "
               f"decoding {row['decoder_ms']:6.1f} ms = {row['decode_tokens_per_s']:6.1f} tokens/s ({row['decode_vs_pytorch']:.2f}x)")
-    print(f"transcripts equal: {summary['transcripts_equal']} ({texts['torch']!r})")
+    print(f"fp32 transcripts equal: {summary['transcripts_equal']} ({texts['torch']!r})")
+    for name, text in summary["weight_only_transcripts"].items():
+        print(f"{name} transcript {'equal to fp32' if text == texts['torch'] else 'DIFFERS: ' + repr(text)}")
     peers = [(k, p) for k, p in (("optimum-ort", args.optimum_python), ("optimum-intel", args.optimum_intel_python)) if p]
     if peers:
         with tempfile.TemporaryDirectory() as work:

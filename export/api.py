@@ -12,6 +12,7 @@ from pathlib import Path
 from edgekit.artifacts import build_manifest, check_out_dir, hash_folder, now_iso, read_json, staged_output, write_json
 from edgekit.errors import InputError, require
 from edgekit.export.config import ExportConfig
+from edgekit.export.targets import WEIGHT_ONLY
 
 log = logging.getLogger("edgekit.export")
 
@@ -123,13 +124,13 @@ def export_model(cfg: ExportConfig, quiet: bool = False) -> Path:
             spec = seq2seq_spec_for(raw_config.get("model_type"))
         else:
             spec = spec_for(raw_config.get("model_type"))
-    if task == "seq2seq" and (cfg.target == "trt" or cfg.precision not in ("fp32", "fp16")):
-        raise InputError(f"--target {cfg.target} --precision {cfg.precision} is not available for encoder-decoders yet", "export with --target onnx, ort or openvino at fp32 (openvino: fp16 too)")
+    if task == "seq2seq" and (cfg.target == "trt" or cfg.precision not in ("fp32", "fp16") + WEIGHT_ONLY or (cfg.precision in WEIGHT_ONLY and cfg.target == "onnx")):
+        raise InputError(f"--target {cfg.target} --precision {cfg.precision} is not available for encoder-decoders", "export with --target onnx, ort or openvino at fp32 (openvino: fp16 too), or weight-only int8/int4 with --target ort or openvino")
     if task == "text-generation" and cfg.target == "trt":
         raise InputError("--target trt is not available for decoders yet", "export the decoder with --target onnx and build it with trtexec, or use --target openvino")
     if cfg.max_batch < 1:
         raise InputError(f"--max-batch must be at least 1, got {cfg.max_batch}", "pass e.g. --max-batch 16")
-    check_int8_options(cfg, decoder=task == "text-generation")
+    check_int8_options(cfg, decoder=task in ("text-generation", "seq2seq"))
     if task in ("text-generation", "seq2seq") and cfg.exporter == "torchscript":
         raise InputError("the TorchScript exporter cannot export a KV-cache decoder correctly", "use --exporter dynamo (the default)")
     out = check_out_dir(cfg.out, cfg.overwrite)
@@ -554,6 +555,8 @@ def _export_seq2seq(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: f
                 ov_validation["greedy_generation"] = seq2seq_greedy_parity(built, sessions, cases, new_tokens=8)
             validation = ov_validation
         section = {"format": "openvino-ir", "inference_precision": "f32", **ir, "stateful": True, "kv_cache_precision": "f32"}
+    if cfg.precision in WEIGHT_ONLY:
+        section, validation = _seq2seq_weight_only(cfg, tmp, steps, built, cases, files, validation, section)
     eos = built.model.generation_config.eos_token_id
     enc_in, enc_out = built.encoder_names()
     dec_in, dec_out = built.decoder_names()
@@ -573,6 +576,52 @@ def _export_seq2seq(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: f
         "max_source_length": int(built.config.max_position_embeddings) if spec.text_encoder and getattr(built.config, "max_position_embeddings", None) else None,
         **section,
     }, validation
+
+
+def _seq2seq_weight_only(cfg: ExportConfig, tmp: Path, steps, built, cases: dict, files: dict[str, str], validation: dict, section: dict) -> tuple[dict, dict]:
+    """Weight-only int8/int4 of both validated graphs of an encoder-decoder (ONNX for ort, IR for
+    openvino); greedy generation is compared with transformers fp32 and the difference reported."""
+    from edgekit.export.validate import seq2seq_greedy_parity
+    from edgekit.runtimes.base import SessionOptions
+    from edgekit.runtimes.generate import GenerationConfig
+
+    quant: dict[str, dict] = {}
+    with steps.step(f"weight-only {cfg.precision}"):
+        for part, name in files.items():
+            if cfg.target == "ort":
+                from edgekit.compress.weight_only import ort_weight_only
+
+                src = tmp / f"{part}.fp32.onnx"
+                (tmp / name).rename(src)
+                quant[part] = ort_weight_only(src, tmp / name, cfg.precision)
+                src.unlink()
+            else:
+                import openvino as ov
+
+                from edgekit.compress.weight_only import openvino_weight_only
+                from edgekit.export.openvino_ir import replace_ir
+
+                compressed, quant[part] = openvino_weight_only(ov.Core().read_model(str(tmp / name)), cfg.precision)
+                replace_ir(compressed, tmp / name)
+                del compressed
+    if cfg.target == "ort":
+        from edgekit.runtimes.ort_backend import OrtSession
+
+        sessions = {part: OrtSession(tmp / name, SessionOptions()) for part, name in files.items()}
+        runtime = "onnxruntime"
+    else:
+        from edgekit.runtimes.openvino_backend import OpenVINOSession
+
+        sessions = {part: OpenVINOSession(tmp / name, SessionOptions(), "f32") for part, name in files.items()}
+        runtime = "openvino"
+        section = {**section, "weights": cfg.precision}
+    with steps.step("compare greedy generation with fp32"):
+        positions = int(getattr(built.config, "max_target_positions", 0) or 1 << 30)
+        cfg_gen = GenerationConfig(max_new_tokens=min(WEIGHT_ONLY_PARITY_TOKENS, positions - 1))
+        generation = seq2seq_greedy_parity(built, sessions, cases, new_tokens=cfg_gen.max_new_tokens, strict=False, cfg=cfg_gen)
+    if not generation["identical"]:
+        log.warning("weight-only %s: greedy tokens match fp32 on %d of %d inputs (matching prefixes %s)", cfg.precision, generation["identical_inputs"], generation["inputs"], generation["matching_prefix"])
+    return {**section, "quantization": quant}, {"runtime": runtime, "passed": True, "greedy_generation": generation, "fp32": validation}
 
 
 class _Named:

@@ -121,9 +121,36 @@ def test_load_session_on_seq2seq_needs_a_graph_name(peaked_bart):
         load_session(arts["onnx"], "auto")
 
 
+@pytest.mark.parametrize("target", ["ort", "openvino"])
+def test_seq2seq_weight_only_int8_quantizes_both_graphs_and_reports_tokens(peaked_bart, target, tmp_path):
+    from edgekit.runtimes.generate import GenerationConfig
+    from edgekit.runtimes.registry import load_session
+    from edgekit.runtimes.seq2seq import Seq2SeqStepper, generate_seq2seq
+
+    built, arts, cases = peaked_bart
+    out = export_model(ExportConfig(model=arts["onnx"], out=tmp_path / "int8", target=target, precision="int8"), quiet=True)
+    manifest = json.loads((out / "manifest.json").read_text())
+    quant = manifest["export"]["quantization"]
+    assert set(quant) == {"encoder", "decoder"}
+    if target == "ort":
+        import onnx
+
+        assert quant["decoder"]["quantized_matmuls"] > 0 and quant["decoder"]["float_matmuls"] <= 4 * built.io.num_layers  # only the attention MatMuls (self and cross: QK, AV) stay float
+        ops = {n.op_type for n in onnx.load(str(out / "decoder.onnx")).graph.node}
+        assert "MatMulNBits" in ops
+    else:
+        assert quant["encoder"]["compression"] == "int8_asym" and manifest["export"]["stateful"]
+    generation = manifest["validation"]["greedy_generation"]
+    assert generation["inputs"] == 3 and len(generation["matching_prefix"]) == 3 and manifest["validation"]["fp32"]["passed"]
+    files = manifest["export"]["model_files"]
+    stepper = Seq2SeqStepper(*(load_session(out, "auto", model_file=files[p]) for p in ("encoder", "decoder")), built.io)
+    tokens = generate_seq2seq(stepper, cases["prompts"][0], [built.start_token], GenerationConfig(max_new_tokens=6), (3,))
+    assert 1 <= len(tokens) <= 6
+
+
 def test_seq2seq_rejects_int8_and_trt(tmp_path):
     src = make_tiny_seq2seq(tmp_path / "src", "t5")
-    for target, precision in (("trt", "fp16"), ("ort", "int8")):
+    for target, precision in (("trt", "fp16"), ("onnx", "int8"), ("ort", "int8-dynamic")):
         done = run_cli("export", "--model", str(src), "--target", target, "--precision", precision, "--out", str(tmp_path / f"o-{target}"))
         assert done.returncode != 0 and "encoder-decoders" in done.stderr
         assert not (tmp_path / f"o-{target}").exists()
