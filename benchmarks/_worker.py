@@ -39,8 +39,12 @@ def worker_main(conn, artifact: str, backend: str, threads: int | None, settle_s
 
         baseline = _rss_mb()
         start = time.perf_counter()
-        session = load_session(artifact, backend, threads=threads)
-        conn.send(("ready", {"load_s": time.perf_counter() - start, "rss_before_load_mb": baseline, "rss_after_load_mb": _rss_mb(), "model_bytes": session.model_bytes()}))
+        if _is_seq2seq(artifact):
+            session, model_bytes = _open_seq2seq(artifact, backend, threads)
+        else:
+            session = load_session(artifact, backend, threads=threads)
+            model_bytes = session.model_bytes()
+        conn.send(("ready", {"load_s": time.perf_counter() - start, "rss_before_load_mb": baseline, "rss_after_load_mb": _rss_mb(), "model_bytes": model_bytes}))
         inputs = None
         while True:
             command, arg = conn.recv()
@@ -61,6 +65,9 @@ def worker_main(conn, artifact: str, backend: str, threads: int | None, settle_s
                 conn.send(("latencies", latencies))
             elif command == "generate":
                 conn.send(("steps", timed_generation(session, artifact, arg["prompt"], arg["new_tokens"])))
+                time.sleep(settle_s)
+            elif command == "seq2seq":
+                conn.send(("timings", timed_seq2seq(session, arg["inputs"], arg["prompt"], arg["new_tokens"])))
                 time.sleep(settle_s)
             elif command == "recompute":
                 conn.send(("latencies", timed_recompute(session, artifact, arg["prompt"], arg["repeat"])))
@@ -144,3 +151,37 @@ def timed_recompute(session, artifact: str, prompt: list[int], repeat: int) -> l
         session.run(feeds, ["logits"])
         times.append(time.perf_counter() - t0)
     return times
+
+
+def _is_seq2seq(artifact: str) -> bool:
+    from edgekit.artifacts import read_manifest
+
+    return read_manifest(artifact).get("export", {}).get("task") == "seq2seq"
+
+
+def _open_seq2seq(artifact: str, backend: str, threads: int | None):
+    """The encoder-decoder stepper with its decoder timed, and the bytes of weights it holds (the
+    PyTorch reference holds one model for both parts; exported graphs hold one each)."""
+    from edgekit.runtimes.seq2seq import open_seq2seq
+
+    stepper, _ = open_seq2seq(artifact, backend, threads)
+    parts = (stepper.decoder,) if backend == "torch" else (stepper.encoder, stepper.decoder)
+    model_bytes = sum(part.model_bytes() for part in parts)
+    stepper.decoder = _Timed(stepper.decoder)
+    return stepper, model_bytes
+
+
+def timed_seq2seq(stepper, inputs, prompt: list[int], new_tokens: int) -> dict:
+    """Run the encoder on ``inputs`` (None: keep the last one's cross-attention cache), then greedy
+    decoding of exactly ``new_tokens`` after ``prompt`` (EOS ignored): the encoder's time and each
+    decoder step's (step 0 = the prompt)."""
+    from edgekit.runtimes.generate import GenerationConfig, decode
+
+    encode_s = 0.0
+    if inputs is not None:
+        t0 = time.perf_counter()
+        stepper.encode(inputs)
+        encode_s = time.perf_counter() - t0
+    stepper.decoder.times.clear()
+    decode(stepper, prompt, GenerationConfig(max_new_tokens=new_tokens), eos_token_ids=())
+    return {"encode_s": encode_s, "steps": list(stepper.decoder.times)}

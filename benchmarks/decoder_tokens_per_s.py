@@ -10,7 +10,9 @@ The packaged GGUF is converted to an fp32 HF folder and exported to ONNX and Ope
 one process each); PyTorch ``generate`` runs in its own process before and after them and the
 two figures are averaged, so slow drift of the machine affects both sides alike.
 Targets (from the issue): ONNX Runtime >= 2x PyTorch, OpenVINO f32 >= 2.7x PyTorch; per-token
-latency at context 512 within 1.5x of context 16.
+latency at context 512 within 1.5x of context 16. The same run measures how fast this process can
+read memory with the same threads, and so the fp32 decode bound (weights read once per token)
+each backend is held to.
 """
 
 from __future__ import annotations
@@ -154,6 +156,29 @@ def bench_against_generate(artifacts: tuple[Path, ...], backends: tuple[str, ...
     return result, {"pytorch_generate_tokens_per_s": hf, "pytorch_generate_before_after": [before, after]}
 
 
+_READ_BANDWIDTH = r"""
+import json, sys, time, torch
+torch.set_num_threads(int(sys.argv[1]))
+x = torch.ones(int(sys.argv[2]) // 4)
+x.sum()
+times = []
+for _ in range(15):
+    t0 = time.perf_counter(); x.sum(); times.append(time.perf_counter() - t0)
+print(json.dumps({"gb_per_s": x.numel() * 4 / sorted(times)[len(times) // 2] / 1e9}))
+"""
+
+
+def decode_bound(weight_bytes: int, threads: int) -> dict:
+    """The memory-bandwidth bound on fp32 decoding: every step reads all weights once, so tokens/s
+    cannot beat (bytes/s this process can read with ``threads`` threads) / weight bytes. The read
+    rate is measured here (a sum over a buffer as large as the weights), not quoted."""
+    done = subprocess.run([sys.executable, "-c", _READ_BANDWIDTH, str(threads), str(weight_bytes)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"bandwidth probe failed:\n{done.stderr[-2000:]}")
+    gbs = json.loads(done.stdout.strip().splitlines()[-1])["gb_per_s"]
+    return {"read_gb_per_s": gbs, "weight_mb": weight_bytes / 1e6, "tokens_per_s": gbs * 1e9 / weight_bytes}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -181,6 +206,12 @@ def main(argv: list[str] | None = None) -> dict:
             entry.update({"target": target, "met": ratio >= target})
         summary[row["backend"]] = entry
         print(f"{row['backend']:>8}: {row['tokens_per_s']:.1f} tokens/s = {ratio:.2f}x PyTorch generate" + (f" (target {target}x: {'met' if ratio >= target else 'NOT met'})" if target else "") + f"; token latency @512 / @16 = {growth:.2f} (target <= 1.5)")
+    from edgekit.runtimes.torch_backend import weight_files
+
+    bound = decode_bound(sum(p.stat().st_size for p in weight_files(SMOLLM2.hf_folder())), threads)
+    summary["bandwidth_bound"] = bound
+    print(f"fp32 decode bound: {bound['weight_mb']:.0f} MB of weights per token at {bound['read_gb_per_s']:.1f} GB/s read with {threads} threads = {bound['tokens_per_s']:.1f} tokens/s"
+          f" = {bound['tokens_per_s'] / hf:.2f}x PyTorch generate; " + ", ".join(f"{b} at {summary[b]['tokens_per_s'] / bound['tokens_per_s']:.0%} of it" for b in TARGETS if b in summary))
     peers = [(k, args.optimum_python) for k in ("optimum-ort", "pytorch-old") if args.optimum_python] + ([("optimum-intel", args.optimum_intel_python)] if args.optimum_intel_python else [])
     if peers:
         prompt = bench_prompt(artifacts[0])

@@ -22,6 +22,9 @@ from edgekit.errors import EdgekitError, InputError, MissingExtraError
 
 log = logging.getLogger("edgekit.bench")
 
+DEFAULT_CONTEXTS = (16, 128, 512)
+GENERATING = ("text-generation", "seq2seq")
+
 
 @dataclass(frozen=True)
 class BenchConfig:
@@ -45,8 +48,9 @@ class BenchConfig:
     """Decoders: greedy tokens per generation run (EOS ignored)."""
     prompt_len: int = 32
     """Decoders: prompt length for time-to-first-token and tokens/s."""
-    contexts: tuple[int, ...] = (16, 128, 512)
-    """Decoders: context lengths at which per-token latency (cached and recomputed) is measured."""
+    contexts: tuple[int, ...] | None = None
+    """Decoders and encoder-decoders: context lengths at which per-token latency (cached and
+    recomputed) is measured; None = DEFAULT_CONTEXTS, less those the artifacts' positions cannot hold."""
     eval_data: Path | None = None
     """Encoders: held-out texts for quality against the fp32 PyTorch reference (embedding cosine;
     with labels, 5-fold logistic-regression accuracy and its ratio to the reference's)."""
@@ -121,7 +125,33 @@ def agreement(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray], 
     return result
 
 
-def _check(cfg: BenchConfig) -> list[tuple[Path, dict]]:
+def _decoder_room(manifest: dict, cfg: BenchConfig) -> int | None:
+    """The longest context a generating artifact can be timed at: its positions less the tokens
+    generated after the context (None: no limit known)."""
+    from edgekit.benchmarks.generation import PER_CONTEXT_STEPS
+
+    limit = manifest.get("export", {}).get("max_length")
+    if not limit:
+        return None
+    after = cfg.new_tokens if manifest["export"].get("task") == "text-generation" else PER_CONTEXT_STEPS + 1
+    return int(limit) - after
+
+
+def _resolve_contexts(cfg: BenchConfig, manifests: list[dict]) -> BenchConfig:
+    """Default contexts: DEFAULT_CONTEXTS that every generating artifact can hold (at least the shortest)."""
+    import dataclasses
+
+    if cfg.contexts is not None:
+        return cfg
+    rooms = [r for r in (_decoder_room(m, cfg) for m in manifests if m.get("export", {}).get("task") in GENERATING) if r is not None]
+    fitting = tuple(c for c in DEFAULT_CONTEXTS if all(c <= r for r in rooms)) or DEFAULT_CONTEXTS[:1]
+    if fitting != DEFAULT_CONTEXTS:
+        log.info("contexts %s: the artifacts hold at most %d positions for them", list(fitting), min(rooms))
+    return dataclasses.replace(cfg, contexts=fitting)
+
+
+def _check(cfg: BenchConfig) -> tuple[list[tuple[Path, dict]], BenchConfig]:
+    """The artifacts' folders and manifests, and the config with its defaults resolved; bad input raises."""
     from edgekit.runtimes.registry import get_backend_entry
 
     if not cfg.artifacts:
@@ -139,20 +169,33 @@ def _check(cfg: BenchConfig) -> list[tuple[Path, dict]]:
         raise InputError(f"--repeat must be >= 1 and --warmup >= 0 (got {cfg.repeat}, {cfg.warmup})", "pass e.g. --warmup 5 --repeat 30")
     if cfg.threads is not None and cfg.threads < 1:
         raise InputError(f"--threads must be >= 1, got {cfg.threads}", "omit it to use every core")
+    manifests = [read_manifest(Path(artifact)) for artifact in cfg.artifacts]
+    cfg = _resolve_contexts(cfg, manifests)
     loaded = []
-    for artifact in cfg.artifacts:
-        manifest = read_manifest(Path(artifact))
-        limit = manifest.get("export", {}).get("max_length")
-        generation = manifest.get("export", {}).get("task") == "text-generation"
-        lengths = (*cfg.contexts, cfg.prompt_len) if generation else cfg.seq_lens
+    for artifact, manifest in zip(cfg.artifacts, manifests):
+        export = manifest.get("export", {})
+        limit = export.get("max_length")
+        task = export.get("task")
+        generation = task in GENERATING
         if generation and cfg.batches != (1,):
             raise InputError(f"generation is benchmarked at batch 1, got --batch {','.join(map(str, cfg.batches))}", "drop --batch for decoder artifacts")
         if generation and (cfg.new_tokens < 2 or cfg.prompt_len < 1):
             raise InputError(f"--new-tokens must be >= 2 (got {cfg.new_tokens})", "pass e.g. --new-tokens 128")
-        grows_by = cfg.new_tokens if generation else 0
-        too_long = [n + grows_by for n in lengths if limit and n + grows_by > limit]
-        if too_long:
+        if task == "seq2seq":
+            # decoder positions: the start token + the new tokens, and each context + its timed steps
+            source_limit = export.get("max_source_length")
+            if export["seq2seq"]["encoder_input"] == "input_ids" and source_limit and max(cfg.seq_lens) > source_limit:
+                raise InputError(f"--seq-len {max(cfg.seq_lens)} is longer than the encoder of '{artifact}' reads ({source_limit} tokens)", f"keep it within {source_limit}")
+            from edgekit.benchmarks.generation import PER_CONTEXT_STEPS
+
+            too_long = [n for n in (1 + cfg.new_tokens, *[c + PER_CONTEXT_STEPS + 1 for c in cfg.contexts]) if limit and n > limit]
+            option = "--new-tokens or --contexts"
+        else:
+            lengths = (*cfg.contexts, cfg.prompt_len) if generation else cfg.seq_lens
+            grows_by = cfg.new_tokens if generation else 0
+            too_long = [n + grows_by for n in lengths if limit and n + grows_by > limit]
             option = "--contexts/--prompt-len plus --new-tokens" if generation else "--seq-len"
+        if too_long:
             raise InputError(f"{option} reach {too_long[0]} tokens, longer than '{artifact}' allows ({limit} tokens)", f"keep them within {limit}")
         if not any(get_backend_entry(b).reads(manifest) for b in cfg.backends):
             fmt = manifest.get("export", {}).get("format", "onnx")
@@ -162,7 +205,7 @@ def _check(cfg: BenchConfig) -> list[tuple[Path, dict]]:
         raise InputError(f"--eval-data '{cfg.eval_data}' does not exist", "pass a .txt/.jsonl file or a folder of .txt files (class subfolders give labels)")
     if cfg.out is not None:
         check_out_dir(cfg.out, cfg.overwrite)
-    return loaded
+    return loaded, cfg
 
 
 def _quality(cfg: BenchConfig, workers: list[_Worker], tokenizers: dict, input_names: dict, manifests: dict, progress: Any, task: Any, verbose: bool) -> list[dict[str, Any]]:
@@ -201,14 +244,12 @@ def _quality(cfg: BenchConfig, workers: list[_Worker], tokenizers: dict, input_n
     return result
 
 
-def _is_generation(loaded: list[tuple[Path, dict]]) -> bool:
-    for path, m in loaded:
-        if m.get("export", {}).get("task") == "seq2seq":
-            raise InputError(f"'{path}' is an encoder-decoder; bench does not time encoder-decoders yet", "time it with 'edgekit generate' for now")
-    kinds = {m.get("export", {}).get("task") == "text-generation" for _, m in loaded}
+def _kind(loaded: list[tuple[Path, dict]]) -> str:
+    """What every artifact of the run is: 'text-generation', 'seq2seq' or 'encoder' (one kind per run)."""
+    kinds = {m.get("export", {}).get("task") if m.get("export", {}).get("task") in GENERATING else "encoder" for _, m in loaded}
     if len(kinds) > 1:
-        raise InputError("bench got both text-generation and encoder artifacts", "bench them in separate runs")
-    return kinds == {True}
+        raise InputError(f"bench got {' and '.join(sorted(kinds))} artifacts together", "bench each kind in its own run")
+    return kinds.pop()
 
 
 def _artifact_names(paths: list[Path]) -> list[str]:
@@ -226,15 +267,16 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
 
     from edgekit.calibration.text import load_texts, sample_texts, tokenize_fixed
 
-    loaded = _check(cfg)
-    generators = _is_generation(loaded)
+    loaded, cfg = _check(cfg)
+    kind = _kind(loaded)
+    generators = kind in GENERATING
     texts = load_texts(cfg.text) if cfg.text else sample_texts(min_words=max(cfg.seq_lens) * 2)
     threads = cfg.threads or os.cpu_count() or 1
     rounds = cfg.rounds or (3 if generators else max(1, cfg.repeat // 3))
     started = now_iso()
     names = _artifact_names([p for p, _ in loaded])
     tokenizers = {p: AutoTokenizer.from_pretrained(str(p)) for p, _ in loaded}
-    input_names = {p: [i["name"] for i in m["export"]["inputs"]] for p, m in loaded}
+    input_names = {p: [i["name"] for i in m["export"].get("inputs", [])] for p, m in loaded}
     ctx = multiprocessing.get_context("spawn")
     from edgekit.benchmarks._worker import worker_main
     from edgekit.runtimes.registry import get_backend_entry
@@ -272,11 +314,14 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
                     progress.advance(task)
         per_block = max(1, math.ceil(cfg.repeat / rounds))
         if generators:
-            from edgekit.benchmarks.generation import run_generation_cases
+            from edgekit.benchmarks.generation import run_generation_cases, run_seq2seq_cases
 
             if progress:
                 progress.update(task, description="bench: generation")
-            rows.extend(run_generation_cases(cfg, workers, tokenizers, texts, rounds, progress, task, verbose))
+            if kind == "seq2seq":
+                rows.extend(run_seq2seq_cases(cfg, workers, tokenizers, dict(loaded), texts, rounds, progress, task, verbose))
+            else:
+                rows.extend(run_generation_cases(cfg, workers, tokenizers, texts, rounds, progress, task, verbose))
         for batch in ([] if generators else cfg.batches):
             for seq in cfg.seq_lens:
                 if progress:
@@ -315,7 +360,7 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
         w = next(x for x in workers if x.name == row["artifact"] and x.backend == row["backend"])
         row["peak_rss_mb"] = w.info.get("peak_rss_mb")
         row["load_s"] = w.info.get("load_s")
-        if row.get("kind") == "generation":
+        if row.get("kind") in ("generation", "seq2seq"):
             torch_row = next((x for x in rows if source_of[x["artifact"]] == w.source and x["backend"] == "torch"), None)
             row["speedup_vs_torch"] = row["tokens_per_s"] / torch_row["tokens_per_s"] if torch_row else None
             continue

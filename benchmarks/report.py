@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgekit.benchmarks.generation import PER_CONTEXT_STEPS
+
 COLUMNS = (
     ("artifact", "artifact", "{}"),
     ("backend", "backend", "{}"),
@@ -34,13 +36,21 @@ GEN_COLUMNS = (
 )
 
 
-def columns_for(result: dict[str, Any]) -> tuple:
+def _generating(result: dict[str, Any]) -> str | None:
+    """'generation' (KV-cache decoders), 'seq2seq' (encoder-decoders) or None (encoders)."""
     rows = result["rows"]
-    if rows and rows[0].get("kind") == "generation":
+    kind = rows[0].get("kind") if rows else None
+    return kind if kind in ("generation", "seq2seq") else None
+
+
+def columns_for(result: dict[str, Any]) -> tuple:
+    kind = _generating(result)
+    if kind:
         contexts = result["config"].get("contexts") or []
         extra = tuple((f"per_token_ms@{c}", f"token ms @{c}", "{:.2f}") for c in contexts)
         extra += tuple((f"recompute_ms@{c}", f"no-cache ms @{c}", "{:.1f}") for c in contexts)
-        return GEN_COLUMNS + extra
+        head = GEN_COLUMNS[:5] + (("encoder_ms", "encoder ms", "{:.1f}"),) + GEN_COLUMNS[5:] if kind == "seq2seq" else GEN_COLUMNS
+        return head + extra
     return COLUMNS
 
 
@@ -61,10 +71,13 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
 def _describe(result: dict[str, Any]) -> str:
     rows = result["rows"]
     runs = rows[0]["runs"] if rows else 0
-    if rows and rows[0].get("kind") == "generation":
+    kind = _generating(result)
+    if kind:
         cfg = result["config"]
-        return (f"Threads: {result['threads']}. Batch 1, greedy, EOS ignored: {cfg['new_tokens']} new tokens after a {cfg['prompt_len']}-token prompt "
-                f"of real text, {runs} runs per backend interleaved; per-token latency at each context over {8} steps; no-cache = a full forward over the context.")
+        after = f"a {cfg['prompt_len']}-token prompt of real text" if kind == "generation" else f"the decoder start token; encoder input: {rows[0]['encoder_input']}; TTFT = encoder + first decoder step"
+        return (f"Threads: {result['threads']}. Batch 1, greedy, EOS ignored: {cfg['new_tokens']} new tokens after {after}, "
+                f"{runs} runs per backend interleaved; per-token latency at each context over {PER_CONTEXT_STEPS} steps; no-cache = a full "
+                f"{'forward' if kind == 'generation' else 'decoder pass'} over the context.")
     return f"Threads: {result['threads']}. Inputs: {result['inputs']}. Latency over {runs} timed runs per row, interleaved across backends."
 
 
@@ -136,7 +149,7 @@ def plot(result: dict[str, Any], path: Path) -> bool:
     except ImportError:
         return False
     rows = result["rows"]
-    if rows and rows[0].get("kind") == "generation":
+    if _generating(result):
         return _plot_generation(result, path, plt)
     cases = sorted({(r["batch"], r["seq_len"]) for r in rows})
     series = sorted({(r["artifact"], r["backend"]) for r in rows})

@@ -278,7 +278,7 @@ def bench_cmd(
     text: Annotated[Optional[Path], typer.Option(help="Input texts: .txt (a line each), .jsonl (field 'text') or a folder of .txt; default: built-in sample.")] = None,
     new_tokens: Annotated[int, typer.Option("--new-tokens", help="Decoders: greedy tokens per generation run.")] = 128,
     prompt_len: Annotated[int, typer.Option("--prompt-len", help="Decoders: prompt tokens for time-to-first-token and tokens/s.")] = 32,
-    contexts: Annotated[str, typer.Option("--contexts", help="Decoders: context lengths for per-token latency, with and without cache.")] = "16,128,512",
+    contexts: Annotated[Optional[str], typer.Option("--contexts", help="Decoders and encoder-decoders: context lengths for per-token latency, with and without cache (default 16,128,512, less those past the model's positions).")] = None,
     eval_data: Annotated[Optional[Path], typer.Option("--eval-data", help="Encoders: texts to measure quality on against PyTorch fp32 (embedding cosine; labels in .jsonl 'label' or class subfolders add 5-fold accuracy).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for bench.json, bench.md and bench.png.")] = None,
     overwrite: Overwrite = False,
@@ -302,7 +302,7 @@ def bench_cmd(
         overwrite=overwrite,
         new_tokens=new_tokens,
         prompt_len=prompt_len,
-        contexts=_split(contexts, int, "--contexts"),
+        contexts=_split(contexts, int, "--contexts") if contexts else None,
         eval_data=eval_data,
     )
     result = bench(cfg, verbose=verbose)

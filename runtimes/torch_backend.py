@@ -1,4 +1,6 @@
-"""PyTorch backend: the reference. It runs the artifact's source model, wrapped exactly as exported."""
+"""PyTorch backend: the reference. It runs the artifact's source model, wrapped exactly as exported,
+with the attention transformers picks by default (SDPA where the family has it): the PyTorch a
+user would run. Export traces eager attention for fidelity; the two agree to float rounding."""
 
 from __future__ import annotations
 
@@ -79,21 +81,28 @@ class TorchBackend:
             from edgekit.export.decoder import build_decoder
             from edgekit.export.specs import decoder_spec_for
 
-            dec = build_decoder(model_dir, decoder_spec_for(source.get("model_type")))
+            dec = build_decoder(model_dir, _default_attention(decoder_spec_for(source.get("model_type"))))
             return TorchSession(dec.module, dec.input_names, dec.output_names, weight_bytes, options, past_names=dec.layout.past_names())
         if export["task"] == "seq2seq":
             from edgekit.export.seq2seq import build_seq2seq
             from edgekit.export.specs import seq2seq_spec_for
 
-            s2s = build_seq2seq(model_dir, seq2seq_spec_for(source.get("model_type")))
+            s2s = build_seq2seq(model_dir, _default_attention(seq2seq_spec_for(source.get("model_type"))))
             return seq2seq_torch_session(s2s, "encoder" if "encoder" in (model_file or "") else "decoder", weight_bytes, options)
         if export["task"] == "image-feature-extraction":
             from edgekit.export.vision import build_vision, vision_spec_for
 
-            vis = build_vision(model_dir, vision_spec_for(source.get("model_type")))
+            vis = build_vision(model_dir, _default_attention(vision_spec_for(source.get("model_type"))))
             return TorchSession(vis.module, vis.input_names, vis.output_names, weight_bytes, options, image_inputs=True)
-        built = build_encoder(model_dir, spec_for(source.get("model_type")), export["task"])
+        built = build_encoder(model_dir, _default_attention(spec_for(source.get("model_type"))), export["task"])
         return TorchSession(built.module, built.input_names, built.output_names, weight_bytes, options)
+
+
+def _default_attention(spec):
+    """``spec`` loading the model with transformers' default attention instead of the eager one export traces."""
+    import dataclasses
+
+    return dataclasses.replace(spec, attn_implementation=None)
 
 
 def seq2seq_torch_session(built, part: str, weight_bytes: int, options: SessionOptions = SessionOptions()) -> TorchSession:

@@ -89,7 +89,41 @@ def test_generation_bench_rejects_batches_and_mixed_artifacts(tmp_path, tiny_mod
     enc = export_model(ExportConfig(model=tiny_models("bert"), out=tmp_path / "enc"), quiet=True)
     with pytest.raises(InputError, match="batch 1"):
         bench(BenchConfig(artifacts=(dec,), backends=("ort",), batches=(2,)), quiet=True)
-    with pytest.raises(InputError, match="both text-generation and encoder"):
+    with pytest.raises(InputError, match="encoder and text-generation artifacts together"):
         bench(BenchConfig(artifacts=(dec, enc), backends=("ort",), contexts=(4, 8), new_tokens=4), quiet=True)
     with pytest.raises(InputError, match="reach 640 tokens, longer than .* allows \\(256 tokens\\)"):
-        bench(BenchConfig(artifacts=(dec,), backends=("ort",)), quiet=True)
+        bench(BenchConfig(artifacts=(dec,), backends=("ort",), contexts=(16, 128, 512)), quiet=True)
+
+
+def test_seq2seq_bench_times_encoder_ttft_and_decoding_on_every_backend(tmp_path, tiny_models):
+    """A text encoder-decoder (tiny BART) on PyTorch, ONNX Runtime and a stateful OpenVINO decoder,
+    and a speech one (tiny Whisper, 64 decoder positions) whose default contexts are cut to fit."""
+    from edgekit.errors import InputError
+
+    from ..export.seq2seq_models import make_tiny_seq2seq
+
+    bart = export_model(ExportConfig(model=make_tiny_seq2seq(tmp_path / "bart-src", "bart"), out=tmp_path / "bart"), quiet=True)
+    bart_ov = export_model(ExportConfig(model=bart, out=tmp_path / "bart-ov", target="openvino"), quiet=True)
+    cfg = BenchConfig(artifacts=(bart, bart_ov), backends=("torch", "ort", "openvino"), seq_lens=(20,), new_tokens=6, contexts=(4, 16), rounds=1, settle_s=0.0, out=tmp_path / "bench")
+    result = bench(cfg, quiet=True)
+    rows = {r["backend"]: r for r in result["rows"]}
+    assert set(rows) == {"torch", "ort", "openvino"}
+    for row in rows.values():
+        assert row["kind"] == "seq2seq" and row["encoder_input"] == "20 tokens of real text"
+        assert 0 < row["encoder_ms"] < row["ttft_ms"] and row["tokens_per_s"] > 0
+        assert row["per_token_growth"] == pytest.approx(row["per_token_ms@16"] / row["per_token_ms@4"])
+        assert row["recompute_ms@4"] > 0 and row["model_mb"] > 0
+    assert rows["ort"]["speedup_vs_torch"] == pytest.approx(rows["ort"]["tokens_per_s"] / rows["torch"]["tokens_per_s"])
+    md = (tmp_path / "bench" / "bench.md").read_text()
+    assert "encoder ms" in md and "no-cache ms @16" in md and "decoder start token" in md
+
+    whisper = export_model(ExportConfig(model=make_tiny_seq2seq(tmp_path / "whisper-src", "whisper"), out=tmp_path / "whisper"), quiet=True)
+    result = bench(BenchConfig(artifacts=(whisper,), backends=("ort",), new_tokens=8, rounds=1, settle_s=0.0), quiet=True)
+    assert result["config"]["contexts"] == [16]  # 128 and 512 do not fit in 64 positions
+    (row,) = result["rows"]
+    assert row["encoder_input"] == "seeded features [1, 16, 48] (one full window)" and row["tokens_per_s"] > 0
+    with pytest.raises(InputError, match="--new-tokens or --contexts reach 65 tokens, longer than .* allows \\(64 tokens\\)"):
+        bench(BenchConfig(artifacts=(whisper,), backends=("ort",), new_tokens=64), quiet=True)
+    enc = export_model(ExportConfig(model=tiny_models("bert"), out=tmp_path / "enc"), quiet=True)
+    with pytest.raises(InputError, match="encoder and seq2seq artifacts together"):
+        bench(BenchConfig(artifacts=(whisper, enc), backends=("ort",), new_tokens=8), quiet=True)
