@@ -106,8 +106,10 @@ def test_seq2seq_cli_generate_and_bad_options(peaked_bart):
     assert bad.returncode != 0 and "only apply to beam search" in bad.stderr
     bad = run_cli("generate", str(arts["onnx"]), "--prompt", "word " * 200)
     assert bad.returncode != 0 and "the encoder reads at most 128" in bad.stderr
-    bad = run_cli("bench", str(arts["onnx"]), "--backend", "ort")
-    assert bad.returncode != 0 and "encoder-decoder" in bad.stderr and "Traceback" not in bad.stderr
+    bad = run_cli("bench", str(arts["onnx"]), "--backend", "ort")  # 128 new tokens after the start token: one too many
+    assert bad.returncode != 0 and "reach 129 tokens" in bad.stderr and "keep them within 128" in bad.stderr and "Traceback" not in bad.stderr
+    done = run_cli("bench", str(arts["onnx"]), "--backend", "ort", "--new-tokens", "8", "--contexts", "4,16", "--seq-len", "16")
+    assert done.returncode == 0 and "encoder ms" in done.stdout and "decode tok/s" in done.stdout, done.stderr
     bad = run_cli("generate", str(arts["onnx"]), "--prompt", "x", "--max-new-tokens", "100000")
     assert bad.returncode != 0 and "exceeds the decoder's" in bad.stderr and "Traceback" not in bad.stderr
 
