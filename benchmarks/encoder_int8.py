@@ -1,6 +1,7 @@
 """Benchmark: INT8 all-MiniLM-L6-v2 on ONNX Runtime and OpenVINO against PyTorch fp32, in one run.
 
     python -m edgekit.benchmarks.encoder_int8 [--repeat 60] [--eval-every 2] [--out DIR]
+        [--optimum-python PY] [--optimum-intel-python PY]    # add the peers' INT8 to the same run
 
 Rows: PyTorch fp32 (the reference), ONNX Runtime fp32 and INT8 (static, calibrated, edgekit's
 defaults), OpenVINO fp32 and INT8 (NNCF with the same calibration set); batch 1 and 8 at
@@ -40,6 +41,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--eval-every", type=int, default=2, help="use every n-th BBC document for quality (1 = all 2225)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None, help="write bench.json/bench.md/bench.png here")
+    parser.add_argument("--optimum-python", default=None, help="python of a virtualenv with optimum[onnxruntime]: adds Optimum's dynamic INT8 (ORTQuantizer, AVX-512 VNNI) to the run")
+    parser.add_argument("--optimum-intel-python", default=None, help="python of a virtualenv with optimum-intel[openvino]: adds optimum-intel's static INT8 (OVQuantizer, same calibration texts) to the run")
     args = parser.parse_args(argv)
 
     from edgekit.assets import MINILM, cached_export, lee_background
@@ -52,8 +55,17 @@ def main(argv: list[str] | None = None) -> dict:
     ort8 = cached_export(MINILM, "ort-int8-lee", target="ort", precision="int8", calib=calib)
     ov8 = cached_export(MINILM, "openvino-int8-lee", target="openvino", precision="int8", calib=calib)
     workdir = Path(tempfile.mkdtemp(prefix="edgekit-bench-"))
+    peers = {}
+    if args.optimum_python:
+        from edgekit.benchmarks.peers import optimum_encoder
+
+        peers["ort"] = optimum_encoder(args.optimum_python, MINILM.path(), workdir / "optimum-dynamic-int8", mode="dynamic-int8")
+    if args.optimum_intel_python:
+        from edgekit.benchmarks.peers import optimum_intel_int8_encoder
+
+        peers["openvino"] = optimum_intel_int8_encoder(args.optimum_intel_python, MINILM.path(), workdir / "optimum-intel-int8", calib, 128)
     cfg = BenchConfig(
-        artifacts=(fp32, ov32, ort8, ov8), backends=("torch", "ort", "openvino"), batches=(1, 8), seq_lens=(128,), warmup=5,
+        artifacts=(fp32, ov32, ort8, ov8, *peers.values()), backends=("torch", "ort", "openvino"), batches=(1, 8), seq_lens=(128,), warmup=5,
         repeat=args.repeat, threads=args.threads, out=args.out, overwrite=True, eval_data=bbc_eval_file(args.eval_every, workdir),
     )
     result = bench(cfg)
@@ -75,6 +87,13 @@ def main(argv: list[str] | None = None) -> dict:
                     f"(target {target['cosine']}), BBC accuracy {entry['accuracy']:.4f} = {entry['relative_accuracy']:.4f} of fp32 (target {MIN_RELATIVE_ACCURACY}): "
                     f"{'met' if entry['met'] else 'NOT met'}"
                 )
+            peer = peers.get(backend)
+            if peer is not None:
+                peer_row = next(r for r in result["rows"] if r["artifact"] == peer.name and r["batch"] == batch)
+                peer_quality = next(q for q in result["quality"] if q["artifact"] == peer.name)
+                entry["peer"] = {"tool": json.loads((peer / "manifest.json").read_text())["tool"], "speedup_vs_torch": peer_row["speedup_vs_torch"], "mean_cosine": peer_quality["mean_cosine"], "relative_accuracy": peer_quality.get("relative_accuracy"), "edgekit_vs_peer": peer_row["p50_ms"] / row["p50_ms"]}
+                print(f"  {entry['peer']['tool']}, batch {batch}: {peer_row['speedup_vs_torch']:.2f}x PyTorch fp32, mean cosine {peer_quality['mean_cosine']:.4f}, "
+                      f"BBC {peer_quality.get('relative_accuracy') or 0:.4f} of fp32; edgekit / peer speed = {entry['peer']['edgekit_vs_peer']:.2f}x")
             summary[f"{backend}_b{batch}"] = entry
     torch_acc = next((q.get("accuracy") for q in result["quality"] if q["backend"] == "torch"), None)
     print(json.dumps({"benchmark": "encoder_int8", "model": MINILM.name, "threads": result["threads"], "torch_fp32_bbc_accuracy": torch_acc, "summary": summary}))

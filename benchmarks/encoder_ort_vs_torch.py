@@ -17,33 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import tempfile
 from pathlib import Path
 
 TARGETS = {1: 1.33, 8: 1.26}
-
-
-def optimum_peer(python: str, model_dir: Path, workdir: Path) -> Path:
-    """Export ``model_dir`` with Optimum (in its own interpreter) and wrap it as a bench artifact."""
-    import onnx
-
-    from edgekit.artifacts import hash_folder, write_json
-
-    out = workdir / "optimum-onnx"
-    cmd = [python, "-m", "optimum.exporters.onnx", "--model", str(model_dir), "--task", "feature-extraction", str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"Optimum export failed ({' '.join(cmd)}):\n{done.stderr[-2000:]}")
-    version = subprocess.run([python, "-c", "import optimum.version as v; print(v.__version__)"], capture_output=True, text=True).stdout.strip()
-    graph = onnx.load(str(out / "model.onnx"), load_external_data=False).graph
-    write_json(out / "manifest.json", {
-        "stage": "peer-export",
-        "tool": f"optimum {version}",
-        "source": {"path": str(model_dir), "sha256": hash_folder(model_dir), "model_type": "bert"},
-        "export": {"task": "feature-extraction", "model_file": "model.onnx", "inputs": [{"name": i.name} for i in graph.input], "max_length": 512},
-    })
-    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -63,7 +40,9 @@ def main(argv: list[str] | None = None) -> dict:
     artifacts = [artifact]
     workdir = Path(tempfile.mkdtemp(prefix="edgekit-bench-"))
     if args.optimum_python:
-        artifacts.append(optimum_peer(args.optimum_python, MINILM.path(), workdir))
+        from edgekit.benchmarks.peers import optimum_encoder
+
+        artifacts.append(optimum_encoder(args.optimum_python, MINILM.path(), workdir / "optimum-onnx"))
     cfg = BenchConfig(artifacts=tuple(artifacts), backends=("torch", "ort"), batches=tuple(TARGETS), seq_lens=(128,), warmup=5, repeat=args.repeat, rounds=args.rounds, threads=args.threads, out=args.out, overwrite=True)
     result = bench(cfg)
     print_table(result)
