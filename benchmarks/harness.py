@@ -125,16 +125,21 @@ def agreement(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray], 
     return result
 
 
+def _tokens_after_context(task: str, cfg: BenchConfig) -> int:
+    """Positions a context run takes beyond the context: a decoder's whole generation, an
+    encoder-decoder's timed steps after its context."""
+    from edgekit.benchmarks.generation import PER_CONTEXT_STEPS
+
+    return cfg.new_tokens if task == "text-generation" else PER_CONTEXT_STEPS + 1
+
+
 def _decoder_room(manifest: dict, cfg: BenchConfig) -> int | None:
     """The longest context a generating artifact can be timed at: its positions less the tokens
     generated after the context (None: no limit known)."""
-    from edgekit.benchmarks.generation import PER_CONTEXT_STEPS
-
     limit = manifest.get("export", {}).get("max_length")
     if not limit:
         return None
-    after = cfg.new_tokens if manifest["export"].get("task") == "text-generation" else PER_CONTEXT_STEPS + 1
-    return int(limit) - after
+    return int(limit) - _tokens_after_context(manifest["export"].get("task"), cfg)
 
 
 def _resolve_contexts(cfg: BenchConfig, manifests: list[dict]) -> BenchConfig:
@@ -186,9 +191,8 @@ def _check(cfg: BenchConfig) -> tuple[list[tuple[Path, dict]], BenchConfig]:
             source_limit = export.get("max_source_length")
             if export["seq2seq"]["encoder_input"] == "input_ids" and source_limit and max(cfg.seq_lens) > source_limit:
                 raise InputError(f"--seq-len {max(cfg.seq_lens)} is longer than the encoder of '{artifact}' reads ({source_limit} tokens)", f"keep it within {source_limit}")
-            from edgekit.benchmarks.generation import PER_CONTEXT_STEPS
-
-            too_long = [n for n in (1 + cfg.new_tokens, *[c + PER_CONTEXT_STEPS + 1 for c in cfg.contexts]) if limit and n > limit]
+            after = _tokens_after_context(task, cfg)
+            too_long = [n for n in (1 + cfg.new_tokens, *[c + after for c in cfg.contexts]) if limit and n > limit]
             option = "--new-tokens or --contexts"
         else:
             lengths = (*cfg.contexts, cfg.prompt_len) if generation else cfg.seq_lens
