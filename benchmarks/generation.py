@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+GENERATING = ("text-generation", "seq2seq")
+"""Export tasks whose artifacts bench times token by token; also the ``kind`` of their bench rows."""
 PER_CONTEXT_STEPS = 8
 
 
@@ -61,7 +63,7 @@ def run_generation_cases(cfg, workers, tokenizers, texts, rounds: int, progress=
         row: dict[str, Any] = {
             "artifact": w.name,
             "backend": w.backend,
-            "kind": "generation",
+            "kind": "text-generation",
             "batch": 1,
             "prompt_len": cfg.prompt_len,
             "new_tokens": cfg.new_tokens,

@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 
 from edgekit.artifacts import check_out_dir, environment, now_iso, read_manifest, staged_output, to_jsonable, write_json
+from edgekit.benchmarks.generation import GENERATING, PER_CONTEXT_STEPS
 from edgekit.errors import EdgekitError, InputError, MissingExtraError
 
 log = logging.getLogger("edgekit.bench")
 
 DEFAULT_CONTEXTS = (16, 128, 512)
-GENERATING = ("text-generation", "seq2seq")
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,6 @@ def agreement(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray], 
 def _tokens_after_context(task: str, cfg: BenchConfig) -> int:
     """Positions a context run takes beyond the context: a decoder's whole generation, an
     encoder-decoder's timed steps after its context."""
-    from edgekit.benchmarks.generation import PER_CONTEXT_STEPS
 
     return cfg.new_tokens if task == "text-generation" else PER_CONTEXT_STEPS + 1
 
@@ -364,7 +363,7 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
         w = next(x for x in workers if x.name == row["artifact"] and x.backend == row["backend"])
         row["peak_rss_mb"] = w.info.get("peak_rss_mb")
         row["load_s"] = w.info.get("load_s")
-        if row.get("kind") in ("generation", "seq2seq"):
+        if row.get("kind") in GENERATING:
             torch_row = next((x for x in rows if source_of[x["artifact"]] == w.source and x["backend"] == "torch"), None)
             row["speedup_vs_torch"] = row["tokens_per_s"] / torch_row["tokens_per_s"] if torch_row else None
             continue

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgekit.benchmarks.generation import PER_CONTEXT_STEPS
+from edgekit.benchmarks.generation import GENERATING, PER_CONTEXT_STEPS
 
 COLUMNS = (
     ("artifact", "artifact", "{}"),
@@ -37,10 +37,10 @@ GEN_COLUMNS = (
 
 
 def _generating(result: dict[str, Any]) -> str | None:
-    """'generation' (KV-cache decoders), 'seq2seq' (encoder-decoders) or None (encoders)."""
+    """'text-generation' (KV-cache decoders), 'seq2seq' (encoder-decoders) or None (encoders)."""
     rows = result["rows"]
     kind = rows[0].get("kind") if rows else None
-    return kind if kind in ("generation", "seq2seq") else None
+    return kind if kind in GENERATING else None
 
 
 def columns_for(result: dict[str, Any]) -> tuple:
@@ -74,10 +74,10 @@ def _describe(result: dict[str, Any]) -> str:
     kind = _generating(result)
     if kind:
         cfg = result["config"]
-        after = f"a {cfg['prompt_len']}-token prompt of real text" if kind == "generation" else f"the decoder start token; encoder input: {rows[0]['encoder_input']}; TTFT = encoder + first decoder step"
+        after = f"a {cfg['prompt_len']}-token prompt of real text" if kind == "text-generation" else f"the decoder start token; encoder input: {rows[0]['encoder_input']}; TTFT = encoder + first decoder step"
         return (f"Threads: {result['threads']}. Batch 1, greedy, EOS ignored: {cfg['new_tokens']} new tokens after {after}, "
                 f"{runs} runs per backend interleaved; per-token latency at each context over {PER_CONTEXT_STEPS} steps; no-cache = a full "
-                f"{'forward' if kind == 'generation' else 'decoder pass'} over the context.")
+                f"{'forward' if kind == 'text-generation' else 'decoder pass'} over the context.")
     return f"Threads: {result['threads']}. Inputs: {result['inputs']}. Latency over {runs} timed runs per row, interleaved across backends."
 
 

@@ -68,7 +68,7 @@ def test_generation_bench_reports_ttft_tokens_per_s_and_context_latency(tmp_path
     rows = {r["backend"]: r for r in result["rows"]}
     assert set(rows) == {"torch", "ort", "openvino"}
     for row in rows.values():
-        assert row["kind"] == "generation" and row["new_tokens"] == 6
+        assert row["kind"] == "text-generation" and row["new_tokens"] == 6
         assert row["tokens_per_s"] > 0 and row["ttft_ms"] > 0
         for ctx in (4, 16):
             assert row[f"per_token_ms@{ctx}"] > 0 and row[f"recompute_ms@{ctx}"] > 0
