@@ -23,6 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from edgekit.artifacts import cpu_info
+
 TARGETS = {"ort": 2.0, "openvino": 2.7}
 
 _TORCH_GENERATE = r"""
@@ -230,7 +232,7 @@ def main(argv: list[str] | None = None) -> dict:
                 if backend in summary:
                     summary[backend]["vs_pytorch_generate_peer_transformers"] = summary[backend]["tokens_per_s"] / old
                     print(f"{backend:>8}: {summary[backend]['tokens_per_s'] / old:.2f}x PyTorch generate under the peer's transformers ({old:.1f} tokens/s), the baseline the issue's targets were set against")
-    print(json.dumps({"benchmark": "decoder_tokens_per_s", "model": SMOLLM2.name, "threads": threads, "summary": summary}))
+    print(json.dumps({"benchmark": "decoder_tokens_per_s", "cpu": cpu_info(), "model": SMOLLM2.name, "threads": threads, "summary": summary}))
     return summary
 
 

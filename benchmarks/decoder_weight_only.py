@@ -18,6 +18,8 @@ import json
 import os
 from pathlib import Path
 
+from edgekit.artifacts import cpu_info
+
 TARGETS = {("ort", "int8"): 3.0, ("openvino", "int8"): 4.5}
 
 
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         prompt = bench_prompt(artifacts[("ort", "fp32")])
         summary["peers"] = {"optimum-intel-int8": time_peer("optimum-intel-int8", args.optimum_intel_python, prompt, summary, hf, args.new_tokens, threads)}
-    print(json.dumps({"benchmark": "decoder_weight_only", "model": SMOLLM2.name, "threads": threads, "summary": summary}))
+    print(json.dumps({"benchmark": "decoder_weight_only", "cpu": cpu_info(), "model": SMOLLM2.name, "threads": threads, "summary": summary}))
     return summary
 
 

@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from edgekit.artifacts import cpu_info
+
 TARGET_RELATIVE_ACCURACY = 0.97
 TARGET_SPEEDUP = 1.8
 
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"(target {TARGET_RELATIVE_ACCURACY}); Lee Pearson {summary['lee_pearson_student']:.3f} vs {summary['lee_pearson_teacher']:.3f}; "
         f"{summary['speedup']:.2f}x the teacher in PyTorch (target {TARGET_SPEEDUP}x): {'met' if met else 'NOT met'}"
     )
-    print(json.dumps({"benchmark": "distill_minilm", "summary": summary, "met": met}))
+    print(json.dumps({"benchmark": "distill_minilm", "cpu": cpu_info(), "summary": summary, "met": met}))
     return summary
 
 

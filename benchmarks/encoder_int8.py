@@ -21,6 +21,8 @@ import json
 import tempfile
 from pathlib import Path
 
+from edgekit.artifacts import cpu_info
+
 TARGETS = {"ort": {"speedup": 2.8, "cosine": 0.99}, "openvino": {"speedup": 3.9, "cosine": 0.998}}
 MIN_RELATIVE_ACCURACY = 0.99
 
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
                       f"BBC {peer_quality.get('relative_accuracy') or 0:.4f} of fp32; edgekit / peer speed = {entry['peer']['edgekit_vs_peer']:.2f}x")
             summary[f"{backend}_b{batch}"] = entry
     torch_acc = next((q.get("accuracy") for q in result["quality"] if q["backend"] == "torch"), None)
-    print(json.dumps({"benchmark": "encoder_int8", "model": MINILM.name, "threads": result["threads"], "torch_fp32_bbc_accuracy": torch_acc, "summary": summary}))
+    print(json.dumps({"benchmark": "encoder_int8", "cpu": cpu_info(), "model": MINILM.name, "threads": result["threads"], "torch_fp32_bbc_accuracy": torch_acc, "summary": summary}))
     return summary
 
 

@@ -20,6 +20,8 @@ import json
 import tempfile
 from pathlib import Path
 
+from edgekit.artifacts import cpu_info
+
 TARGETS = {1: 1.33, 8: 1.26}
 
 
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
             summary[batch].update({"optimum_speedup_vs_torch": peer["speedup_vs_torch"], "edgekit_vs_optimum": peer["p50_ms"] / row["p50_ms"]})
             line += f"; Optimum's graph {peer['speedup_vs_torch']:.2f}x PyTorch; edgekit/Optimum {summary[batch]['edgekit_vs_optimum']:.2f}x"
         print(line + f"; target >= {target}x: {'met' if summary[batch]['met'] else 'NOT met'}")
-    print(json.dumps({"benchmark": "encoder_ort_vs_torch", "model": MINILM.name, "threads": result["threads"], "summary": summary}))
+    print(json.dumps({"benchmark": "encoder_ort_vs_torch", "cpu": cpu_info(), "model": MINILM.name, "threads": result["threads"], "summary": summary}))
     return summary
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.artifacts import check_out_dir, environment, now_iso, read_manifest, staged_output, to_jsonable, write_json
+from edgekit.artifacts import check_out_dir, cpu_info, environment, now_iso, read_manifest, staged_output, to_jsonable, write_json
 from edgekit.benchmarks.generation import GENERATING, PER_CONTEXT_STEPS
 from edgekit.errors import EdgekitError, InputError, MissingExtraError
 
@@ -381,6 +381,7 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
         "rows": rows,
         "quality": quality,
         "environment": environment(),
+        "cpu": cpu_info(),
     }
     if cfg.out is not None:
         from edgekit.benchmarks.report import markdown_table, plot

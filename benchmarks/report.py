@@ -68,6 +68,14 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
     return [[_cell(row, key, fmt) for key, _, fmt in columns_for(result)] for row in result["rows"]]
 
 
+def cpu_line(result: dict[str, Any]) -> str:
+    cpu = result.get("cpu")
+    if not cpu:
+        return ""
+    features = ", ".join(cpu["features"]) or "none of note"
+    return f"CPU: {cpu['model']}, {cpu['usable_cores']} usable cores ({features})."
+
+
 def _describe(result: dict[str, Any]) -> str:
     rows = result["rows"]
     runs = rows[0]["runs"] if rows else 0
@@ -87,6 +95,8 @@ def markdown_table(result: dict[str, Any]) -> str:
         f"# edgekit bench ({result['created_at']})",
         "",
         _describe(result),
+        "",
+        cpu_line(result),
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---" for _ in header) + "|",
@@ -124,7 +134,7 @@ def wide_console():
 def print_table(result: dict[str, Any]) -> None:
     from rich.table import Table
 
-    table = Table(title=f"edgekit bench · {result['threads']} threads")
+    table = Table(title=f"edgekit bench · {result['threads']} threads", caption=cpu_line(result) or None)
     for _, title, _ in columns_for(result):
         table.add_column(title, justify="left" if title in ("artifact", "backend") else "right")
     for cells in table_rows(result):

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from edgekit.artifacts import cpu_info
+
 TEXT = ("The quick brown fox jumps over the lazy dog. Edge devices run small models quickly, "
         "and the city council voted on the new budget for the public library.")
 
@@ -157,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
                 peer["transcript"] = tokenizer.decode(peer.pop("sequence"), skip_special_tokens=True).strip()
                 summary["peers"][kind] = peer
                 print(f"{kind}: {peer['latency_ms']:.1f} ms per transcription; edgekit {'ort' if kind == 'optimum-ort' else 'openvino'} is {peer['edgekit_speedup']:.2f}x faster; same transcript: {peer['transcript'] == texts['torch']}")
-    print(json.dumps({"benchmark": "whisper_transcribe", "model": WHISPER_BASE.name, "summary": summary}))
+    print(json.dumps({"benchmark": "whisper_transcribe", "cpu": cpu_info(), "model": WHISPER_BASE.name, "summary": summary}))
     return summary
 
 

@@ -73,6 +73,27 @@ def environment() -> dict[str, Any]:
     return {"python": sys.version.split()[0], "platform": platform.platform(), "machine": platform.machine(), "packages": packages}
 
 
+# CPU features that decide which kernels the runtimes pick (fp32 FMA width, int8 dot products, bf16)
+CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8", "asimd", "asimddp", "i8mm", "bf16", "sve")
+
+
+def cpu_info() -> dict[str, Any]:
+    """The CPU a benchmark ran on: model, the cores this process may use, and the kernel-relevant
+    instruction sets. Figures from different machines are only comparable with this beside them."""
+    model, flags = None, set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key in ("model name", "Model") and model is None:
+                model = value
+            elif key in ("flags", "Features") and not flags:
+                flags = set(value.split())
+    except OSError:  # not Linux: the model name is what platform knows
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"model": model or platform.processor() or platform.machine(), "usable_cores": usable, "logical_cores": os.cpu_count(), "features": [f for f in CPU_FEATURES if f in flags]}
+
+
 def to_jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}

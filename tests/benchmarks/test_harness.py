@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import json
+import platform
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from edgekit.artifacts import CPU_FEATURES
 from edgekit.benchmarks.harness import BenchConfig, agreement, bench, percentiles
 from edgekit.export import ExportConfig, export_model
 
@@ -43,7 +46,13 @@ def test_bench_two_backends_two_cases_writes_reports(tiny_models, tmp_path):
     assert all(r["speedup_vs_torch"] == 1.0 for r in torch_rows)
     saved = json.loads((tmp_path / "bench" / "bench.json").read_text())
     assert len(saved["rows"]) == 4 and saved["threads"] >= 1
+    # the CPU is recorded, so figures from different machines are never compared blind
+    assert saved["cpu"]["usable_cores"] >= 1 and saved["cpu"]["model"]
+    if Path("/proc/cpuinfo").is_file() and platform.machine() == "x86_64":
+        flags = set(next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split(":")[1].split())
+        assert set(saved["cpu"]["features"]) == flags & set(CPU_FEATURES)
     md = (tmp_path / "bench" / "bench.md").read_text()
+    assert f"CPU: {saved['cpu']['model']}, {saved['cpu']['usable_cores']} usable cores" in md
     assert md.count("\n| art |") == 4 or md.count("| art | ") == 4
     assert (tmp_path / "bench" / "bench.png").stat().st_size > 1000
     assert json.loads((tmp_path / "bench" / "manifest.json").read_text())["stage"] == "bench"
