@@ -69,7 +69,6 @@ def quantize_static_qdq(
     """Insert Q/DQ for ``nodes`` using the given activation ranges and save to ``out``
     (``fuse``: in ONNX Runtime's fused form, see ``fuse_matmul_bias``)."""
     import numpy as np
-    import onnx
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorsData
     from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
@@ -97,7 +96,7 @@ def quantize_static_qdq(
     keep_float_consumers(model, set(nodes))
     if fuse:
         fuse_matmul_bias(model)
-    _save(model, out, onnx)
+    save_onnx(model, out)
 
 
 def keep_float_consumers(model: Any, quantized: set[str]) -> int:
@@ -175,7 +174,10 @@ def quantize_dynamic_int8(src: Path, out: Path, nodes: list[str], per_channel: b
     quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, per_channel=per_channel, nodes_to_quantize=nodes, op_types_to_quantize=list(QUANT_OPS))
 
 
-def _save(model: Any, out: Path, onnx: Any) -> None:
+def save_onnx(model: Any, out: Path) -> None:
+    """Save, with the weights in ``<name>.data`` beside it when protobuf's 2 GB cap would be hit."""
+    import onnx
+
     if model.ByteSize() > 1_800_000_000:
         onnx.save(model, str(out), save_as_external_data=True, location=out.name + ".data")
     else:

@@ -108,7 +108,7 @@ def export(
     model: Annotated[Path, typer.Option("--model", "-m", help="Hugging Face model folder (config.json, weights, tokenizer).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Artifact folder to write.")],
     target: Annotated[str, typer.Option(help="Export target: onnx, ort, openvino, trt.")] = "onnx",
-    precision: Annotated[str, typer.Option(help="fp32; fp16 (openvino weights, trt); int8 (encoders: static, needs --calib, for onnx, ort, openvino, trt; decoders: weight-only, ort/openvino); int8-dynamic (ort); int4 (decoders, weight-only, ort/openvino).")] = "fp32",
+    precision: Annotated[str, typer.Option(help="fp32; fp16 (openvino weights; trt, the one decoder precision for trt); int8 (encoders: static, needs --calib, for onnx, ort, openvino, trt; decoders: weight-only, ort/openvino); int8-dynamic (ort); int4 (decoders, weight-only, ort/openvino).")] = "fp32",
     task: Annotated[str, typer.Option(help="auto, feature-extraction (last_hidden_state), sentence-embedding (adds the pooled embedding), text-generation (causal LM with KV cache) or seq2seq (encoder-decoder: T5, BART, Whisper).")] = "auto",
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 20,
     exporter: Annotated[str, typer.Option(help="auto (torch.export-based, TorchScript fallback), dynamo or torchscript.")] = "auto",
@@ -123,7 +123,8 @@ def export(
     max_drop: Annotated[Optional[float], typer.Option("--max-drop", help="INT8 accuracy guard: largest drop allowed vs fp32 (1 - mean cosine, or accuracy with labelled --eval-data); keeps sensitive layers in float until it fits.")] = None,
     eval_data: Annotated[Optional[Path], typer.Option("--eval-data", help="INT8: held-out texts to measure quality on (.jsonl 'label' fields or class subfolders add accuracy).")] = None,
     max_float_nodes: Annotated[int, typer.Option("--max-float-nodes", help="INT8 accuracy guard: most layers it may keep in float.")] = 16,
-    max_batch: Annotated[int, typer.Option("--max-batch", help="--target trt: largest batch of the optimization profile.")] = 16,
+    max_batch: Annotated[int, typer.Option("--max-batch", help="--target trt: largest batch of the optimization profiles.")] = 16,
+    max_seq: Annotated[Optional[int], typer.Option("--max-seq-len", help="--target trt: longest sequence of the optimization profiles (decoders: prompt + new tokens; default: the model's limit, at most 2048 for decoders).")] = None,
     gqa: Annotated[bool, typer.Option("--gqa/--no-gqa", help="--target ort, llama-style decoders: one fused GroupQueryAttention node per layer (rows unpadded or right-padded); --no-gqa keeps the standard graph.")] = True,
     overwrite: Overwrite = False,
     verbose: Verbose = False,
@@ -134,7 +135,7 @@ def export(
     cfg = ExportConfig(
         model=model, out=out, target=target, precision=precision, task=task, opset=opset, exporter=exporter, atol=atol, seed=seed, overwrite=overwrite,
         calib=calib, calib_size=calib_size, calib_method=calib_method, percentile=percentile, smooth_alpha=smooth_quant, seq_lens=_split(seq_len, int, "--seq-len"),
-        max_drop=max_drop, eval_data=eval_data, max_float_nodes=max_float_nodes, max_batch=max_batch, gqa=gqa,
+        max_drop=max_drop, eval_data=eval_data, max_float_nodes=max_float_nodes, max_batch=max_batch, max_seq=max_seq, gqa=gqa,
     )
     path = export_model(cfg)
     _print_export_summary(path)
@@ -155,20 +156,28 @@ def _print_export_summary(path: Path) -> None:
         acc = f", accuracy {q['accuracy']:.4f} vs fp32 {q['reference_accuracy']:.4f}" if "accuracy" in q else ""
         kept = f"; {len(quant['float_nodes'])} layer(s) kept in float" if quant.get("float_nodes") else ""
         print(f"wrote {path} ({manifest['export']['format']}, {manifest['export']['precision']}); on {validation['runtime']} vs PyTorch fp32 over {q['texts']} texts: mean cosine {q['mean_cosine']:.4f} (min {q['min_cosine']:.4f}){acc}{kept}")
-        trt = manifest["export"].get("tensorrt")
-        if trt is not None:
-            if trt["engine_built"]:
-                print(f"built the TensorRT engine: {trt['engine']['tensorrt_version']} on {trt['engine']['gpu']}")
-            else:
-                print(f"TensorRT engine not built: {trt['not_built_because']}; on the device run 'edgekit build {path}' or {path}/build_trt.sh")
+        _print_engine_status(manifest, path)
         return
     worst = max(validation["max_abs_diff"].items(), key=lambda kv: kv[1])
     diffs = ", ".join(f"{k} {v:.2e}" for k, v in validation["max_abs_diff"].items()) if len(validation["max_abs_diff"]) <= 3 else f"{worst[0]} {worst[1]:.2e} (worst of {len(validation['max_abs_diff'])} outputs)"
     if "greedy_generation" in validation:
         greedy = validation["greedy_generation"]
-        diffs += f"; greedy tokens identical to transformers on {greedy.get('prompts', greedy.get('inputs'))} " + ("prompts" if "prompts" in greedy else "inputs")
+        total = greedy.get("prompts", greedy.get("inputs"))
+        agreed = total if greedy.get("identical", True) else f"{greedy['identical_prompts']} of {total}"
+        diffs += f"; greedy tokens identical to transformers on {agreed} " + ("prompts" if "prompts" in greedy else "inputs")
     fmt = manifest["export"].get("format", "onnx")
     print(f"wrote {path} ({fmt}, {manifest['export']['exporter']} exporter, opset {manifest['export']['opset']}); validated on {validation.get('runtime')} on {len(validation['cases'])} inputs: max |diff| {diffs} (atol {validation['atol']:g})")
+    _print_engine_status(manifest, path)
+
+
+def _print_engine_status(manifest: dict, path: Path) -> None:
+    trt = manifest["export"].get("tensorrt")
+    if trt is None:
+        return
+    if trt["engine_built"]:
+        print(f"built the TensorRT engine: {trt['engine']['tensorrt_version']} on {trt['engine']['gpu']}")
+    else:
+        print(f"TensorRT engine not built: {trt['not_built_because']}; on the device run 'edgekit build {path}' or {path}/build_trt.sh")
 
 
 @app.command()

@@ -126,10 +126,12 @@ def export_model(cfg: ExportConfig, quiet: bool = False) -> Path:
             spec = spec_for(raw_config.get("model_type"))
     if task == "seq2seq" and (cfg.target == "trt" or cfg.precision not in ("fp32", "fp16") + WEIGHT_ONLY or (cfg.precision in WEIGHT_ONLY and cfg.target == "onnx")):
         raise InputError(f"--target {cfg.target} --precision {cfg.precision} is not available for encoder-decoders", "export with --target onnx, ort or openvino at fp32 (openvino: fp16 too), or weight-only int8/int4 with --target ort or openvino")
-    if task == "text-generation" and cfg.target == "trt":
-        raise InputError("--target trt is not available for decoders yet", "export the decoder with --target onnx and build it with trtexec, or use --target openvino")
+    if task == "text-generation" and cfg.target == "trt" and cfg.precision != "fp16":
+        raise InputError(f"--target trt --precision {cfg.precision} is not available for decoders", "use --precision fp16 for TensorRT, or weight-only int8/int4 with --target ort or openvino")
     if cfg.max_batch < 1:
         raise InputError(f"--max-batch must be at least 1, got {cfg.max_batch}", "pass e.g. --max-batch 16")
+    if cfg.max_seq is not None and (cfg.max_seq < 2 or cfg.target != "trt"):
+        raise InputError(f"--max-seq-len {cfg.max_seq} " + ("must be at least 2" if cfg.max_seq < 2 else "applies only to --target trt"), "pass e.g. --max-seq-len 1024 with --target trt, or drop it")
     check_int8_options(cfg, decoder=task in ("text-generation", "seq2seq"))
     if task in ("text-generation", "seq2seq") and cfg.exporter == "torchscript":
         raise InputError("the TorchScript exporter cannot export a KV-cache decoder correctly", "use --exporter dynamo (the default)")
@@ -391,6 +393,11 @@ def _export_decoder(cfg: ExportConfig, model_dir: Path, spec, task: str, atol: f
         "max_length": built.max_length,
         **target_section,
     }
+    if cfg.target == "trt":
+        from edgekit.export.tensorrt import trt_decoder_export
+
+        trt_section, validation = trt_decoder_export(cfg, built, reference, tmp, steps, section["inputs"], prompts, validation)
+        section.update(trt_section)
     if target_section.get("stateful"):
         section["inputs"] = [i for i in section["inputs"] if not i["name"].startswith("past_key_values.")]
         section["outputs"] = [o for o in section["outputs"] if o["name"] == "logits"]

@@ -41,7 +41,10 @@ class ExportConfig:
     eval_data: Path | None = None
     """Held-out data for the accuracy guard (texts; a ``label`` field in .jsonl gives labels)."""
     max_batch: int = 16
-    """TensorRT: the largest batch of the optimization profile (the sequence range is 1..the model's maximum)."""
+    """TensorRT: the largest batch of the optimization profiles."""
+    max_seq: int | None = None
+    """TensorRT: the longest sequence of the optimization profiles (decoders: prompt + generated
+    tokens); None: the model's maximum for encoders, min(model's maximum, 2048) for decoders."""
     max_float_nodes: int = 16
     """The accuracy guard keeps at most this many quantizable nodes in float before giving up."""
     gqa: bool = True

@@ -7,7 +7,7 @@ from edgekit.errors import InputError, did_you_mean
 TARGETS: dict[str, str] = {
     "onnx": "a portable ONNX graph (standard opset, dynamic batch and sequence; INT8 as plain Q/DQ), validated against PyTorch on ONNX Runtime",
     "ort": "an ONNX graph for ONNX Runtime: fp32, or INT8 as Q/DQ (static, calibrated) or dynamic, validated on ONNX Runtime",
-    "trt": "a TensorRT-ready ONNX (fp16, or explicit int8 Q/DQ plus an implicit-INT8 calibration cache), optimization profiles and the build command; the engine is built when TensorRT and a GPU are present",
+    "trt": "a TensorRT-ready ONNX (fp16, or explicit int8 Q/DQ plus an implicit-INT8 calibration cache; KV-cache decoders in fp16 with decode and prefill profiles), optimization profiles and the build command; the engine is built when TensorRT and a GPU are present",
     "openvino": "OpenVINO IR (.xml/.bin) converted from the validated ONNX graph, stateful for decoders, validated again on OpenVINO",
 }
 

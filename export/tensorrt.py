@@ -34,22 +34,37 @@ JETPACK6_TRT_VERSION = (10, 3, 0)
 
 
 def profiles(inputs: list[dict], max_batch: int, opt_batch: int, opt_seq: int, max_seq: int) -> dict[str, dict[str, list[int]]]:
-    """min/opt/max shapes for every input, from the manifest's named axes.
+    """min/opt/max shapes of one profile for every input, from the manifest's named axes.
 
     ``batch`` 1..max_batch; ``sequence`` 1..max_seq; a KV cache's ``past_sequence`` 0..max_seq-1
     (an empty past for the prefill); ``total_sequence`` (attention mask of a decoder) 1..max_seq;
     numbers are fixed dimensions."""
-    sizes = {
+    return _shapes(inputs, {
         "batch": (1, opt_batch, max_batch),
         "sequence": (1, opt_seq, max_seq),
         "past_sequence": (0, opt_seq, max_seq - 1),
         "total_sequence": (1, opt_seq, max_seq),
-    }
+    })
+
+
+def decoder_profiles(inputs: list[dict], max_batch: int, opt_context: int, max_seq: int) -> list[dict[str, Any]]:
+    """Two profiles for a KV-cache decoder, one engine sharing the weights (the layout
+    TensorRT-LLM-style runtimes use): index 0 ``decode``, one new token per row over a past of
+    0..max_seq-1, tuned at ``opt_context`` -- the step that runs for every generated token; index 1
+    ``prefill``, a prompt of 1..max_seq tokens on an empty past, tuned at ``opt_context`` tokens.
+    Each profile's min, opt and max are consistent shapes (total = past + new), which TensorRT
+    checks; a session picks the profile whose ranges hold the shapes it is given."""
+    opt = max(1, min(opt_context, max_seq - 1))
+    decode = {"batch": (1, 1, max_batch), "sequence": (1, 1, 1), "past_sequence": (0, opt, max_seq - 1), "total_sequence": (1, opt + 1, max_seq)}
+    prefill = {"batch": (1, 1, max_batch), "sequence": (1, opt, max_seq), "past_sequence": (0, 0, 0), "total_sequence": (1, opt, max_seq)}
+    return [{"name": "decode", "shapes": _shapes(inputs, decode)}, {"name": "prefill", "shapes": _shapes(inputs, prefill)}]
+
+
+def _shapes(inputs: list[dict], sizes: dict[str, tuple[int, int, int]]) -> dict[str, dict[str, list[int]]]:
     out: dict[str, dict[str, list[int]]] = {}
     for spec in inputs:
-        dims = spec["shape"]
         shape: dict[str, list[int]] = {key: [] for key in ("min", "opt", "max")}
-        for dim in dims:
+        for dim in spec["shape"]:
             lo, opt, hi = sizes.get(dim, (1, 1, 1)) if isinstance(dim, str) else (dim, dim, dim)
             for key, value in zip(("min", "opt", "max"), (lo, opt, hi)):
                 shape[key].append(int(value))
@@ -61,9 +76,14 @@ def _shape_arg(profile: dict[str, dict[str, list[int]]], key: str) -> str:
     return ",".join(f"{name}:{'x'.join(str(d) for d in shapes[key])}" for name, shapes in profile.items())
 
 
-def trtexec_commands(precision: str, profile: dict[str, dict[str, list[int]]]) -> dict[str, list[str]]:
-    """The exact ``trtexec`` command lines, keyed by the TensorRT versions they are for."""
-    shapes = [f"--minShapes={_shape_arg(profile, 'min')}", f"--optShapes={_shape_arg(profile, 'opt')}", f"--maxShapes={_shape_arg(profile, 'max')}"]
+def trtexec_commands(precision: str, profile_list: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """The exact ``trtexec`` command lines, keyed by the TensorRT versions they are for. Several
+    profiles become ``--profile=N`` followed by that profile's shape flags (trtexec's syntax)."""
+    shapes: list[str] = []
+    for index, profile in enumerate(profile_list):
+        if len(profile_list) > 1:
+            shapes.append(f"--profile={index}")
+        shapes += [f"--{key}Shapes={_shape_arg(profile['shapes'], key)}" for key in ("min", "opt", "max")]
     common = ["trtexec", "--onnx=model.onnx", f"--saveEngine={ENGINE_FILE}", f"--timingCacheFile={TIMING_CACHE}", *shapes]
     commands = {"tensorrt>=10.12 (strongly typed)": [*common, "--stronglyTyped"]}
     if precision == "int8":
@@ -138,7 +158,7 @@ def build_engine(folder: Path) -> dict[str, Any]:
     import tensorrt as trt
 
     folder = Path(folder)
-    profile_spec: dict[str, dict[str, list[int]]] = json.loads((folder / PROFILE_FILE).read_text())
+    profile_list: list[dict[str, Any]] = json.loads((folder / PROFILE_FILE).read_text())
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     major = int(trt.__version__.split(".")[0])
@@ -151,10 +171,11 @@ def build_engine(folder: Path) -> dict[str, Any]:
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise RuntimeError(f"TensorRT could not parse model.onnx: {errors}")
     config = builder.create_builder_config()
-    profile = builder.create_optimization_profile()
-    for name, shapes in profile_spec.items():
-        profile.set_shape(name, trt.Dims(shapes["min"]), trt.Dims(shapes["opt"]), trt.Dims(shapes["max"]))
-    config.add_optimization_profile(profile)
+    for spec in profile_list:  # added in file order: the index a session selects is the position here
+        profile = builder.create_optimization_profile()
+        for name, shapes in spec["shapes"].items():
+            profile.set_shape(name, trt.Dims(shapes["min"]), trt.Dims(shapes["opt"]), trt.Dims(shapes["max"]))
+        config.add_optimization_profile(profile)
     cache_file = folder / TIMING_CACHE
     timing_cache = config.create_timing_cache(cache_file.read_bytes() if cache_file.is_file() else b"")
     config.set_timing_cache(timing_cache, ignore_mismatch=False)
@@ -167,7 +188,7 @@ def build_engine(folder: Path) -> dict[str, Any]:
     updated = config.get_timing_cache()
     if updated is not None:
         cache_file.write_bytes(bytes(updated.serialize()))
-    return {"tensorrt_version": trt.__version__, **_gpu(), "strongly_typed": True, "profiles": profile_spec}
+    return {"tensorrt_version": trt.__version__, **_gpu(), "strongly_typed": True, "profiles": [p["name"] for p in profile_list]}
 
 
 def _gpu() -> dict[str, Any]:
@@ -200,21 +221,17 @@ def float_tensors(model: Any) -> list[str]:
 def trt_export(cfg: Any, model_dir: Path, built: Any, reference: Any, tmp: Path, steps: Any, inputs: list[dict]) -> tuple[dict, dict]:
     """Turn the validated fp32 ``tmp/model.onnx`` into the TensorRT-ready folder; measure it on ONNX
     Runtime against PyTorch; build the engine when TensorRT and a GPU are here."""
-    import onnx
-
     from edgekit.export.int8 import build_eval_set, measure
 
-    profile = profiles(inputs, cfg.max_batch, min(8, cfg.max_batch), max(cfg.seq_lens), built.max_length or max(cfg.seq_lens))
+    max_seq = cfg.max_seq or built.max_length or max(cfg.seq_lens)
+    profile = [{"name": "default", "shapes": profiles(inputs, cfg.max_batch, min(8, cfg.max_batch), min(max(cfg.seq_lens), max_seq), max_seq)}]
     (tmp / PROFILE_FILE).write_text(json.dumps(profile, indent=2))
     with steps.step("reference outputs on eval data"):
         evalset = build_eval_set(cfg, built, reference, model_dir)
     quant: dict[str, Any] = {}
     if cfg.precision == "fp16":
-        from onnxruntime.transformers.float16 import convert_float_to_float16
-
         with steps.step("convert to fp16"):
-            model = convert_float_to_float16(onnx.load(str(tmp / "model.onnx")), keep_io_types=True, op_block_list=list(FP32_OPS))
-            onnx.save(model, str(tmp / "model.onnx"))
+            to_fp16(tmp / "model.onnx", tmp / "model.onnx", FP32_OPS)
     elif cfg.precision == "int8":
         quant = _trt_int8(cfg, model_dir, built, tmp, steps)
     from edgekit.runtimes.base import SessionOptions
@@ -244,8 +261,181 @@ def trt_export(cfg: Any, model_dir: Path, built: Any, reference: Any, tmp: Path,
     return section, quality
 
 
+FP16_MAX = 65504.0
 FP32_OPS = ("LayerNormalization", "Softmax")
 """Kept in fp32 in the fp16 graph: normalisation statistics and softmax sums lose the most in fp16."""
+
+DECODER_FP32_OPS = (*FP32_OPS, "Pow", "ReduceMean")
+"""A decoder's fp16 graph also keeps RMSNorm's statistics in fp32 (squares of hidden states of a
+few hundred overflow fp16's 65504); see also ``norm_statistics_nodes`` and ``rotary_nodes``."""
+DECODER_MAX_SEQ = 2048
+"""Default longest context (prompt + generated tokens) of a decoder's TensorRT profiles, unless
+--max-seq-len says otherwise: models declare 8k-128k, whose prefill activations do not fit an edge GPU."""
+FP16_DECODER_ATOL = 0.25
+"""Largest |logit - PyTorch fp32 logit| allowed for the fp16 decoder graph (logits of order 10;
+fp16 keeps ~3 significant digits through 30 layers). Greedy tokens are compared and reported too."""
+
+
+def rotary_nodes(model: Any) -> list[str]:
+    """Nodes that compute rotary-embedding angles and their cos/sin: every ancestor of a Cos or Sin
+    node. They stay fp32 in an fp16 graph: an angle of position x frequency reaches ~2000 radians at
+    position 2048, where fp16's spacing is 1-2 radians."""
+    produced_by = {out: node for node in model.graph.node for out in node.output}
+    todo = [node for node in model.graph.node if node.op_type in ("Cos", "Sin")]
+    seen: dict[str, Any] = {}
+    while todo:
+        node = todo.pop()
+        if node.name in seen:
+            continue
+        seen[node.name] = node
+        todo += [produced_by[i] for i in node.input if i in produced_by]
+    return sorted(seen)
+
+
+def norm_statistics_nodes(model: Any) -> list[str]:
+    """What follows each ReduceMean up to the reciprocal: RMSNorm's ``mean(x^2) + eps``, ``sqrt``,
+    ``1 / .`` (and LayerNorm's decomposed variance). Kept fp32 with the ReduceMean: a mean of
+    squares of hidden states with outlier channels passes fp16's 65504."""
+    consumers: dict[str, list[Any]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    picked: list[str] = []
+    for node in model.graph.node:
+        if node.op_type != "ReduceMean":
+            continue
+        frontier = [node]
+        while frontier:
+            current = frontier.pop()
+            for nxt in (c for out in current.output for c in consumers.get(out, [])):
+                if nxt.op_type in ("Add", "Sqrt", "Reciprocal", "Div") and nxt.name not in picked:
+                    picked.append(nxt.name)
+                    if nxt.op_type != "Reciprocal" and nxt.op_type != "Div":
+                        frontier.append(nxt)
+    return picked
+
+
+def to_fp16(src: Path, out: Path, op_block_list: tuple[str, ...], node_block_list: list[str] | None = None) -> None:
+    """fp16 weights and compute, inputs and outputs kept in their exported types (so the same
+    feeding code runs it); ``op_block_list`` (added to the converter's own list, which a list given
+    would replace) and ``node_block_list`` stay fp32 behind casts."""
+    import onnx
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    from edgekit.compress.ort_quant import save_onnx
+
+    model = onnx.load(str(src))
+    names = node_block_list if node_block_list is not None else []
+    # constants are clamped to fp16's own limit, not the converter's default 1e4: the causal mask
+    # stays fp16's most negative value, as PyTorch's fp16 masks are
+    model = convert_float_to_float16(model, max_finite_val=FP16_MAX, keep_io_types=True, op_block_list=[*DEFAULT_OP_BLOCK_LIST, *op_block_list], node_block_list=names)
+    _drop_repeated_casts(model)
+    _skip_fp16_round_trips(model, set(op_block_list), set(names))
+    save_onnx(model, out)
+
+
+def _drop_repeated_casts(model: Any) -> int:
+    """The fp16 converter casts a tensor once per read by a kept node, every Cast writing the same
+    name: an initializer shared by 60 Pow nodes, or rotary's ``Concat(x, x)``, makes an invalid
+    graph. Keep the first of each."""
+    produced: dict[str, Any] = {}
+    keep, dropped = [], 0
+    for node in model.graph.node:
+        first = produced.get(node.output[0]) if node.output else None
+        if first is not None and node.op_type == first.op_type == "Cast" and list(node.input) == list(first.input):
+            dropped += 1
+            continue
+        produced.update({out: node for out in node.output})
+        keep.append(node)
+    if dropped:
+        del model.graph.node[:]
+        model.graph.node.extend(keep)
+    return dropped
+
+
+def _skip_fp16_round_trips(model: Any, ops: set[str], nodes: set[str]) -> int:
+    """Between two fp32-kept nodes the converter still goes fp32 -> fp16 -> fp32: RMSNorm's squares
+    (up to ~1e9 on SmolLM2) become inf on the way from Pow to ReduceMean. Feed the fp32 value
+    straight through wherever the producer is one of ours (``ops`` / ``nodes``: float outputs)."""
+    producer = {out: node for node in model.graph.node for out in node.output}
+    kept = {out for node in model.graph.node if node.op_type in ops or node.name in nodes for out in node.output}
+
+    def to(node: Any) -> int:
+        return next((a.i for a in node.attribute if a.name == "to"), -1)
+
+    bypass: dict[str, str] = {}
+    for node in model.graph.node:
+        first = producer.get(node.input[0]) if node.op_type == "Cast" and to(node) == 1 else None
+        if first is not None and first.op_type == "Cast" and to(first) == 10 and first.input[0] in kept:
+            bypass[node.output[0]] = first.input[0]
+    for node in model.graph.node:
+        for i, name in enumerate(node.input):
+            if name in bypass:
+                node.input[i] = bypass[name]
+    graph_outputs = {o.name for o in model.graph.output}
+    used = {name for node in model.graph.node for name in node.input} | graph_outputs
+    live = [n for n in model.graph.node if not (n.op_type == "Cast" and n.output[0] not in used)]
+    while len(live) != len(model.graph.node):  # dropping a dead Cast can leave its own input Cast dead
+        del model.graph.node[:]
+        model.graph.node.extend(live)
+        used = {name for node in model.graph.node for name in node.input} | graph_outputs
+        live = [n for n in model.graph.node if not (n.op_type == "Cast" and n.output[0] not in used)]
+    return len(bypass)
+
+
+def trt_decoder_export(cfg: Any, built: Any, reference: Any, tmp: Path, steps: Any, inputs: list[dict], prompts: list[str], validation: dict) -> tuple[dict, dict]:
+    """``--target trt`` for a KV-cache decoder: the validated fp32 ``tmp/model.onnx`` in fp16 (cache
+    in and out stay fp32), decode and prefill profiles, the build commands; logits of the fp16
+    graph on ONNX Runtime checked against PyTorch on a prefill, a step and a padded batch, greedy
+    generation compared with transformers fp32; the engine built when TensorRT and a GPU are here."""
+    import onnx
+
+    from edgekit.export.validate import ValidationReport, compare_masked_batch, decoder_cases, greedy_parity, require_pass
+    from edgekit.runtimes.base import SessionOptions
+    from edgekit.runtimes.ort_backend import OrtSession
+
+    max_seq = max(2, min(cfg.max_seq or DECODER_MAX_SEQ, built.max_length or DECODER_MAX_SEQ))
+    profile = decoder_profiles(inputs, cfg.max_batch, min(max(cfg.seq_lens), max_seq - 1), max_seq)
+    (tmp / PROFILE_FILE).write_text(json.dumps(profile, indent=2))
+    fp32 = tmp / "model.fp32.onnx"
+    (tmp / "model.onnx").rename(fp32)
+    with steps.step("convert to fp16"):
+        graph = onnx.load(str(fp32), load_external_data=False)
+        kept = rotary_nodes(graph) + norm_statistics_nodes(graph)
+        del graph
+        to_fp16(fp32, tmp / "model.onnx", DECODER_FP32_OPS, kept)
+    fp32.unlink()
+    for leftover in tmp.glob("model.fp32.onnx*"):
+        leftover.unlink()
+    with steps.step("validate fp16 on ONNX Runtime"):
+        session = OrtSession(tmp / "model.onnx", SessionOptions())
+        report = ValidationReport(atol=FP16_DECODER_ATOL)
+        for name, case in decoder_cases(built.tokenizer, built.layout, reference):
+            compare_masked_batch(reference, session, case, FP16_DECODER_ATOL, report, name)
+        require_pass(report)
+        generation = greedy_parity(built.model, built.tokenizer, session, built.layout, prompts, new_tokens=32, strict=False)
+    commands = trtexec_commands("fp16", profile)
+    write_build_script(tmp, commands)
+    ok, why = tensorrt_status()
+    engine = None
+    if ok:
+        with steps.step("build TensorRT engine"):
+            engine = build_engine(tmp)
+    section = {
+        "tensorrt": {
+            "precision": "fp16",
+            "profiles": profile,
+            "max_seq": max_seq,
+            "build_commands": {k: " ".join(shlex.quote(a) for a in v) for k, v in commands.items()},
+            "engine_built": engine is not None,
+            "engine": engine,
+            "not_built_because": None if ok else why,
+            "fp32_ops": list(DECODER_FP32_OPS),
+            "fp32_nodes": len(kept),
+            "io_types": "as exported (int64 ids, float32 logits and cache)",
+        }
+    }
+    return section, {"runtime": "onnxruntime", **report.as_dict(), "greedy_generation": generation, "fp32": validation}
 
 
 def _trt_int8(cfg: Any, model_dir: Path, built: Any, tmp: Path, steps: Any) -> dict:

@@ -38,6 +38,8 @@ class TrtSession:
         self._outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         self._dtypes = {n: _NUMPY.get(engine.get_tensor_dtype(n).name, "float32") for n in names}
         self._shapes = {n: _dims(engine.get_tensor_shape(n)) for n in names}
+        self._ranges = _profile_ranges(engine, self._inputs)
+        self._active = 0
 
     def input_specs(self) -> list[TensorSpec]:
         return [TensorSpec(n, tuple(d if d >= 0 else None for d in self._shapes[n]), self._dtypes[n]) for n in self._inputs]
@@ -50,9 +52,15 @@ class TrtSession:
 
         torch = self._torch
         check_inputs(self, inputs)
+        stream = torch.cuda.current_stream()
+        arrays = {name: np.ascontiguousarray(inputs[name], dtype=self._dtypes[name]) for name in self._inputs}
+        profile = self.profile_for({name: a.shape for name, a in arrays.items()})
+        if profile != self._active:
+            if not self._context.set_optimization_profile_async(profile, stream.cuda_stream):
+                raise RuntimeError(f"TensorRT could not switch to optimization profile {profile}")
+            self._active = profile
         keep = []
-        for name in self._inputs:
-            array = np.ascontiguousarray(inputs[name], dtype=self._dtypes[name])
+        for name, array in arrays.items():
             tensor = torch.from_numpy(array).cuda()
             keep.append(tensor)
             self._context.set_input_shape(name, tuple(array.shape))
@@ -63,15 +71,50 @@ class TrtSession:
             tensor = torch.empty(shape, dtype=getattr(torch, self._dtypes[name]), device="cuda")
             outputs[name] = tensor
             self._context.set_tensor_address(name, tensor.data_ptr())
-        stream = torch.cuda.current_stream()
         if not self._context.execute_async_v3(stream.cuda_stream):
             raise RuntimeError("TensorRT execution failed")
         stream.synchronize()
         wanted = output_names or self._outputs
         return {name: outputs[name].cpu().numpy() for name in wanted}
 
+    def profile_for(self, shapes: Mapping[str, tuple[int, ...]]) -> int:
+        """The first optimization profile whose min..max ranges hold every input shape."""
+        return pick_profile(self._ranges, shapes)
+
     def model_bytes(self) -> int:
         return self.engine_path.stat().st_size
+
+
+def _profile_ranges(engine: Any, inputs: list[str]) -> list[dict[str, tuple[tuple[int, ...], tuple[int, ...]]]]:
+    """Per optimization profile, the (min, max) shape of every input (a decoder's engine has two:
+    decode, prefill)."""
+    ranges = []
+    for index in range(engine.num_optimization_profiles):
+        profile = {}
+        for name in inputs:
+            low, _, high = engine.get_tensor_profile_shape(name, index)
+            profile[name] = (_dims(low), _dims(high))
+        ranges.append(profile)
+    return ranges
+
+
+def _shown(name: str) -> bool:
+    """In messages, one cache tensor stands for all of them."""
+    return not name.startswith("past_key_values.") or name == "past_key_values.0.key"
+
+
+def pick_profile(ranges: list[dict[str, tuple[tuple[int, ...], tuple[int, ...]]]], shapes: Mapping[str, tuple[int, ...]]) -> int:
+    """Index of the first profile (per input: min and max shape) that holds ``shapes``; a clear error
+    when none does (a prompt or batch past what the engine was built for)."""
+    for index, profile in enumerate(ranges):
+        if all(len(shapes[n]) == len(lo) and all(a <= d <= b for d, a, b in zip(shapes[n], lo, hi)) for n, (lo, hi) in profile.items()):
+            return index
+    limits = "; ".join(", ".join(f"{n} {list(lo)}..{list(hi)}" for n, (lo, hi) in profile.items() if _shown(n)) for profile in ranges)
+    given = ", ".join(f"{n} {list(s)}" for n, s in shapes.items() if _shown(n))
+    raise InputError(
+        f"input shapes ({given}) fit none of the engine's optimization profiles ({limits})",
+        "re-export with a larger --max-batch or --max-seq-len and rebuild the engine",
+    )
 
 
 def _dims(dims: Any) -> tuple[int, ...]:

@@ -17,7 +17,9 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from edgekit.export.tensorrt import calibration_cache_text, profiles, read_calibration_cache, tensorrt_status, trtexec_commands, version_code
+from edgekit.errors import InputError
+from edgekit.export.tensorrt import calibration_cache_text, decoder_profiles, profiles, read_calibration_cache, tensorrt_status, trtexec_commands, version_code
+from edgekit.runtimes.trt_backend import pick_profile
 
 from ..conftest import REPO, run_cli
 
@@ -38,12 +40,55 @@ def test_profiles_cover_every_dynamic_input_including_the_kv_cache():
 
 def test_trtexec_commands():
     p = profiles([{"name": "input_ids", "shape": ["batch", "sequence"]}], 16, 8, 128, 512)
-    cmds = trtexec_commands("int8", p)
+    cmds = trtexec_commands("int8", [{"name": "default", "shapes": p}])
     first = next(iter(cmds.values()))
     assert "--minShapes=input_ids:1x1" in first and "--optShapes=input_ids:8x128" in first and "--maxShapes=input_ids:16x512" in first
     assert "--stronglyTyped" in first and "--timingCacheFile=timing.cache" in first
     implicit = [c for label, c in cmds.items() if "implicit" in label][0]
     assert "--onnx=model.fp32.onnx" in implicit and "--calib=calibration.cache" in implicit and "--int8" in implicit
+
+
+DECODER_INPUTS = [
+    {"name": "input_ids", "shape": ["batch", "sequence"]},
+    {"name": "attention_mask", "shape": ["batch", "total_sequence"]},
+    {"name": "position_ids", "shape": ["batch", "sequence"]},
+    {"name": "past_key_values.0.key", "shape": ["batch", 3, "past_sequence", 64]},
+    {"name": "past_key_values.0.value", "shape": ["batch", 3, "past_sequence", 64]},
+]
+
+
+def test_decoder_profiles_decode_then_prefill_each_shape_consistent():
+    decode, prefill = decoder_profiles(DECODER_INPUTS, max_batch=4, opt_context=128, max_seq=1024)
+    assert (decode["name"], prefill["name"]) == ("decode", "prefill")
+    d, p = decode["shapes"], prefill["shapes"]
+    assert d["input_ids"] == {"min": [1, 1], "opt": [1, 1], "max": [4, 1]}
+    assert d["past_key_values.0.key"] == {"min": [1, 3, 0, 64], "opt": [1, 3, 128, 64], "max": [4, 3, 1023, 64]}
+    assert p["input_ids"] == {"min": [1, 1], "opt": [1, 128], "max": [4, 1024]}
+    assert p["past_key_values.0.value"]["max"] == [4, 3, 0, 64]  # a prompt starts from an empty cache
+    for shapes in (d, p):  # TensorRT checks total = past + new at min, opt and max
+        for key in ("min", "opt", "max"):
+            assert shapes["attention_mask"][key][1] == shapes["past_key_values.0.key"][key][2] + shapes["input_ids"][key][1]
+    cmd = next(iter(trtexec_commands("fp16", [decode, prefill]).values()))
+    assert [a for a in cmd if a.startswith("--profile=")] == ["--profile=0", "--profile=1"]
+    after0 = cmd[cmd.index("--profile=0") + 1 : cmd.index("--profile=1")]
+    assert [a.split("=")[0] for a in after0] == ["--minShapes", "--optShapes", "--maxShapes"]
+    assert "--optShapes=input_ids:1x1,attention_mask:1x129" in " ".join(after0)
+
+
+def test_a_session_picks_the_profile_that_holds_the_shapes():
+    profile_list = decoder_profiles(DECODER_INPUTS, max_batch=2, opt_context=16, max_seq=64)
+    ranges = [{n: (tuple(s["min"]), tuple(s["max"])) for n, s in p["shapes"].items()} for p in profile_list]
+
+    def shapes(batch, new, past):
+        return {"input_ids": (batch, new), "attention_mask": (batch, past + new), "position_ids": (batch, new), "past_key_values.0.key": (batch, 3, past, 64), "past_key_values.0.value": (batch, 3, past, 64)}
+
+    assert pick_profile(ranges, shapes(1, 1, 40)) == 0  # a decode step
+    assert pick_profile(ranges, shapes(2, 1, 0)) == 0  # the first step of two beams
+    assert pick_profile(ranges, shapes(1, 20, 0)) == 1  # a prompt
+    with pytest.raises(InputError, match=r"input_ids \[1, 80\].*fit none of the engine's optimization profiles"):
+        pick_profile(ranges, shapes(1, 80, 0))  # longer than --max-seq-len
+    with pytest.raises(InputError, match="--max-batch"):
+        pick_profile(ranges, shapes(3, 1, 5))
 
 
 def test_calibration_cache_format_by_hand():
@@ -124,7 +169,8 @@ def test_trt_int8_folder_holds_explicit_symmetric_qdq_and_a_calibration_cache(tr
     out, result = trt_int8
     m = json.loads((out / "manifest.json").read_text())
     trt = m["export"]["tensorrt"]
-    assert set(json.loads((out / "trt_profiles.json").read_text())) == {"input_ids", "token_type_ids", "attention_mask"}
+    (profile,) = json.loads((out / "trt_profiles.json").read_text())
+    assert profile["name"] == "default" and set(profile["shapes"]) == {"input_ids", "token_type_ids", "attention_mask"}
     assert (out / "build_trt.sh").read_text().count("trtexec") == 3
     if not TRT_READY:
         assert trt["engine_built"] is False and trt["not_built_because"] == TRT_WHY
@@ -173,3 +219,61 @@ def test_trt_fp16_graph_is_fp16_and_faithful(minilm_artifact, tmp_path):
     assert len(weights) > 36 and all(w.data_type == onnx.TensorProto.FLOAT16 for w in weights)
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT64
     assert json.loads((out / "manifest.json").read_text())["validation"]["quality"]["mean_cosine"] > 0.9999
+
+
+@pytest.fixture(scope="module")
+def trt_decoder(tmp_path_factory):
+    from .test_decoder_families import make_tiny_decoder
+
+    root = tmp_path_factory.mktemp("trt-dec")
+    src = make_tiny_decoder(root / "src", "llama")
+    out = root / "trt16"
+    result = run_cli("export", "--model", str(src), "--target", "trt", "--precision", "fp16", "--max-seq-len", "96", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return src, out, result
+
+
+def test_trt_fp16_decoder_has_decode_and_prefill_profiles_and_matches_transformers(trt_decoder):
+    src, out, result = trt_decoder
+    m = json.loads((out / "manifest.json").read_text())
+    trt = m["export"]["tensorrt"]
+    decode, prefill = json.loads((out / "trt_profiles.json").read_text())
+    past = [i["name"] for i in m["export"]["inputs"] if i["name"].startswith("past_key_values.")]
+    assert len(past) == 4 and set(past) <= set(decode["shapes"]) and decode["shapes"][past[0]]["max"][2] == 95
+    assert prefill["shapes"]["input_ids"]["max"][1] == 96 and trt["max_seq"] == 96
+    assert (out / "build_trt.sh").read_text().count("--profile=1") == 2  # both trtexec lines carry both profiles
+    if not TRT_READY:
+        assert trt["engine_built"] is False and "TensorRT engine not built" in result.stdout
+    model = onnx.load(str(out / "model.onnx"))
+    matrices = [i for i in model.graph.initializer if len(i.dims) == 2]
+    assert matrices and all(w.data_type == onnx.TensorProto.FLOAT16 for w in matrices)
+    ops = {n.op_type for n in model.graph.node}
+    kept = {n.op_type for n in model.graph.node if n.op_type in ("Cos", "Sin", "Pow", "ReduceMean")}
+    assert kept == {"Cos", "Sin", "Pow", "ReduceMean"} and "Cast" in ops
+    # the fp16 graph on ONNX Runtime: logits within the fp16 tolerance, greedy tokens identical to transformers fp32
+    assert m["validation"]["passed"] and m["validation"]["max_abs_diff"]["logits"] < 0.25
+    assert m["validation"]["greedy_generation"]["identical"], m["validation"]["greedy_generation"]
+    gen = run_cli("generate", str(out), "--prompt", "Edge devices", "--max-new-tokens", "4")
+    assert gen.returncode == 0, gen.stderr
+
+
+def test_trt_decoder_bad_options_one_line_nothing_written(trt_decoder, tmp_path):
+    src, _, _ = trt_decoder
+    for args, words in (
+        (["--target", "trt", "--precision", "int8"], "is not available for decoders"),
+        (["--target", "onnx", "--max-seq-len", "64"], "applies only to --target trt"),
+        (["--target", "trt", "--precision", "fp16", "--max-seq-len", "1"], "must be at least 2"),
+    ):
+        result = run_cli("export", "--model", str(src), *args, "--out", str(tmp_path / "x"))
+        assert result.returncode != 0 and words in result.stderr and "Traceback" not in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
+
+
+@pytest.mark.skipif(not TRT_READY, reason=f"TensorRT engine build needs TensorRT and a GPU: {TRT_WHY}")
+def test_decoder_engine_generates_what_onnx_runtime_does(trt_decoder):  # pragma: no cover - runs on a GPU machine only
+    _, out, _ = trt_decoder
+    assert run_cli("build", str(out)).returncode == 0
+    trt_run = run_cli("generate", str(out), "--backend", "trt", "--prompt", "Edge devices", "--max-new-tokens", "8")
+    ort_run = run_cli("generate", str(out), "--backend", "ort", "--prompt", "Edge devices", "--max-new-tokens", "8")
+    assert trt_run.returncode == 0, trt_run.stderr
+    assert trt_run.stdout.strip() == ort_run.stdout.strip()
