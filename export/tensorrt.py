@@ -239,26 +239,28 @@ def trt_export(cfg: Any, model_dir: Path, built: Any, reference: Any, tmp: Path,
 
     with steps.step("measure on ONNX Runtime"):
         quality = measure(evalset, OrtSession(tmp / "model.onnx", SessionOptions()), cfg.seed)
-    commands = trtexec_commands(cfg.precision, profile)
+    section = {"tensorrt": {**_commands_and_engine(tmp, cfg.precision, profile, steps), "fp32_ops": list(FP32_OPS) if cfg.precision == "fp16" else None}, **quant}
+    return section, quality
+
+
+def _commands_and_engine(tmp: Path, precision: str, profile: list[dict[str, Any]], steps: Any) -> dict[str, Any]:
+    """Write ``build_trt.sh``; build the engine now when TensorRT and a GPU are here. The manifest's
+    ``tensorrt`` section, common to encoders and decoders."""
+    commands = trtexec_commands(precision, profile)
     write_build_script(tmp, commands)
     ok, why = tensorrt_status()
     engine = None
     if ok:
         with steps.step("build TensorRT engine"):
             engine = build_engine(tmp)
-    section = {
-        "tensorrt": {
-            "precision": cfg.precision,
-            "profiles": profile,
-            "build_commands": {k: " ".join(shlex.quote(a) for a in v) for k, v in commands.items()},
-            "engine_built": engine is not None,
-            "engine": engine,
-            "not_built_because": None if ok else why,
-            "fp32_ops": list(FP32_OPS) if cfg.precision == "fp16" else None,
-        },
-        **quant,
+    return {
+        "precision": precision,
+        "profiles": profile,
+        "build_commands": {k: " ".join(shlex.quote(a) for a in v) for k, v in commands.items()},
+        "engine_built": engine is not None,
+        "engine": engine,
+        "not_built_because": None if ok else why,
     }
-    return section, quality
 
 
 FP16_MAX = 65504.0
@@ -414,22 +416,10 @@ def trt_decoder_export(cfg: Any, built: Any, reference: Any, tmp: Path, steps: A
             compare_masked_batch(reference, session, case, FP16_DECODER_ATOL, report, name)
         require_pass(report)
         generation = greedy_parity(built.model, built.tokenizer, session, built.layout, prompts, new_tokens=32, strict=False)
-    commands = trtexec_commands("fp16", profile)
-    write_build_script(tmp, commands)
-    ok, why = tensorrt_status()
-    engine = None
-    if ok:
-        with steps.step("build TensorRT engine"):
-            engine = build_engine(tmp)
     section = {
         "tensorrt": {
-            "precision": "fp16",
-            "profiles": profile,
+            **_commands_and_engine(tmp, "fp16", profile, steps),
             "max_seq": max_seq,
-            "build_commands": {k: " ".join(shlex.quote(a) for a in v) for k, v in commands.items()},
-            "engine_built": engine is not None,
-            "engine": engine,
-            "not_built_because": None if ok else why,
             "fp32_ops": list(DECODER_FP32_OPS),
             "fp32_nodes": len(kept),
             "io_types": "as exported (int64 ids, float32 logits and cache)",
