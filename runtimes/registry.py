@@ -103,8 +103,10 @@ def load_session(artifact: Path | str, backend: str = "auto", threads: int | Non
         backend = default_backend(manifest)
     entry = get_backend_entry(backend)
     if not entry.reads(manifest):
-        fmt = manifest.get("export", {}).get("format", "onnx")
-        raise InputError(f"backend '{backend}' cannot run '{artifact}' ({fmt})", f"use --backend {default_backend(manifest)}")
+        export = manifest.get("export", {})
+        if entry.needs_engine and "tensorrt" in export:
+            raise InputError(f"'{artifact}' holds no TensorRT engine yet", f"run 'edgekit build {artifact}' on the device with TensorRT and a GPU, or use --backend {default_backend(manifest)}")
+        raise InputError(f"backend '{backend}' cannot run '{artifact}' ({export.get('format', 'onnx')})", f"use --backend {default_backend(manifest)}")
     files = manifest.get("export", {}).get("model_files")
     if files and model_file is None:
         raise InputError(f"'{artifact}' is an encoder-decoder: it holds {' and '.join(sorted(files))} graphs", "use 'edgekit generate', or edgekit.runtimes.seq2seq.open_seq2seq in Python")

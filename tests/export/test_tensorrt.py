@@ -255,6 +255,10 @@ def test_trt_fp16_decoder_has_decode_and_prefill_profiles_and_matches_transforme
     assert m["validation"]["greedy_generation"]["identical"], m["validation"]["greedy_generation"]
     gen = run_cli("generate", str(out), "--prompt", "Edge devices", "--max-new-tokens", "4")
     assert gen.returncode == 0, gen.stderr
+    if not TRT_READY:  # before 'edgekit build': one line says the engine is missing and how to get it
+        no_engine = run_cli("generate", str(out), "--backend", "trt", "--prompt", "Edge devices")
+        assert no_engine.returncode != 0 and "holds no TensorRT engine yet" in no_engine.stderr and "edgekit build" in no_engine.stderr
+        assert len(no_engine.stderr.strip().splitlines()) == 1
 
 
 def test_trt_decoder_bad_options_one_line_nothing_written(trt_decoder, tmp_path):
