@@ -375,14 +375,13 @@ def _skip_fp16_round_trips(model: Any, ops: set[str], nodes: set[str]) -> int:
             if name in bypass:
                 node.input[i] = bypass[name]
     graph_outputs = {o.name for o in model.graph.output}
-    used = {name for node in model.graph.node for name in node.input} | graph_outputs
-    live = [n for n in model.graph.node if not (n.op_type == "Cast" and n.output[0] not in used)]
-    while len(live) != len(model.graph.node):  # dropping a dead Cast can leave its own input Cast dead
-        del model.graph.node[:]
-        model.graph.node.extend(live)
+    while True:  # dropping a dead Cast can leave its own input Cast dead
         used = {name for node in model.graph.node for name in node.input} | graph_outputs
         live = [n for n in model.graph.node if not (n.op_type == "Cast" and n.output[0] not in used)]
-    return len(bypass)
+        if len(live) == len(model.graph.node):
+            return len(bypass)
+        del model.graph.node[:]
+        model.graph.node.extend(live)
 
 
 def trt_decoder_export(cfg: Any, built: Any, reference: Any, tmp: Path, steps: Any, inputs: list[dict], prompts: list[str], validation: dict) -> tuple[dict, dict]:
@@ -406,8 +405,7 @@ def trt_decoder_export(cfg: Any, built: Any, reference: Any, tmp: Path, steps: A
         kept = rotary_nodes(graph) + norm_statistics_nodes(graph)
         del graph
         to_fp16(fp32, tmp / "model.onnx", DECODER_FP32_OPS, kept)
-    fp32.unlink()
-    for leftover in tmp.glob("model.fp32.onnx*"):
+    for leftover in tmp.glob("model.fp32.onnx*"):  # the graph and any external-data file beside it
         leftover.unlink()
     with steps.step("validate fp16 on ONNX Runtime"):
         session = OrtSession(tmp / "model.onnx", SessionOptions())

@@ -133,6 +133,4 @@ class TrtBackend:
             raise InputError(f"the TensorRT backend cannot run here: {why}", "run it on the device with TensorRT and a GPU")
         if model_file is not None:
             raise InputError("the TensorRT backend runs single-graph artifacts only", "export encoder-decoders with --target onnx or openvino")
-        if not manifest.get("export", {}).get("tensorrt", {}).get("engine_built"):
-            raise InputError(f"'{artifact}' holds no TensorRT engine yet", f"run 'edgekit build {artifact}' on the device")
         return TrtSession(Path(artifact) / ENGINE_FILE, options)
