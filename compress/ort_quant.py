@@ -175,13 +175,17 @@ def quantize_dynamic_int8(src: Path, out: Path, nodes: list[str], per_channel: b
 
 
 def save_onnx(model: Any, out: Path) -> None:
-    """Save, with the weights in ``<name>.data`` beside it when protobuf's 2 GB cap would be hit."""
+    """Save, with the weights in ``<name>.data`` beside it when protobuf's 2 GB cap would be hit.
+    ``model`` is fully in memory: a ``<name>.data`` left by the graph it replaces (a >2 GB fp32
+    export converted in place to a smaller fp16 or INT8 one) is stale and is removed."""
     import onnx
 
+    data = out.with_name(out.name + ".data")
     if model.ByteSize() > 1_800_000_000:
-        onnx.save(model, str(out), save_as_external_data=True, location=out.name + ".data")
+        onnx.save(model, str(out), save_as_external_data=True, location=data.name)
     else:
         onnx.save(model, str(out))
+        data.unlink(missing_ok=True)
 
 
 def qdq_summary(path: Path) -> dict:

@@ -19,6 +19,7 @@ from edgekit.compress.ort_quant import (
     load_with_shapes,
     quantize_dynamic_int8,
     quantize_static_qdq,
+    save_onnx,
     weight_matmuls,
 )
 from edgekit.compress.smooth import smooth_factors, smooth_quant, smoothable
@@ -56,6 +57,19 @@ def _quantized(tmp_path, tiny_onnx, **kwargs):
     out = tmp_path / "q.onnx"
     quantize_static_qdq(load_with_shapes(src), out, ranges.tensors, target.nodes, **kwargs)
     return out, target
+
+
+def test_save_inline_removes_the_stale_external_data_of_the_graph_it_replaces(tmp_path, tiny_onnx):
+    """A >2 GB fp32 graph keeps its weights in model.onnx.data; quantized or fp16 in place it fits
+    inline, and the old data file must not stay behind (it would also count in the model size)."""
+    src, feeds = tiny_onnx
+    out = tmp_path / "model.onnx"
+    onnx.save(onnx.load(str(src)), str(out), save_as_external_data=True, location="model.onnx.data", size_threshold=0)
+    assert (tmp_path / "model.onnx.data").stat().st_size > 10_000
+    model = onnx.load(str(out))  # weights read into memory
+    save_onnx(model, out)
+    assert not (tmp_path / "model.onnx.data").exists()
+    np.testing.assert_array_equal(_run(out, feeds[:1])[0], _run(src, feeds[:1])[0])
 
 
 def test_weight_matmuls_are_the_linear_layers(tiny_onnx):
