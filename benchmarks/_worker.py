@@ -44,7 +44,17 @@ def worker_main(conn, artifact: str, backend: str, threads: int | None, settle_s
         else:
             session = load_session(artifact, backend, threads=threads)
             model_bytes = session.model_bytes()
-        conn.send(("ready", {"load_s": time.perf_counter() - start, "rss_before_load_mb": baseline, "rss_after_load_mb": _rss_mb(), "model_bytes": model_bytes}))
+        conn.send(
+            (
+                "ready",
+                {
+                    "load_s": time.perf_counter() - start,
+                    "rss_before_load_mb": baseline,
+                    "rss_after_load_mb": _rss_mb(),
+                    "model_bytes": model_bytes,
+                },
+            )
+        )
         inputs = None
         while True:
             command, arg = conn.recv()
@@ -67,13 +77,17 @@ def worker_main(conn, artifact: str, backend: str, threads: int | None, settle_s
                 conn.send(("steps", timed_generation(session, artifact, arg["prompt"], arg["new_tokens"])))
                 time.sleep(settle_s)
             elif command == "seq2seq":
-                conn.send(("timings", timed_seq2seq(session, arg["inputs"], arg["prompt"], arg["new_tokens"])))
+                conn.send(
+                    ("timings", timed_seq2seq(session, arg["inputs"], arg["prompt"], arg["new_tokens"]))
+                )
                 time.sleep(settle_s)
             elif command == "recompute":
                 conn.send(("latencies", timed_recompute(session, artifact, arg["prompt"], arg["repeat"])))
                 time.sleep(settle_s)
             elif command == "embed":
-                conn.send(("outputs", [session.run(feed, [arg["output"]])[arg["output"]] for feed in arg["feeds"]]))
+                conn.send(
+                    ("outputs", [session.run(feed, [arg["output"]])[arg["output"]] for feed in arg["feeds"]])
+                )
                 time.sleep(settle_s)
             elif command == "stop":
                 conn.send(("stats", {"peak_rss_mb": _peak_rss_mb()}))
@@ -81,7 +95,17 @@ def worker_main(conn, artifact: str, backend: str, threads: int | None, settle_s
     except BaseException as exc:  # noqa: BLE001 - report everything to the parent, which decides
         from edgekit.errors import EdgekitError
 
-        conn.send(("error", {"type": type(exc).__name__, "message": str(exc), "user_error": isinstance(exc, EdgekitError), "traceback": traceback.format_exc()}))
+        conn.send(
+            (
+                "error",
+                {
+                    "type": type(exc).__name__,
+                    "message": str(exc),
+                    "user_error": isinstance(exc, EdgekitError),
+                    "traceback": traceback.format_exc(),
+                },
+            )
+        )
     finally:
         conn.close()
 
@@ -92,12 +116,26 @@ class _Timed:
     def __init__(self, inner):
         self.inner = inner
         self.times: list[float] = []
-        self.stateful = getattr(inner, "stateful", False)
-        if hasattr(inner, "run_keep"):  # the IO-binding path of ONNX Runtime sessions, timed the same way
-            self.run_keep = self._timed_run_keep
+        self.backend = inner.backend
+        self.stateful = inner.stateful
+        self.keeps_values = (
+            inner.keeps_values
+        )  # the IO-binding path of ONNX Runtime sessions, timed the same way
 
-    def __getattr__(self, name):  # reset, select_rows, ... of the wrapped session
-        return getattr(self.inner, name)
+    def input_specs(self):
+        return self.inner.input_specs()
+
+    def output_specs(self):
+        return self.inner.output_specs()
+
+    def model_bytes(self) -> int:
+        return self.inner.model_bytes()
+
+    def reset(self, batch: int = 1) -> None:
+        self.inner.reset(batch)
+
+    def select_rows(self, rows) -> None:
+        self.inner.select_rows(rows)
 
     def run(self, feeds, output_names=None):
         t0 = time.perf_counter()
@@ -105,7 +143,7 @@ class _Timed:
         self.times.append(time.perf_counter() - t0)
         return result
 
-    def _timed_run_keep(self, *args, **kwargs):
+    def run_keep(self, *args, **kwargs):
         t0 = time.perf_counter()
         result = self.inner.run_keep(*args, **kwargs)
         self.times.append(time.perf_counter() - t0)
@@ -116,7 +154,7 @@ class _Timed:
 def _decoder_io(artifact: str):
     """Read once per worker: every generate/recompute command of the bench asks for it."""
     from edgekit.artifacts import read_manifest
-    from edgekit.runtimes.generate import DecoderIO
+    from edgekit.models.cache_io import DecoderIO
 
     return DecoderIO.from_manifest(read_manifest(artifact))
 
@@ -126,7 +164,9 @@ def timed_generation(session, artifact: str, prompt: list[int], new_tokens: int)
     from edgekit.runtimes.generate import GenerationConfig, generate_ids
 
     timed = _Timed(session)
-    generate_ids(timed, _decoder_io(artifact), prompt, GenerationConfig(max_new_tokens=new_tokens), eos_token_ids=())
+    generate_ids(
+        timed, _decoder_io(artifact), prompt, GenerationConfig(max_new_tokens=new_tokens), eos_token_ids=()
+    )
     return timed.times
 
 
@@ -140,7 +180,7 @@ def timed_recompute(session, artifact: str, prompt: list[int], repeat: int) -> l
     feeds = {"input_ids": ids, "attention_mask": mask}
     if io.uses_position_ids:
         feeds["position_ids"] = np.arange(ids.shape[1], dtype=np.int64)[None]
-    stateful = getattr(session, "stateful", False)
+    stateful = session.stateful
     if not stateful:
         feeds.update(io.empty_past(1))
     times = []

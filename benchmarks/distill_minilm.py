@@ -34,7 +34,7 @@ def _embed(model_dir: Path, texts: list[str]):
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from edgekit.distill.train import mean_pool
+    from edgekit.compress.distill.data import mean_pool
 
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModel.from_pretrained(str(model_dir)).eval()
@@ -42,7 +42,11 @@ def _embed(model_dir: Path, texts: list[str]):
     with torch.inference_mode():
         for i in range(0, len(texts), 32):
             enc = tok(texts[i : i + 32], padding=True, truncation=True, max_length=128, return_tensors="pt")
-            rows.append(torch.nn.functional.normalize(mean_pool(model(**enc).last_hidden_state, enc["attention_mask"]), dim=-1))
+            rows.append(
+                torch.nn.functional.normalize(
+                    mean_pool(model(**enc).last_hidden_state, enc["attention_mask"]), dim=-1
+                )
+            )
     return torch.cat(rows).numpy(), model, tok
 
 
@@ -62,7 +66,10 @@ def _latency(models: dict, texts: list[str], rounds: int = 10) -> dict[str, floa
     """Median batch-8, sequence-128 latency of each (model, tokenizer), timed in turn."""
     import torch
 
-    encs = {name: tok(texts[:8], padding="max_length", truncation=True, max_length=128, return_tensors="pt") for name, (_, tok) in models.items()}
+    encs = {
+        name: tok(texts[:8], padding="max_length", truncation=True, max_length=128, return_tensors="pt")
+        for name, (_, tok) in models.items()
+    }
     times: dict[str, list[float]] = {k: [] for k in models}
     with torch.inference_mode():
         for _ in range(rounds):
@@ -80,13 +87,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-steps", type=int, default=1500)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--out", type=Path, default=None, help="student folder (default: a temp folder)")
-    parser.add_argument("--pair", choices=("minilm", "mpnet"), default="minilm", help="minilm: MiniLM -> 3 layers; mpnet: MPNet -> MiniLM's width")
+    parser.add_argument(
+        "--pair",
+        choices=("minilm", "mpnet"),
+        default="minilm",
+        help="minilm: MiniLM -> 3 layers; mpnet: MPNet -> MiniLM's width",
+    )
     args = parser.parse_args(argv)
 
     from edgekit.assets import MINILM, MPNET, bbc_news, lee_background, read_latin1_lines
-    from edgekit.distill.config import DistillConfig
-    from edgekit.distill.train import distill
-    from edgekit.export.int8 import probe_accuracy
+    from edgekit.compress.distill.config import DistillConfig
+    from edgekit.compress.distill.train import distill
+    from edgekit.compress.quality import probe_accuracy
 
     work = Path(tempfile.mkdtemp(prefix="edgekit-distill-"))
     files = sorted(bbc_news().glob("*/*.txt"))
@@ -95,7 +107,17 @@ def main(argv: list[str] | None = None) -> dict:
     data = work / "train.txt"
     data.write_text("\n".join(read_latin1_lines(lee_background()) + train_docs))
     out = args.out or work / "student"
-    common = dict(data=data, out=out, seq_len=128, batch_size=args.batch_size, max_steps=args.max_steps, seed=7, save_every=100, eval_fraction=0.02, overwrite=True)
+    common = dict(
+        data=data,
+        out=out,
+        seq_len=128,
+        batch_size=args.batch_size,
+        max_steps=args.max_steps,
+        seed=7,
+        save_every=100,
+        eval_fraction=0.02,
+        overwrite=True,
+    )
     if args.pair == "mpnet":
         teacher_dir = MPNET.path()
         cfg = DistillConfig(teacher=teacher_dir, student=MINILM.path(), **common)
@@ -112,12 +134,23 @@ def main(argv: list[str] | None = None) -> dict:
     t_acc, s_acc = probe_accuracy(t_emb, labels, 0), probe_accuracy(s_emb, labels, 0)
     lat = _latency({"teacher": (teacher, tok), "student": (student, s_tok)}, texts)
     summary = {
-        "minutes": minutes, "steps": args.max_steps,
-        "bbc_accuracy_teacher": t_acc, "bbc_accuracy_student": s_acc, "relative_accuracy": s_acc / t_acc,
-        "pair": args.pair, "lee_pearson_teacher": _lee_pearson(teacher_dir), "lee_pearson_student": _lee_pearson(out),
-        "teacher_ms_b8": lat["teacher"], "student_ms_b8": lat["student"], "speedup": lat["teacher"] / lat["student"],
+        "minutes": minutes,
+        "steps": args.max_steps,
+        "bbc_accuracy_teacher": t_acc,
+        "bbc_accuracy_student": s_acc,
+        "relative_accuracy": s_acc / t_acc,
+        "pair": args.pair,
+        "lee_pearson_teacher": _lee_pearson(teacher_dir),
+        "lee_pearson_student": _lee_pearson(out),
+        "teacher_ms_b8": lat["teacher"],
+        "student_ms_b8": lat["student"],
+        "speedup": lat["teacher"] / lat["student"],
     }
-    met = summary["relative_accuracy"] >= TARGET_RELATIVE_ACCURACY and summary["speedup"] >= TARGET_SPEEDUP and minutes <= 30
+    met = (
+        summary["relative_accuracy"] >= TARGET_RELATIVE_ACCURACY
+        and summary["speedup"] >= TARGET_SPEEDUP
+        and minutes <= 30
+    )
     what = "student (MiniLM's width, taught by MPNet" if args.pair == "mpnet" else "student (3 of 6 layers"
     print(
         f"{what}, {args.max_steps} steps, {minutes:.1f} min): BBC accuracy {s_acc:.4f} = {summary['relative_accuracy']:.3f} of the teacher's {t_acc:.4f} "

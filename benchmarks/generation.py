@@ -26,7 +26,9 @@ def prompt_ids(tokenizer, texts: list[str], length: int) -> list[int]:
     return [int(t) for t in ids[:length]]
 
 
-def _context_columns(row: dict[str, Any], contexts, per_ctx: dict, recompute: dict, key: int) -> dict[str, Any]:
+def _context_columns(
+    row: dict[str, Any], contexts, per_ctx: dict, recompute: dict, key: int
+) -> dict[str, Any]:
     """Median per-token latency with the cache and without it at each context, and how much the
     cached latency grows from the shortest context to the longest."""
     for ctx in contexts:
@@ -36,24 +38,35 @@ def _context_columns(row: dict[str, Any], contexts, per_ctx: dict, recompute: di
     return row
 
 
-def run_generation_cases(cfg, workers, tokenizers, texts, rounds: int, progress=None, task=None, verbose: bool = False) -> list[dict[str, Any]]:
+def run_generation_cases(
+    cfg, workers, tokenizers, texts, rounds: int, progress=None, task=None, verbose: bool = False
+) -> list[dict[str, Any]]:
     steps: dict[int, list[list[float]]] = {id(w): [] for w in workers}
     per_ctx: dict[tuple[int, int], list[float]] = {}
     ttft_ctx: dict[tuple[int, int], list[float]] = {}
     recompute: dict[tuple[int, int], list[float]] = {}
-    prompts = {w.artifact: prompt_ids(tokenizers[w.artifact], texts, max((cfg.prompt_len, *cfg.contexts))) for w in workers}
+    prompts = {
+        w.artifact: prompt_ids(tokenizers[w.artifact], texts, max((cfg.prompt_len, *cfg.contexts)))
+        for w in workers
+    }
     for w in workers:  # warm up each worker once (first runs allocate buffers and compile kernels)
         w.ask("generate", {"prompt": prompts[w.artifact][: cfg.prompt_len], "new_tokens": 4}, verbose)
     for r in range(rounds):
-        order = workers[r % len(workers):] + workers[: r % len(workers)]
+        order = workers[r % len(workers) :] + workers[: r % len(workers)]
         for w in order:
             prompt = prompts[w.artifact]
-            steps[id(w)].append(w.ask("generate", {"prompt": prompt[: cfg.prompt_len], "new_tokens": cfg.new_tokens}, verbose))
+            steps[id(w)].append(
+                w.ask("generate", {"prompt": prompt[: cfg.prompt_len], "new_tokens": cfg.new_tokens}, verbose)
+            )
             for ctx in cfg.contexts:
-                times = w.ask("generate", {"prompt": prompt[:ctx], "new_tokens": PER_CONTEXT_STEPS + 1}, verbose)
+                times = w.ask(
+                    "generate", {"prompt": prompt[:ctx], "new_tokens": PER_CONTEXT_STEPS + 1}, verbose
+                )
                 ttft_ctx.setdefault((id(w), ctx), []).append(times[0])
                 per_ctx.setdefault((id(w), ctx), []).extend(times[1:])
-                recompute.setdefault((id(w), ctx), []).extend(w.ask("recompute", {"prompt": prompt[:ctx], "repeat": 2}, verbose))
+                recompute.setdefault((id(w), ctx), []).extend(
+                    w.ask("recompute", {"prompt": prompt[:ctx], "repeat": 2}, verbose)
+                )
         if progress:
             progress.advance(task)
     rows = []
@@ -80,7 +93,9 @@ def run_generation_cases(cfg, workers, tokenizers, texts, rounds: int, progress=
     return rows
 
 
-def seq2seq_encoder_inputs(artifact, manifest: dict, tokenizer, texts: list[str], source_len: int) -> tuple[dict[str, np.ndarray], str]:
+def seq2seq_encoder_inputs(
+    artifact, manifest: dict, tokenizer, texts: list[str], source_len: int
+) -> tuple[dict[str, np.ndarray], str]:
     """One encoder input and how it was made: ``source_len`` tokens of real text for text families;
     for speech (Whisper), seeded log-mel-shaped features of one full window: the encoder always
     reads the whole window and decoding runs a fixed number of steps, so timings do not depend on
@@ -101,7 +116,9 @@ def seq2seq_encoder_inputs(artifact, manifest: dict, tokenizer, texts: list[str]
     return inputs, f"{source_len} tokens of real text"
 
 
-def run_seq2seq_cases(cfg, workers, tokenizers, manifests, texts, rounds: int, progress=None, task=None, verbose: bool = False) -> list[dict[str, Any]]:
+def run_seq2seq_cases(
+    cfg, workers, tokenizers, manifests, texts, rounds: int, progress=None, task=None, verbose: bool = False
+) -> list[dict[str, Any]]:
     """Per (artifact, backend), batch 1: encoder latency, time to first token (encoder + the first
     decoder step), decode tokens/s over ``new_tokens`` greedy tokens (EOS ignored), and per-token
     latency at each decoder context with the cache and without it (a full decoder pass over the
@@ -112,21 +129,37 @@ def run_seq2seq_cases(cfg, workers, tokenizers, manifests, texts, rounds: int, p
     decoder_text = {}
     for w in workers:
         m = manifests[w.artifact]
-        inputs[w.artifact], described[w.artifact] = seq2seq_encoder_inputs(w.artifact, m, tokenizers[w.artifact], texts, source_len)
+        inputs[w.artifact], described[w.artifact] = seq2seq_encoder_inputs(
+            w.artifact, m, tokenizers[w.artifact], texts, source_len
+        )
         start = int(m["export"]["decoder_start_token_id"])
         decoder_text[w.artifact] = [start] + prompt_ids(tokenizers[w.artifact], texts, max(cfg.contexts))
     runs: dict[int, list[dict]] = {id(w): [] for w in workers}
     per_ctx: dict[tuple[int, int], list[float]] = {}
     recompute: dict[tuple[int, int], list[float]] = {}
     for w in workers:  # warm-up: first runs allocate buffers and compile kernels
-        w.ask("seq2seq", {"inputs": inputs[w.artifact], "prompt": decoder_text[w.artifact][:1], "new_tokens": 4}, verbose)
+        w.ask(
+            "seq2seq",
+            {"inputs": inputs[w.artifact], "prompt": decoder_text[w.artifact][:1], "new_tokens": 4},
+            verbose,
+        )
     for r in range(rounds):
-        order = workers[r % len(workers):] + workers[: r % len(workers)]
+        order = workers[r % len(workers) :] + workers[: r % len(workers)]
         for w in order:
             full = decoder_text[w.artifact]
-            runs[id(w)].append(w.ask("seq2seq", {"inputs": inputs[w.artifact], "prompt": full[:1], "new_tokens": cfg.new_tokens}, verbose))
+            runs[id(w)].append(
+                w.ask(
+                    "seq2seq",
+                    {"inputs": inputs[w.artifact], "prompt": full[:1], "new_tokens": cfg.new_tokens},
+                    verbose,
+                )
+            )
             for ctx in cfg.contexts:
-                times = w.ask("seq2seq", {"inputs": None, "prompt": full[:ctx], "new_tokens": PER_CONTEXT_STEPS + 1}, verbose)["steps"]
+                times = w.ask(
+                    "seq2seq",
+                    {"inputs": None, "prompt": full[:ctx], "new_tokens": PER_CONTEXT_STEPS + 1},
+                    verbose,
+                )["steps"]
                 recompute.setdefault((id(w), ctx), []).append(times[0])
                 per_ctx.setdefault((id(w), ctx), []).extend(times[1:])
         if progress:

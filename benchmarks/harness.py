@@ -17,43 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.artifacts import check_out_dir, cpu_info, environment, now_iso, read_manifest, staged_output, to_jsonable, write_json
-from edgekit.benchmarks.generation import GENERATING, PER_CONTEXT_STEPS
-from edgekit.errors import EdgekitError, InputError, MissingExtraError
+from edgekit.artifacts import cpu_info, environment, now_iso, staged_output, to_jsonable, write_json
+from edgekit.benchmarks.bench_config import BenchConfig, check_bench
+from edgekit.benchmarks.generation import GENERATING
+from edgekit.errors import EdgekitError, InputError
+from edgekit.numerics import masked_mean, row_cosines
 
 log = logging.getLogger("edgekit.bench")
-
-DEFAULT_CONTEXTS = (16, 128, 512)
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    artifacts: tuple[Path, ...]
-    backends: tuple[str, ...] = ("torch", "ort")
-    batches: tuple[int, ...] = (1,)
-    seq_lens: tuple[int, ...] = (128,)
-    warmup: int = 5
-    repeat: int = 30
-    """Timed runs per (artifact, backend, case), split into ``rounds`` interleaved blocks."""
-    rounds: int | None = None
-    """Interleaved blocks per case; None = blocks of about 3 runs (fine interleaving evens out drift)."""
-    threads: int | None = None
-    """Intra-op threads for every backend; None = all cores (os.cpu_count())."""
-    text: Path | None = None
-    """Text file / jsonl / folder for the inputs; None uses edgekit's built-in sample."""
-    out: Path | None = None
-    overwrite: bool = False
-    settle_s: float = 0.1
-    new_tokens: int = 128
-    """Decoders: greedy tokens per generation run (EOS ignored)."""
-    prompt_len: int = 32
-    """Decoders: prompt length for time-to-first-token and tokens/s."""
-    contexts: tuple[int, ...] | None = None
-    """Decoders and encoder-decoders: context lengths at which per-token latency (cached and
-    recomputed) is measured; None = DEFAULT_CONTEXTS, less those the artifacts' positions cannot hold."""
-    eval_data: Path | None = None
-    """Encoders: held-out texts for quality against the fp32 PyTorch reference (embedding cosine;
-    with labels, 5-fold logistic-regression accuracy and its ratio to the reference's)."""
 
 
 @dataclass
@@ -77,8 +47,15 @@ class _Worker:
         if kind == "error":
             if verbose:
                 log.error("worker traceback:\n%s", payload["traceback"])
-            message = payload["message"] if payload["user_error"] else f"{payload['type']}: {payload['message']}".splitlines()[0]
-            raise EdgekitError(f"backend '{self.backend}' on '{self.name}' {what}: {message}", "rerun with --verbose for the traceback")
+            message = (
+                payload["message"]
+                if payload["user_error"]
+                else f"{payload['type']}: {payload['message']}".splitlines()[0]
+            )
+            raise EdgekitError(
+                f"backend '{self.backend}' on '{self.name}' {what}: {message}",
+                "rerun with --verbose for the traceback",
+            )
         return payload
 
     def receive(self):
@@ -104,7 +81,9 @@ def percentiles(latencies_s: list[float]) -> dict[str, float]:
     }
 
 
-def agreement(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray], mask: np.ndarray | None) -> dict[str, float]:
+def agreement(
+    reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray], mask: np.ndarray | None
+) -> dict[str, float]:
     """Max |diff| per output, and the mean cosine similarity of the main output per example
     (the pooled embedding where there is one, else token states under the attention mask)."""
     result: dict[str, float] = {}
@@ -120,101 +99,23 @@ def agreement(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray], 
         keep = mask.astype(bool)
         ref, got = ref[keep], got[keep]
     ref, got = ref.reshape(ref.shape[0], -1), got.reshape(got.shape[0], -1)
-    cos = np.sum(ref * got, axis=1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1) + 1e-12)
-    result[f"cosine.{key}"] = float(cos.mean())
+    result[f"cosine.{key}"] = float(row_cosines(ref, got).mean())
     return result
 
 
-def _tokens_after_context(task: str, cfg: BenchConfig) -> int:
-    """Positions a context run takes beyond the context: a decoder's whole generation, an
-    encoder-decoder's timed steps after its context."""
-
-    return cfg.new_tokens if task == "text-generation" else PER_CONTEXT_STEPS + 1
-
-
-def _decoder_room(manifest: dict, cfg: BenchConfig) -> int | None:
-    """The longest context a generating artifact can be timed at: its positions less the tokens
-    generated after the context (None: no limit known)."""
-    limit = manifest.get("export", {}).get("max_length")
-    if not limit:
-        return None
-    return int(limit) - _tokens_after_context(manifest["export"].get("task"), cfg)
-
-
-def _resolve_contexts(cfg: BenchConfig, manifests: list[dict]) -> BenchConfig:
-    """Default contexts: DEFAULT_CONTEXTS that every generating artifact can hold (at least the shortest)."""
-    import dataclasses
-
-    if cfg.contexts is not None:
-        return cfg
-    rooms = [r for r in (_decoder_room(m, cfg) for m in manifests if m.get("export", {}).get("task") in GENERATING) if r is not None]
-    fitting = tuple(c for c in DEFAULT_CONTEXTS if all(c <= r for r in rooms)) or DEFAULT_CONTEXTS[:1]
-    if fitting != DEFAULT_CONTEXTS:
-        log.info("contexts %s: the artifacts hold at most %d positions for them", list(fitting), min(rooms))
-    return dataclasses.replace(cfg, contexts=fitting)
-
-
-def _check(cfg: BenchConfig) -> tuple[list[tuple[Path, dict]], BenchConfig]:
-    """The artifacts' folders and manifests, and the config with its defaults resolved; bad input raises."""
-    from edgekit.runtimes.registry import get_backend_entry
-
-    if not cfg.artifacts:
-        raise InputError("no artifact folder given", "pass one or more folders written by 'edgekit export'")
-    for backend in cfg.backends:
-        entry = get_backend_entry(backend)
-        if entry.missing():
-            raise MissingExtraError(f"the '{backend}' backend", entry.missing()[0], entry.extra)
-    if len(set(cfg.backends)) != len(cfg.backends):
-        raise InputError(f"backend listed twice in {list(cfg.backends)}", "list each backend once")
-    for label, values in (("--batch", cfg.batches), ("--seq-len", cfg.seq_lens)):
-        if not values or any(v < 1 for v in values):
-            raise InputError(f"{label} needs positive integers, got {list(values)}", f"pass e.g. {label} 1,8")
-    if cfg.repeat < 1 or cfg.warmup < 0 or (cfg.rounds is not None and cfg.rounds < 1):
-        raise InputError(f"--repeat must be >= 1 and --warmup >= 0 (got {cfg.repeat}, {cfg.warmup})", "pass e.g. --warmup 5 --repeat 30")
-    if cfg.threads is not None and cfg.threads < 1:
-        raise InputError(f"--threads must be >= 1, got {cfg.threads}", "omit it to use every core")
-    manifests = [read_manifest(Path(artifact)) for artifact in cfg.artifacts]
-    cfg = _resolve_contexts(cfg, manifests)
-    loaded = []
-    for artifact, manifest in zip(cfg.artifacts, manifests):
-        export = manifest.get("export", {})
-        limit = export.get("max_length")
-        task = export.get("task")
-        generation = task in GENERATING
-        if generation and cfg.batches != (1,):
-            raise InputError(f"generation is benchmarked at batch 1, got --batch {','.join(map(str, cfg.batches))}", "drop --batch for decoder artifacts")
-        if generation and (cfg.new_tokens < 2 or cfg.prompt_len < 1):
-            raise InputError(f"--new-tokens must be >= 2 (got {cfg.new_tokens})", "pass e.g. --new-tokens 128")
-        if task == "seq2seq":
-            # decoder positions: the start token + the new tokens, and each context + its timed steps
-            source_limit = export.get("max_source_length")
-            if export["seq2seq"]["encoder_input"] == "input_ids" and source_limit and max(cfg.seq_lens) > source_limit:
-                raise InputError(f"--seq-len {max(cfg.seq_lens)} is longer than the encoder of '{artifact}' reads ({source_limit} tokens)", f"keep it within {source_limit}")
-            after = _tokens_after_context(task, cfg)
-            too_long = [n for n in (1 + cfg.new_tokens, *[c + after for c in cfg.contexts]) if limit and n > limit]
-            option = "--new-tokens or --contexts"
-        else:
-            lengths = (*cfg.contexts, cfg.prompt_len) if generation else cfg.seq_lens
-            grows_by = cfg.new_tokens if generation else 0
-            too_long = [n + grows_by for n in lengths if limit and n + grows_by > limit]
-            option = "--contexts/--prompt-len plus --new-tokens" if generation else "--seq-len"
-        if too_long:
-            raise InputError(f"{option} reach {too_long[0]} tokens, longer than '{artifact}' allows ({limit} tokens)", f"keep them within {limit}")
-        if not any(get_backend_entry(b).reads(manifest) for b in cfg.backends):
-            fmt = manifest.get("export", {}).get("format", "onnx")
-            raise InputError(f"none of the backends {list(cfg.backends)} runs '{artifact}' ({fmt})", "add a backend that reads it, e.g. --backend openvino for an OpenVINO IR")
-        loaded.append((Path(artifact).resolve(), manifest))
-    if cfg.eval_data is not None and not Path(cfg.eval_data).expanduser().exists():
-        raise InputError(f"--eval-data '{cfg.eval_data}' does not exist", "pass a .txt/.jsonl file or a folder of .txt files (class subfolders give labels)")
-    if cfg.out is not None:
-        check_out_dir(cfg.out, cfg.overwrite)
-    return loaded, cfg
-
-
-def _quality(cfg: BenchConfig, workers: list[_Worker], tokenizers: dict, input_names: dict, manifests: dict, progress: Any, task: Any, verbose: bool) -> list[dict[str, Any]]:
+def _quality(
+    cfg: BenchConfig,
+    workers: list[_Worker],
+    tokenizers: dict,
+    input_names: dict,
+    manifests: dict,
+    progress: Any,
+    task: Any,
+    verbose: bool,
+) -> list[dict[str, Any]]:
     """Embeddings of every worker on the eval texts, compared with the PyTorch worker of the same source."""
     from edgekit.calibration.text import load_labeled, tokenize_natural
-    from edgekit.export.int8 import probe_accuracy
+    from edgekit.compress.quality import probe_accuracy
 
     texts, labels = load_labeled(cfg.eval_data)
     max_length = max(cfg.seq_lens)
@@ -222,24 +123,35 @@ def _quality(cfg: BenchConfig, workers: list[_Worker], tokenizers: dict, input_n
         progress.update(task, description=f"bench: quality on {len(texts)} texts")
     pooled: dict[int, np.ndarray] = {}
     for w in workers:
-        feeds = [tokenize_natural(tokenizers[w.artifact], texts[i : i + 16], input_names[w.artifact], max_length=max_length) for i in range(0, len(texts), 16)]
-        output = "sentence_embedding" if any(o.get("name") == "sentence_embedding" for o in manifests[w.artifact]["export"].get("outputs", [])) else "last_hidden_state"
+        feeds = [
+            tokenize_natural(
+                tokenizers[w.artifact], texts[i : i + 16], input_names[w.artifact], max_length=max_length
+            )
+            for i in range(0, len(texts), 16)
+        ]
+        output = (
+            "sentence_embedding"
+            if any(
+                o.get("name") == "sentence_embedding"
+                for o in manifests[w.artifact]["export"].get("outputs", [])
+            )
+            else "last_hidden_state"
+        )
         outs = w.ask("embed", {"feeds": feeds, "output": output}, verbose)
         rows = []
         for feed, out in zip(feeds, outs):
-            if out.ndim == 3:
-                mask = feed["attention_mask"][..., None].astype(np.float32)
-                out = (out * mask).sum(1) / np.maximum(mask.sum(1), 1)
-            rows.append(out)
+            rows.append(masked_mean(out, feed["attention_mask"]) if out.ndim == 3 else out)
         pooled[id(w)] = np.concatenate(rows).astype(np.float64)
-    accuracy = {id(w): probe_accuracy(pooled[id(w)], labels, 0) for w in workers} if labels is not None else {}
+    accuracy = (
+        {id(w): probe_accuracy(pooled[id(w)], labels, 0) for w in workers} if labels is not None else {}
+    )
     result = []
     for w in workers:
         ref = next((x for x in workers if x.source == w.source and x.backend == "torch"), None)
         row: dict[str, Any] = {"artifact": w.name, "backend": w.backend, "texts": len(texts)}
         if ref is not None:
             a, b = pooled[id(w)], pooled[id(ref)]
-            row["mean_cosine"] = float(((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)).mean())
+            row["mean_cosine"] = float(row_cosines(a, b).mean())
         if accuracy:
             row["accuracy"] = accuracy[id(w)]
             row["relative_accuracy"] = accuracy[id(w)] / accuracy[id(ref)] if ref is not None else None
@@ -249,9 +161,14 @@ def _quality(cfg: BenchConfig, workers: list[_Worker], tokenizers: dict, input_n
 
 def _kind(loaded: list[tuple[Path, dict]]) -> str:
     """What every artifact of the run is: 'text-generation', 'seq2seq' or 'encoder' (one kind per run)."""
-    kinds = {m.get("export", {}).get("task") if m.get("export", {}).get("task") in GENERATING else "encoder" for _, m in loaded}
+    kinds = {
+        m.get("export", {}).get("task") if m.get("export", {}).get("task") in GENERATING else "encoder"
+        for _, m in loaded
+    }
     if len(kinds) > 1:
-        raise InputError(f"bench got {' and '.join(sorted(kinds))} artifacts together", "bench each kind in its own run")
+        raise InputError(
+            f"bench got {' and '.join(sorted(kinds))} artifacts together", "bench each kind in its own run"
+        )
     return kinds.pop()
 
 
@@ -264,13 +181,11 @@ def _artifact_names(paths: list[Path]) -> list[str]:
 
 def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[str, Any]:
     """Run the benchmark; write bench.json / bench.md (and bench.png when matplotlib is there) to ``cfg.out``."""
-    import multiprocessing
-
     from transformers import AutoTokenizer
 
-    from edgekit.calibration.text import load_texts, sample_texts, tokenize_fixed
+    from edgekit.calibration.text import load_texts, sample_texts
 
-    loaded, cfg = _check(cfg)
+    loaded, cfg = check_bench(cfg)
     kind = _kind(loaded)
     generators = kind in GENERATING
     texts = load_texts(cfg.text) if cfg.text else sample_texts(min_words=max(cfg.seq_lens) * 2)
@@ -280,77 +195,42 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
     names = _artifact_names([p for p, _ in loaded])
     tokenizers = {p: AutoTokenizer.from_pretrained(str(p)) for p, _ in loaded}
     input_names = {p: [i["name"] for i in m["export"].get("inputs", [])] for p, m in loaded}
-    ctx = multiprocessing.get_context("spawn")
-    from edgekit.benchmarks._worker import worker_main
-    from edgekit.runtimes.registry import get_backend_entry
-
     workers: list[_Worker] = []
     rows: list[dict[str, Any]] = []
-    progress = None
+    progress = None if quiet else _progress_bar()
     try:
-        if not quiet:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=Console(stderr=True))
-            progress.start()
         n_cases = len(cfg.batches) * len(cfg.seq_lens)
-        task = progress.add_task("bench: loading", total=len(loaded) * len(cfg.backends) + (1 if generators else n_cases) * rounds) if progress else None
-        for (path, manifest), name in zip(loaded, names):
-            source = manifest.get("source", {}).get("sha256") or str(path)
-            for backend in cfg.backends:
-                # Skip what a backend cannot read (ort on an OpenVINO IR), and a second torch worker for one
-                # source: the reference runs the source model, so once per source is enough.
-                unreadable = not get_backend_entry(backend).reads(manifest)
-                duplicate_reference = backend == "torch" and any(w.backend == "torch" and w.source == source for w in workers)
-                if unreadable or duplicate_reference:
-                    if progress:
-                        progress.advance(task)
-                    continue
-                parent, child = ctx.Pipe()
-                proc = ctx.Process(target=worker_main, args=(child, str(path), backend, threads, cfg.settle_s), daemon=True)
-                proc.start()
-                worker = _Worker(path, name, backend, proc, parent, source)
-                workers.append(worker)
-                worker.info = worker.expect(verbose, "could not load")
-                if progress:
-                    progress.advance(task)
-        per_block = max(1, math.ceil(cfg.repeat / rounds))
+        total = len(loaded) * len(cfg.backends) + (1 if generators else n_cases) * rounds
+        task = progress.add_task("bench: loading", total=total) if progress else None
+        workers.extend(_start_workers(cfg, loaded, names, threads, progress, task, verbose))
         if generators:
             from edgekit.benchmarks.generation import run_generation_cases, run_seq2seq_cases
 
             if progress:
                 progress.update(task, description="bench: generation")
             if kind == "seq2seq":
-                rows.extend(run_seq2seq_cases(cfg, workers, tokenizers, dict(loaded), texts, rounds, progress, task, verbose))
+                rows.extend(
+                    run_seq2seq_cases(
+                        cfg, workers, tokenizers, dict(loaded), texts, rounds, progress, task, verbose
+                    )
+                )
             else:
-                rows.extend(run_generation_cases(cfg, workers, tokenizers, texts, rounds, progress, task, verbose))
-        for batch in ([] if generators else cfg.batches):
-            for seq in cfg.seq_lens:
-                if progress:
-                    progress.update(task, description=f"bench: batch {batch}, seq {seq}")
-                inputs = {p: tokenize_fixed(tokenizers[p], texts, batch, seq, input_names[p]) for p, _ in loaded}
-                outputs = {id(w): w.ask("inputs", {"inputs": inputs[w.artifact], "warmup": cfg.warmup}, verbose) for w in workers}
-                latencies: dict[int, list[float]] = {id(w): [] for w in workers}
-                for r in range(rounds):
-                    order = workers[r % len(workers):] + workers[: r % len(workers)]  # rotate who goes first
-                    for w in order:
-                        latencies[id(w)].extend(w.ask("time", per_block, verbose))
-                    if progress:
-                        progress.advance(task)
-                for w in workers:
-                    row = {"artifact": w.name, "backend": w.backend, "batch": batch, "seq_len": seq, "runs": len(latencies[id(w)])}
-                    row.update(percentiles(latencies[id(w)]))
-                    row["throughput_per_s"] = batch / (row["mean_ms"] / 1e3)
-                    row["model_mb"] = w.info["model_bytes"] / 2**20
-                    ref = next((x for x in workers if x.source == w.source and x.backend == "torch"), None)
-                    if ref is not None:
-                        row.update(agreement(outputs[id(ref)], outputs[id(w)], inputs[w.artifact].get("attention_mask")))
-                    rows.append(row)
-        quality = _quality(cfg, workers, tokenizers, input_names, dict(loaded), progress, task, verbose) if cfg.eval_data is not None and not generators else []
+                rows.extend(
+                    run_generation_cases(cfg, workers, tokenizers, texts, rounds, progress, task, verbose)
+                )
+        else:
+            rows.extend(
+                _latency_rows(
+                    cfg, workers, tokenizers, input_names, loaded, texts, rounds, progress, task, verbose
+                )
+            )
+        quality = (
+            _quality(cfg, workers, tokenizers, input_names, dict(loaded), progress, task, verbose)
+            if cfg.eval_data is not None and not generators
+            else []
+        )
         for w in workers:
-            stats = w.ask("stop", None, verbose)
-            w.info.update(stats)
+            w.info.update(w.ask("stop", None, verbose))
     finally:
         if progress:
             progress.stop()
@@ -358,17 +238,7 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
             w.process.join(timeout=5)
             if w.process.is_alive():
                 w.process.kill()
-    source_of = {w.name: w.source for w in workers}
-    for row in rows:
-        w = next(x for x in workers if x.name == row["artifact"] and x.backend == row["backend"])
-        row["peak_rss_mb"] = w.info.get("peak_rss_mb")
-        row["load_s"] = w.info.get("load_s")
-        if row.get("kind") in GENERATING:
-            torch_row = next((x for x in rows if source_of[x["artifact"]] == w.source and x["backend"] == "torch"), None)
-            row["speedup_vs_torch"] = row["tokens_per_s"] / torch_row["tokens_per_s"] if torch_row else None
-            continue
-        torch_row = next((x for x in rows if source_of[x["artifact"]] == w.source and x["backend"] == "torch" and x["batch"] == row["batch"] and x["seq_len"] == row["seq_len"]), None)
-        row["speedup_vs_torch"] = torch_row["p50_ms"] / row["p50_ms"] if torch_row else None
+    _add_worker_figures(rows, workers)
     result = {
         "stage": "bench",
         "created_at": started,
@@ -377,18 +247,164 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
         "threads": threads,
         "rounds": rounds,
         "inputs": str(cfg.text) if cfg.text else "edgekit built-in sample text",
-        "artifacts": {name: {"path": str(p), "source": m.get("source", {}).get("path"), "export": {k: m.get("export", {}).get(k) for k in ("task", "exporter", "opset")}} for (p, m), name in zip(loaded, names)},
+        "artifacts": _artifacts_section(loaded, names),
         "rows": rows,
         "quality": quality,
         "environment": environment(),
         "cpu": cpu_info(),
     }
     if cfg.out is not None:
-        from edgekit.benchmarks.report import markdown_table, plot
-
-        with staged_output(cfg.out, cfg.overwrite) as tmp:
-            write_json(tmp / "bench.json", result)
-            (tmp / "bench.md").write_text(markdown_table(result))
-            plot(result, tmp / "bench.png")
-            write_json(tmp / "manifest.json", {"stage": "bench", "edgekit_version": environment()["packages"].get("edgekit"), "created_at": started, "config": to_jsonable(cfg), "files": ["bench.json", "bench.md"] + (["bench.png"] if (tmp / "bench.png").exists() else [])})
+        _write_results(cfg, result, started)
     return result
+
+
+def _artifacts_section(loaded: list[tuple[Path, dict]], names: list[str]) -> dict[str, Any]:
+    """What bench.json records of each artifact: where it is, its source, how it was exported."""
+    return {
+        name: {
+            "path": str(p),
+            "source": m.get("source", {}).get("path"),
+            "export": {k: m.get("export", {}).get(k) for k in ("task", "exporter", "opset")},
+        }
+        for (p, m), name in zip(loaded, names)
+    }
+
+
+def _progress_bar():
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    )
+    progress.start()
+    return progress
+
+
+def _start_workers(
+    cfg: BenchConfig, loaded, names: list[str], threads: int, progress, task, verbose: bool
+) -> list[_Worker]:
+    """One spawned worker process per (artifact, backend) that can read it."""
+    import multiprocessing
+
+    from edgekit.benchmarks._worker import worker_main
+    from edgekit.runtimes.registry import get_backend_entry
+
+    ctx = multiprocessing.get_context("spawn")
+    workers: list[_Worker] = []
+    for (path, manifest), name in zip(loaded, names):
+        source = manifest.get("source", {}).get("sha256") or str(path)
+        for backend in cfg.backends:
+            # Skip what a backend cannot read (ort on an OpenVINO IR), and a second torch worker for one
+            # source: the reference runs the source model, so once per source is enough.
+            unreadable = not get_backend_entry(backend).reads(manifest)
+            duplicate_reference = backend == "torch" and any(
+                w.backend == "torch" and w.source == source for w in workers
+            )
+            if not (unreadable or duplicate_reference):
+                parent, child = ctx.Pipe()
+                proc = ctx.Process(
+                    target=worker_main, args=(child, str(path), backend, threads, cfg.settle_s), daemon=True
+                )
+                proc.start()
+                worker = _Worker(path, name, backend, proc, parent, source)
+                workers.append(worker)
+                worker.info = worker.expect(verbose, "could not load")
+            if progress:
+                progress.advance(task)
+    return workers
+
+
+def _latency_rows(
+    cfg: BenchConfig,
+    workers: list[_Worker],
+    tokenizers,
+    input_names,
+    loaded,
+    texts,
+    rounds: int,
+    progress,
+    task,
+    verbose: bool,
+) -> list[dict[str, Any]]:
+    """Encoders: per (batch, sequence), the same inputs to every worker, then interleaved timed blocks."""
+    from edgekit.calibration.text import tokenize_fixed
+
+    rows = []
+    per_block = max(1, math.ceil(cfg.repeat / rounds))
+    for batch in cfg.batches:
+        for seq in cfg.seq_lens:
+            if progress:
+                progress.update(task, description=f"bench: batch {batch}, seq {seq}")
+            inputs = {p: tokenize_fixed(tokenizers[p], texts, batch, seq, input_names[p]) for p, _ in loaded}
+            outputs = {
+                id(w): w.ask("inputs", {"inputs": inputs[w.artifact], "warmup": cfg.warmup}, verbose)
+                for w in workers
+            }
+            latencies: dict[int, list[float]] = {id(w): [] for w in workers}
+            for r in range(rounds):
+                order = workers[r % len(workers) :] + workers[: r % len(workers)]  # rotate who goes first
+                for w in order:
+                    latencies[id(w)].extend(w.ask("time", per_block, verbose))
+                if progress:
+                    progress.advance(task)
+            for w in workers:
+                row = {
+                    "artifact": w.name,
+                    "backend": w.backend,
+                    "batch": batch,
+                    "seq_len": seq,
+                    "runs": len(latencies[id(w)]),
+                }
+                row.update(percentiles(latencies[id(w)]))
+                row["throughput_per_s"] = batch / (row["mean_ms"] / 1e3)
+                row["model_mb"] = w.info["model_bytes"] / 2**20
+                ref = next((x for x in workers if x.source == w.source and x.backend == "torch"), None)
+                if ref is not None:
+                    row.update(
+                        agreement(outputs[id(ref)], outputs[id(w)], inputs[w.artifact].get("attention_mask"))
+                    )
+                rows.append(row)
+    return rows
+
+
+def _add_worker_figures(rows: list[dict[str, Any]], workers: list[_Worker]) -> None:
+    """Peak memory and load time of each row's worker, and its speed-up over the torch row of its source."""
+    source_of = {w.name: w.source for w in workers}
+    for row in rows:
+        w = next(x for x in workers if x.name == row["artifact"] and x.backend == row["backend"])
+        row["peak_rss_mb"] = w.info.get("peak_rss_mb")
+        row["load_s"] = w.info.get("load_s")
+        same_source = [x for x in rows if source_of[x["artifact"]] == w.source and x["backend"] == "torch"]
+        if row.get("kind") in GENERATING:
+            torch_row = same_source[0] if same_source else None
+            row["speedup_vs_torch"] = row["tokens_per_s"] / torch_row["tokens_per_s"] if torch_row else None
+            continue
+        torch_row = next(
+            (x for x in same_source if x["batch"] == row["batch"] and x["seq_len"] == row["seq_len"]), None
+        )
+        row["speedup_vs_torch"] = torch_row["p50_ms"] / row["p50_ms"] if torch_row else None
+
+
+def _write_results(cfg: BenchConfig, result: dict[str, Any], started: str) -> None:
+    from edgekit.benchmarks.report import markdown_table, plot
+
+    with staged_output(cfg.out, cfg.overwrite) as tmp:
+        write_json(tmp / "bench.json", result)
+        (tmp / "bench.md").write_text(markdown_table(result))
+        plot(result, tmp / "bench.png")
+        files = ["bench.json", "bench.md"] + (["bench.png"] if (tmp / "bench.png").exists() else [])
+        write_json(
+            tmp / "manifest.json",
+            {
+                "stage": "bench",
+                "edgekit_version": environment()["packages"].get("edgekit"),
+                "created_at": started,
+                "config": to_jsonable(cfg),
+                "files": files,
+            },
+        )

@@ -51,7 +51,11 @@ print("openvino_model.xml")
 
 
 def _version(python: str, dist: str) -> str:
-    done = subprocess.run([python, "-c", f"import importlib.metadata as m; print(m.version('{dist}'))"], capture_output=True, text=True)
+    done = subprocess.run(
+        [python, "-c", f"import importlib.metadata as m; print(m.version('{dist}'))"],
+        capture_output=True,
+        text=True,
+    )
     return done.stdout.strip() or "unknown"
 
 
@@ -79,12 +83,21 @@ def wrap_peer(out: Path, tool: str, model_dir: Path, model_file: str, fmt: str =
 
         inputs = [port.get_any_name() for port in ov.Core().read_model(str(out / model_file)).inputs]
         extra = {"format": "openvino-ir", "inference_precision": "f32"}
-    write_json(out / "manifest.json", {
-        "stage": "peer-export",
-        "tool": tool,
-        "source": {"path": str(model_dir), "sha256": hash_folder(model_dir), "model_type": "bert"},
-        "export": {"task": "feature-extraction", "model_file": model_file, "inputs": [{"name": n} for n in inputs], "max_length": 512, **extra},
-    })
+    write_json(
+        out / "manifest.json",
+        {
+            "stage": "peer-export",
+            "tool": tool,
+            "source": {"path": str(model_dir), "sha256": hash_folder(model_dir), "model_type": "bert"},
+            "export": {
+                "task": "feature-extraction",
+                "model_file": model_file,
+                "inputs": [{"name": n} for n in inputs],
+                "max_length": 512,
+                **extra,
+            },
+        },
+    )
     return out
 
 
@@ -96,5 +109,16 @@ def optimum_encoder(python: str, model_dir: Path, out: Path, mode: str = "fp32")
 
 def optimum_intel_int8_encoder(python: str, model_dir: Path, out: Path, calib: Path, seq_len: int) -> Path:
     """optimum-intel's static INT8 IR of ``model_dir`` (OVQuantizer defaults), calibrated on ``calib``."""
-    model_file = _run_peer(python, _OPTIMUM_INTEL_INT8, [str(model_dir), str(out), str(calib), str(seq_len)], "optimum-intel INT8 quantization")
-    return wrap_peer(out, f"optimum-intel {_version(python, 'optimum-intel')} (OVQuantizer INT8)", model_dir, model_file, fmt="openvino")
+    model_file = _run_peer(
+        python,
+        _OPTIMUM_INTEL_INT8,
+        [str(model_dir), str(out), str(calib), str(seq_len)],
+        "optimum-intel INT8 quantization",
+    )
+    return wrap_peer(
+        out,
+        f"optimum-intel {_version(python, 'optimum-intel')} (OVQuantizer INT8)",
+        model_dir,
+        model_file,
+        fmt="openvino",
+    )

@@ -49,7 +49,11 @@ def columns_for(result: dict[str, Any]) -> tuple:
         contexts = result["config"].get("contexts") or []
         extra = tuple((f"per_token_ms@{c}", f"token ms @{c}", "{:.2f}") for c in contexts)
         extra += tuple((f"recompute_ms@{c}", f"no-cache ms @{c}", "{:.1f}") for c in contexts)
-        head = GEN_COLUMNS[:5] + (("encoder_ms", "encoder ms", "{:.1f}"),) + GEN_COLUMNS[5:] if kind == "seq2seq" else GEN_COLUMNS
+        head = (
+            GEN_COLUMNS[:5] + (("encoder_ms", "encoder ms", "{:.1f}"),) + GEN_COLUMNS[5:]
+            if kind == "seq2seq"
+            else GEN_COLUMNS
+        )
         return head + extra
     return COLUMNS
 
@@ -82,10 +86,16 @@ def _describe(result: dict[str, Any]) -> str:
     kind = _generating(result)
     if kind:
         cfg = result["config"]
-        after = f"a {cfg['prompt_len']}-token prompt of real text" if kind == "text-generation" else f"the decoder start token; encoder input: {rows[0]['encoder_input']}; TTFT = encoder + first decoder step"
-        return (f"Threads: {result['threads']}. Batch 1, greedy, EOS ignored: {cfg['new_tokens']} new tokens after {after}, "
-                f"{runs} runs per backend interleaved; per-token latency at each context over {PER_CONTEXT_STEPS} steps; no-cache = a full "
-                f"{'forward' if kind == 'text-generation' else 'decoder pass'} over the context.")
+        after = (
+            f"a {cfg['prompt_len']}-token prompt of real text"
+            if kind == "text-generation"
+            else f"the decoder start token; encoder input: {rows[0]['encoder_input']}; TTFT = encoder + first decoder step"
+        )
+        return (
+            f"Threads: {result['threads']}. Batch 1, greedy, EOS ignored: {cfg['new_tokens']} new tokens after {after}, "
+            f"{runs} runs per backend interleaved; per-token latency at each context over {PER_CONTEXT_STEPS} steps; no-cache = a full "
+            f"{'forward' if kind == 'text-generation' else 'decoder pass'} over the context."
+        )
     return f"Threads: {result['threads']}. Inputs: {result['inputs']}. Latency over {runs} timed runs per row, interleaved across backends."
 
 
@@ -103,13 +113,26 @@ def markdown_table(result: dict[str, Any]) -> str:
     ]
     lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(result)]
     if result.get("quality"):
-        lines += ["", f"Quality against the fp32 PyTorch reference on {result['quality'][0]['texts']} eval texts ({result['config'].get('eval_data')}):", ""]
-        lines += ["| " + " | ".join(title for _, title in QUALITY_COLUMNS) + " |", "|" + "|".join("---" for _ in QUALITY_COLUMNS) + "|"]
+        lines += [
+            "",
+            f"Quality against the fp32 PyTorch reference on {result['quality'][0]['texts']} eval texts ({result['config'].get('eval_data')}):",
+            "",
+        ]
+        lines += [
+            "| " + " | ".join(title for _, title in QUALITY_COLUMNS) + " |",
+            "|" + "|".join("---" for _ in QUALITY_COLUMNS) + "|",
+        ]
         lines += ["| " + " | ".join(cells) + " |" for cells in quality_rows(result)]
     return "\n".join(lines) + "\n"
 
 
-QUALITY_COLUMNS = (("artifact", "artifact"), ("backend", "backend"), ("mean_cosine", "mean cosine"), ("accuracy", "5-fold accuracy"), ("relative_accuracy", "vs fp32"))
+QUALITY_COLUMNS = (
+    ("artifact", "artifact"),
+    ("backend", "backend"),
+    ("mean_cosine", "mean cosine"),
+    ("accuracy", "5-fold accuracy"),
+    ("relative_accuracy", "vs fp32"),
+)
 
 
 def quality_rows(result: dict[str, Any]) -> list[list[str]]:
@@ -166,8 +189,25 @@ def plot(result: dict[str, Any], path: Path) -> bool:
     width = 0.8 / max(1, len(series))
     fig, ax = plt.subplots(figsize=(max(5, 1.8 * len(cases) * max(1, len(series)) / 2), 3.6))
     for i, (artifact, backend) in enumerate(series):
-        values = [next((r["p50_ms"] for r in rows if r["artifact"] == artifact and r["backend"] == backend and (r["batch"], r["seq_len"]) == c), 0) for c in cases]
-        ax.bar([j + i * width for j in range(len(cases))], values, width, label=f"{artifact} · {backend}" if len({a for a, _ in series}) > 1 else backend)
+        values = [
+            next(
+                (
+                    r["p50_ms"]
+                    for r in rows
+                    if r["artifact"] == artifact
+                    and r["backend"] == backend
+                    and (r["batch"], r["seq_len"]) == c
+                ),
+                0,
+            )
+            for c in cases
+        ]
+        ax.bar(
+            [j + i * width for j in range(len(cases))],
+            values,
+            width,
+            label=f"{artifact} · {backend}" if len({a for a, _ in series}) > 1 else backend,
+        )
     ax.set_xticks([j + width * (len(series) - 1) / 2 for j in range(len(cases))])
     ax.set_xticklabels([f"batch {b}\nseq {s}" for b, s in cases])
     ax.set_ylabel("p50 latency (ms)")
@@ -190,7 +230,13 @@ def _plot_generation(result: dict[str, Any], path: Path, plt) -> bool:
     for row in result["rows"]:
         label = f"{row['artifact']} · {row['backend']}"
         ax.plot(contexts, [row[f"per_token_ms@{c}"] for c in contexts], marker="o", label=f"{label} (cache)")
-        ax.plot(contexts, [row[f"recompute_ms@{c}"] for c in contexts], marker="x", linestyle="--", label=f"{label} (no cache)")
+        ax.plot(
+            contexts,
+            [row[f"recompute_ms@{c}"] for c in contexts],
+            marker="x",
+            linestyle="--",
+            label=f"{label} (no cache)",
+        )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("context length (tokens)")

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgekit.calibration.images import IMAGE_SUFFIXES
 from edgekit.errors import InputError
 
 DEFAULT_SIZE = 128
 DEFAULT_SEQ_LENS = (128,)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
 
 @dataclass
@@ -40,18 +40,32 @@ class CalibrationSet:
         return digest.hexdigest()
 
     def manifest(self) -> dict:
-        return {"kind": self.kind, "source": self.source, "samples": len(self.feeds), "sha256": self.fingerprint, **self.details}
+        return {
+            "kind": self.kind,
+            "source": self.source,
+            "samples": len(self.feeds),
+            "sha256": self.fingerprint,
+            **self.details,
+        }
 
 
 def check_calib_path(path: Path | str | None) -> Path:
     """Fail before any work when calibration data is missing or empty."""
     if path is None:
-        raise InputError("static INT8 needs calibration data", "pass --calib with a text file, a .jsonl file, or a folder of .txt files or images")
+        raise InputError(
+            "static INT8 needs calibration data",
+            "pass --calib with a text file, a .jsonl file, or a folder of .txt files or images",
+        )
     path = Path(path).expanduser()
     if not path.exists():
-        raise InputError(f"calibration data '{path}' does not exist", "pass --calib with a text file, a .jsonl file, or a folder of .txt files or images")
+        raise InputError(
+            f"calibration data '{path}' does not exist",
+            "pass --calib with a text file, a .jsonl file, or a folder of .txt files or images",
+        )
     if path.is_file() and path.stat().st_size == 0:
-        raise InputError(f"calibration data '{path}' is empty", "give a file with at least one non-empty line")
+        raise InputError(
+            f"calibration data '{path}' is empty", "give a file with at least one non-empty line"
+        )
     if path.is_dir() and not any(p.is_file() for p in path.rglob("*")):
         raise InputError(f"calibration folder '{path}' holds no files", "put .txt files or images in it")
     return path
@@ -83,13 +97,22 @@ def text_calibration(
     feeds = []
     for i, text in enumerate(chosen):
         seq_len = seq_lens[i % len(seq_lens)]
-        enc = tokenizer([text], padding="max_length", truncation=True, max_length=seq_len, return_tensors="np")
+        enc = tokenizer(
+            [text], padding="max_length", truncation=True, max_length=seq_len, return_tensors="np"
+        )
         feeds.append({name: np.ascontiguousarray(enc[name], dtype=np.int64) for name in input_names})
-    details = {"seq_lens": list(seq_lens), "seed": seed, "distinct_texts": min(size, len(texts)), "texts_available": len(texts)}
+    details = {
+        "seq_lens": list(seq_lens),
+        "seed": seed,
+        "distinct_texts": min(size, len(texts)),
+        "texts_available": len(texts),
+    }
     return CalibrationSet(feeds, "text", str(path), details)
 
 
-def image_calibration(model_dir: Path, path: Path, input_name: str, size: int = DEFAULT_SIZE, seed: int = 0) -> CalibrationSet:
+def image_calibration(
+    model_dir: Path, path: Path, input_name: str, size: int = DEFAULT_SIZE, seed: int = 0
+) -> CalibrationSet:
     from edgekit.calibration.images import ImagePreprocessor, load_images
 
     _check_size(size)
@@ -98,7 +121,12 @@ def image_calibration(model_dir: Path, path: Path, input_name: str, size: int = 
     random.Random(seed).shuffle(files)
     arrays, skipped = load_images(files, pre, limit=size)
     feeds = [{input_name: a[None]} for a in arrays]
-    details = {"seed": seed, "images_available": len(files), "skipped": skipped, "preprocessing": pre.describe()}
+    details = {
+        "seed": seed,
+        "images_available": len(files),
+        "skipped": skipped,
+        "preprocessing": pre.describe(),
+    }
     return CalibrationSet(feeds, "image", str(path), details)
 
 

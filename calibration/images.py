@@ -17,6 +17,8 @@ from edgekit.errors import InputError
 
 log = logging.getLogger("edgekit.calibration")
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+
 
 def _hw(value: Any, key: str) -> tuple[int, int] | int | None:
     if value is None:
@@ -28,7 +30,10 @@ def _hw(value: Any, key: str) -> tuple[int, int] | int | None:
             return (int(value["height"]), int(value["width"]))
         if "shortest_edge" in value:
             return int(value["shortest_edge"])
-    raise InputError(f"preprocessor_config.json has an unsupported '{key}': {value}", "use {'height': H, 'width': W} or {'shortest_edge': N}")
+    raise InputError(
+        f"preprocessor_config.json has an unsupported '{key}': {value}",
+        "use {'height': H, 'width': W} or {'shortest_edge': N}",
+    )
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,10 @@ class ImagePreprocessor:
 
         file = Path(model_dir) / "preprocessor_config.json"
         if not file.is_file():
-            raise InputError(f"'{model_dir}' has no preprocessor_config.json, so images cannot be prepared for it", "add the image processor's preprocessor_config.json to the model folder")
+            raise InputError(
+                f"'{model_dir}' has no preprocessor_config.json, so images cannot be prepared for it",
+                "add the image processor's preprocessor_config.json to the model folder",
+            )
         cfg = read_json(file, "fix the file")
         crop = _hw(cfg.get("crop_size"), "crop_size") if cfg.get("do_center_crop") else None
         if isinstance(crop, int):
@@ -63,7 +71,14 @@ class ImagePreprocessor:
         )
 
     def describe(self) -> dict:
-        return {"size": self.size, "crop": self.crop, "resample": self.resample, "rescale": self.rescale, "mean": self.mean, "std": self.std}
+        return {
+            "size": self.size,
+            "crop": self.crop,
+            "resample": self.resample,
+            "rescale": self.rescale,
+            "mean": self.mean,
+            "std": self.std,
+        }
 
     def __call__(self, image: Any) -> Any:
         import numpy as np
@@ -91,7 +106,9 @@ class ImagePreprocessor:
         return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
-def load_images(files: list[Path], pre: ImagePreprocessor, limit: int | None = None) -> tuple[list[Any], list[str]]:
+def load_images(
+    files: list[Path], pre: ImagePreprocessor, limit: int | None = None
+) -> tuple[list[Any], list[str]]:
     """Preprocessed arrays of the readable files (up to ``limit``) and the names of those skipped.
 
     An unreadable file is reported by name and skipped; no readable file at all is an error.
@@ -109,5 +126,27 @@ def load_images(files: list[Path], pre: ImagePreprocessor, limit: int | None = N
             log.warning("skipped unreadable image %s (%s)", file, type(exc).__name__)
             skipped.append(str(file))
     if not arrays:
-        raise InputError(f"no readable image among {len(files)} file(s) given for calibration", "give a folder with at least one JPEG or PNG image")
+        raise InputError(
+            f"no readable image among {len(files)} file(s) given for calibration",
+            "give a folder with at least one JPEG or PNG image",
+        )
     return arrays, skipped
+
+
+def image_eval_feeds(
+    model_dir: Path, folder: Path, batch: int = 8, limit: int = 256
+) -> tuple[list[dict[str, Any]], list[str] | None]:
+    """Batches of preprocessed images from ``folder`` (class subfolders give labels)."""
+    import numpy as np
+
+    folder = Path(folder).expanduser()
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+    arrays, skipped = load_images(files, ImagePreprocessor.from_model(model_dir))
+    kept = [f for f in files if str(f) not in skipped]
+    labels = (
+        [f.parent.relative_to(folder).parts[0] for f in kept]
+        if all(f.parent != folder for f in kept)
+        else None
+    )
+    feeds = [{"pixel_values": np.stack(arrays[i : i + batch])} for i in range(0, len(arrays), batch)]
+    return feeds, labels

@@ -42,9 +42,14 @@ class RangeMethod:
         if self.name not in METHODS:
             raise InputError(f"unknown calibration method '{self.name}'", did_you_mean(self.name, METHODS))
         if not 50.0 < self.percentile <= 100.0:
-            raise InputError(f"--percentile must be in (50, 100], got {self.percentile}", "pass e.g. --percentile 99.999")
+            raise InputError(
+                f"--percentile must be in (50, 100], got {self.percentile}", "pass e.g. --percentile 99.999"
+            )
         if self.bins < 2 * self.quantized_bins:
-            raise InputError(f"histogram bins ({self.bins}) must be at least twice the quantized bins ({self.quantized_bins})", "use the defaults")
+            raise InputError(
+                f"histogram bins ({self.bins}) must be at least twice the quantized bins ({self.quantized_bins})",
+                "use the defaults",
+            )
         return self
 
     @property
@@ -63,11 +68,23 @@ class Ranges:
     from_cache: bool = False
 
     def to_json(self) -> dict:
-        return {"version": CACHE_VERSION, "method": self.method, "tensors": {k: list(v) for k, v in self.tensors.items()}, "channel_absmax": self.channel_absmax, "absmax": self.absmax}
+        return {
+            "version": CACHE_VERSION,
+            "method": self.method,
+            "tensors": {k: list(v) for k, v in self.tensors.items()},
+            "channel_absmax": self.channel_absmax,
+            "absmax": self.absmax,
+        }
 
     @classmethod
     def from_json(cls, data: dict) -> "Ranges":
-        return cls(data["method"], {k: (float(v[0]), float(v[1])) for k, v in data["tensors"].items()}, data.get("channel_absmax", {}), data.get("absmax", {}), from_cache=True)
+        return cls(
+            data["method"],
+            {k: (float(v[0]), float(v[1])) for k, v in data["tensors"].items()},
+            data.get("channel_absmax", {}),
+            data.get("absmax", {}),
+            from_cache=True,
+        )
 
 
 # ---------------------------------------------------------------- methods on one histogram
@@ -91,7 +108,9 @@ def percentile_threshold(abs_hist: Any, absmax: float, percentile: float) -> flo
     return min(absmax, (index + 1) * absmax / len(abs_hist))
 
 
-def entropy_threshold(abs_hist: Any, absmax: float, quantized_bins: int = 128, candidates: int = 256) -> float:
+def entropy_threshold(
+    abs_hist: Any, absmax: float, quantized_bins: int = 128, candidates: int = 256
+) -> float:
     """TensorRT's KL-divergence calibration: the clip threshold whose ``quantized_bins``-level
     version of the |x| distribution loses the least information (smallest KL(P || Q)).
 
@@ -136,7 +155,9 @@ def entropy_threshold(abs_hist: Any, absmax: float, quantized_bins: int = 128, c
     return min(absmax, best_i * absmax / n)
 
 
-def range_from_stats(low: float, high: float, abs_hist: Any | None, method: RangeMethod) -> tuple[float, float]:
+def range_from_stats(
+    low: float, high: float, abs_hist: Any | None, method: RangeMethod
+) -> tuple[float, float]:
     """The quantization range of one tensor: always holds 0 (so zero is exact)."""
     low, high = min(low, 0.0), max(high, 0.0)
     if method.name == "minmax" or abs_hist is None:
@@ -175,7 +196,13 @@ def _session(path: Path, threads: int | None):
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def run_tensors(model_path: Path, feeds: list[dict[str, Any]], tensors: list[str], passes: int = 1, threads: int | None = None):
+def run_tensors(
+    model_path: Path,
+    feeds: list[dict[str, Any]],
+    tensors: list[str],
+    passes: int = 1,
+    threads: int | None = None,
+):
     """Yield ``(pass, {tensor: value})`` for every feed: the graph run with ``tensors`` as extra outputs."""
     with tempfile.TemporaryDirectory(prefix="edgekit-calib-") as tmp:
         session = _session(_augmented_model(model_path, tensors, Path(tmp)), threads)
@@ -185,7 +212,9 @@ def run_tensors(model_path: Path, feeds: list[dict[str, Any]], tensors: list[str
         del session
 
 
-def collect_tensors(model_path: Path, feeds: list[dict[str, Any]], tensors: list[str]) -> dict[str, list[Any]]:
+def collect_tensors(
+    model_path: Path, feeds: list[dict[str, Any]], tensors: list[str]
+) -> dict[str, list[Any]]:
     """The values of ``tensors`` on every feed (for small feed sets: everything stays in memory)."""
     captured: dict[str, list[Any]] = {t: [] for t in tensors}
     for _, values in run_tensors(model_path, feeds, tensors):
@@ -210,17 +239,24 @@ def collect(
     import numpy as np
 
     if not feeds:
-        raise InputError("the calibration set is empty", "pass --calib with data that yields at least one sample")
+        raise InputError(
+            "the calibration set is empty", "pass --calib with data that yields at least one sample"
+        )
     channel_tensors = [t for t in channel_tensors if t in tensors]
     low = {t: np.inf for t in tensors}
     high = {t: -np.inf for t in tensors}
     chan: dict[str, Any] = {}
     hists: dict[str, Any] = {}
-    for pass_index, values in run_tensors(model_path, feeds, tensors, 2 if method.needs_histogram else 1, threads):
+    for pass_index, values in run_tensors(
+        model_path, feeds, tensors, 2 if method.needs_histogram else 1, threads
+    ):
         for name, value in values.items():
             if pass_index == 0:
                 if not np.all(np.isfinite(value)):
-                    raise InputError(f"tensor '{name}' holds inf or NaN on the calibration data", "check the model in fp32 on that data before quantizing")
+                    raise InputError(
+                        f"tensor '{name}' holds inf or NaN on the calibration data",
+                        "check the model in fp32 on that data before quantizing",
+                    )
                 if value.size:
                     low[name] = min(low[name], float(value.min()))
                     high[name] = max(high[name], float(value.max()))
@@ -230,7 +266,9 @@ def collect(
             else:
                 absmax = max(-low[name], high[name], 0.0)
                 if absmax > 0:
-                    idx = np.floor((value.astype(np.float64).ravel() + absmax) * (method.bins / (2 * absmax))).astype(np.int64)
+                    idx = np.floor(
+                        (value.astype(np.float64).ravel() + absmax) * (method.bins / (2 * absmax))
+                    ).astype(np.int64)
                     counts = np.bincount(np.clip(idx, 0, method.bins - 1), minlength=method.bins)
                     hists[name] = hists.get(name, 0) + counts
         if progress is not None:
@@ -244,15 +282,33 @@ def collect(
     return Ranges(asdict(method), ranges, {k: [float(x) for x in v] for k, v in chan.items()}, absmaxes)
 
 
-def cache_key(model_sha: str, calib_sha: str, tensors: list[str], method: RangeMethod, channel_tensors: Iterable[str]) -> str:
-    blob = json.dumps({"v": CACHE_VERSION, "model": model_sha, "data": calib_sha, "tensors": sorted(tensors), "channels": sorted(channel_tensors), "method": asdict(method)}, sort_keys=True)
+def cache_key(
+    model_sha: str, calib_sha: str, tensors: list[str], method: RangeMethod, channel_tensors: Iterable[str]
+) -> str:
+    blob = json.dumps(
+        {
+            "v": CACHE_VERSION,
+            "model": model_sha,
+            "data": calib_sha,
+            "tensors": sorted(tensors),
+            "channels": sorted(channel_tensors),
+            "method": asdict(method),
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
-def cached_ranges(model_path: Path, calib: Any, tensors: list[str], method: RangeMethod, channel_tensors: Iterable[str] = (), progress: Any = None) -> Ranges:
+def cached_ranges(
+    model_path: Path,
+    calib: Any,
+    tensors: list[str],
+    method: RangeMethod,
+    channel_tensors: Iterable[str] = (),
+    progress: Any = None,
+) -> Ranges:
     """``collect`` behind a disk cache under ``<edgekit cache>/calibration``."""
-    from edgekit.artifacts import sha256_file, write_json
-    from edgekit.assets import cache_dir
+    from edgekit.artifacts import cache_dir, sha256_file, write_json
 
     channel_tensors = list(channel_tensors)
     key = cache_key(sha256_file(model_path), calib.fingerprint, tensors, method, channel_tensors)

@@ -73,7 +73,10 @@ def quantize_static_qdq(
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorsData
     from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
 
-    data = TensorsData(CalibrationMethod.MinMax, {name: (np.float32(lo), np.float32(hi)) for name, (lo, hi) in ranges.items()})
+    data = TensorsData(
+        CalibrationMethod.MinMax,
+        {name: (np.float32(lo), np.float32(hi)) for name, (lo, hi) in ranges.items()},
+    )
     quantizer = QDQQuantizer(
         model,
         per_channel,
@@ -139,7 +142,12 @@ def fuse_matmul_bias(model: Any) -> int:
         if node.op_type != "MatMul":
             continue
         dq_a, dq_b = (produced_by.get(i) for i in node.input[:2])
-        if not (dq_a is not None and dq_b is not None and dq_a.op_type == dq_b.op_type == "DequantizeLinear" and dq_b.input[0] in inits):
+        if not (
+            dq_a is not None
+            and dq_b is not None
+            and dq_a.op_type == dq_b.op_type == "DequantizeLinear"
+            and dq_b.input[0] in inits
+        ):
             continue
         out, bias = node.output[0], ""
         users = consumers.get(node.output[0], [])
@@ -148,10 +156,20 @@ def fuse_matmul_bias(model: Any) -> int:
             if bias:
                 out = users[0].output[0]
                 dropped.add(id(users[0]))
-        inputs = [dq_a.input[0], dq_b.input[0], dq_a.input[1], dq_b.input[1], _at(dq_a.input, 2), _at(dq_b.input, 2), bias]
+        inputs = [
+            dq_a.input[0],
+            dq_b.input[0],
+            dq_a.input[1],
+            dq_b.input[1],
+            _at(dq_a.input, 2),
+            _at(dq_b.input, 2),
+            bias,
+        ]
         while inputs[-1] == "":
             inputs.pop()
-        replaced[id(node)] = helper.make_node("MatMulIntegerToFloat", inputs, [out], name=f"{node.name}_int8", domain="com.microsoft")
+        replaced[id(node)] = helper.make_node(
+            "MatMulIntegerToFloat", inputs, [out], name=f"{node.name}_int8", domain="com.microsoft"
+        )
         dropped.add(id(dq_b))
     nodes = [replaced.get(id(n), n) for n in graph.node if id(n) not in dropped]
     used = {i for n in nodes for i in n.input} | {o.name for o in graph.output}
@@ -171,7 +189,14 @@ def quantize_dynamic_int8(src: Path, out: Path, nodes: list[str], per_channel: b
     """Weights int8 (per channel); activations quantized at run time from their live range."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, per_channel=per_channel, nodes_to_quantize=nodes, op_types_to_quantize=list(QUANT_OPS))
+    quantize_dynamic(
+        str(src),
+        str(out),
+        weight_type=QuantType.QInt8,
+        per_channel=per_channel,
+        nodes_to_quantize=nodes,
+        op_types_to_quantize=list(QUANT_OPS),
+    )
 
 
 def save_onnx(model: Any, out: Path) -> None:

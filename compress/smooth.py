@@ -20,7 +20,23 @@ import numpy as np
 from edgekit.compress.ort_quant import QuantTarget
 
 SCALE_CLIP = (1e-3, 1e3)
-NONLINEAR = {"Gelu", "FastGelu", "BiasGelu", "Relu", "Sigmoid", "Tanh", "Erf", "Mul", "Div", "Softplus", "HardSigmoid", "HardSwish", "Elu", "Selu", "LeakyRelu"}
+NONLINEAR = {
+    "Gelu",
+    "FastGelu",
+    "BiasGelu",
+    "Relu",
+    "Sigmoid",
+    "Tanh",
+    "Erf",
+    "Mul",
+    "Div",
+    "Softplus",
+    "HardSigmoid",
+    "HardSwish",
+    "Elu",
+    "Selu",
+    "LeakyRelu",
+}
 
 
 def smoothable(model: Any, target: QuantTarget) -> list[str]:
@@ -40,11 +56,17 @@ def _consumers(model: Any) -> dict[str, list[Any]]:
 def smooth_factors(act_absmax: Any, weight_absmax: Any, alpha: float) -> Any:
     a = np.asarray(act_absmax, np.float64)
     w = np.asarray(weight_absmax, np.float64)
-    s = np.where((a > 0) & (w > 0), np.power(np.maximum(a, 1e-12), alpha) / np.power(np.maximum(w, 1e-12), 1 - alpha), 1.0)
+    s = np.where(
+        (a > 0) & (w > 0),
+        np.power(np.maximum(a, 1e-12), alpha) / np.power(np.maximum(w, 1e-12), 1 - alpha),
+        1.0,
+    )
     return np.clip(s, *SCALE_CLIP).astype(np.float32)
 
 
-def smooth_quant(model: Any, target: QuantTarget, channel_absmax: dict[str, list[float]], alpha: float) -> dict[str, str]:
+def smooth_quant(
+    model: Any, target: QuantTarget, channel_absmax: dict[str, list[float]], alpha: float
+) -> dict[str, str]:
     """Rewrite ``model`` (fp32, in place); returns {activation: the tensor the quantized nodes now read}."""
     from onnx import helper, numpy_helper
 
@@ -68,18 +90,28 @@ def smooth_quant(model: Any, target: QuantTarget, channel_absmax: dict[str, list
         arrays = {w: numpy_helper.to_array(inits[w]).astype(np.float32) for w in weights}
         if any(a.shape[0] != len(channel_absmax[act]) for a in arrays.values()):
             continue
-        s = smooth_factors(channel_absmax[act], np.max([np.abs(a).max(1) for a in arrays.values()], axis=0), alpha)
+        s = smooth_factors(
+            channel_absmax[act], np.max([np.abs(a).max(1) for a in arrays.values()], axis=0), alpha
+        )
         for node, w in zip(users, weights):
             scaled = f"{w}_smoothed_{node.name}"
             model.graph.initializer.append(numpy_helper.from_array(arrays[w] * s[:, None], scaled))
             node.input[list(node.input).index(w)] = scaled
         producer = producers.get(act)
         all_users_quantized = len(users) == len(consumers.get(act, []))
-        if producer is not None and producer.op_type == "LayerNormalization" and all_users_quantized and all(i in inits for i in producer.input[1:3]) and len(producer.input) >= 3:
+        if (
+            producer is not None
+            and producer.op_type == "LayerNormalization"
+            and all_users_quantized
+            and all(i in inits for i in producer.input[1:3])
+            and len(producer.input) >= 3
+        ):
             for i in (1, 2):
                 name = producer.input[i]
                 folded = f"{name}_smoothed"
-                model.graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(inits[name]).astype(np.float32) / s, folded))
+                model.graph.initializer.append(
+                    numpy_helper.from_array(numpy_helper.to_array(inits[name]).astype(np.float32) / s, folded)
+                )
                 producer.input[i] = folded
             renamed[act] = act
             continue
@@ -107,6 +139,10 @@ def _insert_after(model: Any, pairs: list[tuple[Any, Any]]) -> None:
 
 def _drop_unused_initializers(model: Any) -> None:
     used = {i for n in model.graph.node for i in n.input}
-    keep = [i for i in model.graph.initializer if i.name in used or any(o.name == i.name for o in model.graph.output)]
+    keep = [
+        i
+        for i in model.graph.initializer
+        if i.name in used or any(o.name == i.name for o in model.graph.output)
+    ]
     del model.graph.initializer[:]
     model.graph.initializer.extend(keep)

@@ -38,29 +38,39 @@ def materialize_transposed_weights(model: Any) -> int:
         if perm not in (None, [1, 0]) or len(inits[producer.input[0]].dims) != 2:
             continue
         name = f"{producer.input[0]}_transposed_for_{node.name}"
-        model.graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(inits[producer.input[0]]).T.copy(), name))
+        model.graph.initializer.append(
+            numpy_helper.from_array(numpy_helper.to_array(inits[producer.input[0]]).T.copy(), name)
+        )
         node.input[1] = name
         count += 1
     return count
 
 
-def ort_weight_only(src: Path, out: Path, precision: str, block_size: int = BLOCK_SIZE, accuracy_level: int = ACCURACY_LEVEL) -> dict:
+def ort_weight_only(
+    src: Path, out: Path, precision: str, block_size: int = BLOCK_SIZE, accuracy_level: int = ACCURACY_LEVEL
+) -> dict:
     import logging
 
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)  # it logs every node at INFO
+    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(
+        logging.WARNING
+    )  # it logs every node at INFO
     model = onnx.load(str(src))
     materialized = materialize_transposed_weights(model)
-    quantizer = MatMulNBitsQuantizer(model, bits=BITS[precision], block_size=block_size, is_symmetric=True, accuracy_level=accuracy_level)
+    quantizer = MatMulNBitsQuantizer(
+        model, bits=BITS[precision], block_size=block_size, is_symmetric=True, accuracy_level=accuracy_level
+    )
     quantizer.process()
     quantized = quantizer.model.model
     used = {i for n in quantized.graph.node for i in n.input}
     kept = [i for i in quantized.graph.initializer if i.name in used]
     del quantized.graph.initializer[:]
     quantized.graph.initializer.extend(kept)
-    onnx.save(quantized, str(out), save_as_external_data=True, location=out.name + ".data", size_threshold=1024)
+    onnx.save(
+        quantized, str(out), save_as_external_data=True, location=out.name + ".data", size_threshold=1024
+    )
     ops = [n.op_type for n in quantized.graph.node]
     return {
         "mode": "weight-only",
@@ -82,12 +92,24 @@ def openvino_weight_only(model: Any, precision: str) -> tuple[Any, dict]:
 
     if precision == "int8":
         mode = nncf.CompressWeightsMode.INT8_ASYM
-        return nncf.compress_weights(model, mode=mode), {"mode": "weight-only", "tool": f"nncf {nncf.__version__}", "compression": mode.value}
+        return nncf.compress_weights(model, mode=mode), {
+            "mode": "weight-only",
+            "tool": f"nncf {nncf.__version__}",
+            "compression": mode.value,
+        }
     mode = nncf.CompressWeightsMode.INT4_SYM
     for group_size in OPENVINO_GROUP_SIZES:
         try:
             compressed = nncf.compress_weights(model.clone(), mode=mode, group_size=group_size, ratio=1.0)
         except nncf.errors.InvalidGroupSizeError:
             continue
-        return compressed, {"mode": "weight-only", "tool": f"nncf {nncf.__version__}", "compression": mode.value, "group_size": group_size, "ratio": 1.0}
-    raise nncf.errors.InvalidGroupSizeError(f"no INT4 group size in {OPENVINO_GROUP_SIZES} divides the model's weight widths")
+        return compressed, {
+            "mode": "weight-only",
+            "tool": f"nncf {nncf.__version__}",
+            "compression": mode.value,
+            "group_size": group_size,
+            "ratio": 1.0,
+        }
+    raise nncf.errors.InvalidGroupSizeError(
+        f"no INT4 group size in {OPENVINO_GROUP_SIZES} divides the model's weight widths"
+    )

@@ -65,16 +65,45 @@ def environment() -> dict[str, Any]:
     from importlib import metadata
 
     packages = {}
-    for name in ("edgekit", "torch", "transformers", "onnx", "onnxscript", "onnxruntime", "openvino", "numpy"):
+    for name in (
+        "edgekit",
+        "torch",
+        "transformers",
+        "onnx",
+        "onnxscript",
+        "onnxruntime",
+        "openvino",
+        "numpy",
+    ):
         try:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "machine": platform.machine(), "packages": packages}
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "packages": packages,
+    }
 
 
 # CPU features that decide which kernels the runtimes pick (fp32 FMA width, int8 dot products, bf16)
-CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8", "asimd", "asimddp", "i8mm", "bf16", "sve")
+CPU_FEATURES = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_bf16",
+    "amx_int8",
+    "asimd",
+    "asimddp",
+    "i8mm",
+    "bf16",
+    "sve",
+)
 
 
 def cpu_info() -> dict[str, Any]:
@@ -91,7 +120,12 @@ def cpu_info() -> dict[str, Any]:
     except OSError:  # not Linux: the model name is what platform knows
         pass
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"model": model or platform.processor() or platform.machine(), "usable_cores": usable, "logical_cores": os.cpu_count(), "features": [f for f in CPU_FEATURES if f in flags]}
+    return {
+        "model": model or platform.processor() or platform.machine(),
+        "usable_cores": usable,
+        "logical_cores": os.cpu_count(),
+        "features": [f for f in CPU_FEATURES if f in flags],
+    }
 
 
 def to_jsonable(value: Any) -> Any:
@@ -116,9 +150,14 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     folder = Path(folder)
     path = folder / MANIFEST
     if not folder.is_dir():
-        raise InputError(f"artifact folder '{folder}' does not exist", "pass a folder written by 'edgekit export'")
+        raise InputError(
+            f"artifact folder '{folder}' does not exist", "pass a folder written by 'edgekit export'"
+        )
     if not path.is_file():
-        raise InputError(f"'{folder}' has no {MANIFEST}, so it is not an edgekit artifact", "pass a folder written by 'edgekit export'")
+        raise InputError(
+            f"'{folder}' has no {MANIFEST}, so it is not an edgekit artifact",
+            "pass a folder written by 'edgekit export'",
+        )
     return read_json(path, "re-create the artifact")
 
 
@@ -134,14 +173,19 @@ def check_out_dir(out: Path, overwrite: bool) -> Path:
     """Fail before any work if ``out`` cannot be written. Returns the resolved path."""
     out = Path(out).expanduser().resolve()
     if out.exists() and not overwrite:
-        raise InputError(f"output folder '{out}' already exists", "pass --overwrite to replace it, or choose another --out")
+        raise InputError(
+            f"output folder '{out}' already exists", "pass --overwrite to replace it, or choose another --out"
+        )
     if out.exists() and not out.is_dir():
         raise InputError(f"output path '{out}' exists and is not a folder", "choose another --out")
     parent = out.parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"cannot write to '{out}': '{parent}' is not writable", "choose an --out in a folder you can write to")
+        raise InputError(
+            f"cannot write to '{out}': '{parent}' is not writable",
+            "choose an --out in a folder you can write to",
+        )
     return out
 
 
@@ -168,7 +212,9 @@ def staged_output(out: Path, overwrite: bool) -> Iterator[Path]:
         raise
 
 
-def build_manifest(*, stage: str, config: Any, source: dict[str, Any], folder: Path, started: str, **sections: Any) -> dict[str, Any]:
+def build_manifest(
+    *, stage: str, config: Any, source: dict[str, Any], folder: Path, started: str, **sections: Any
+) -> dict[str, Any]:
     from edgekit import __version__
 
     manifest = {
@@ -184,3 +230,11 @@ def build_manifest(*, stage: str, config: Any, source: dict[str, Any], folder: P
         "environment": environment(),
     }
     return manifest
+
+
+def cache_dir() -> Path:
+    """``$EDGEKIT_CACHE``, else ``$XDG_CACHE_HOME/edgekit``, else ``~/.cache/edgekit``."""
+    if os.environ.get("EDGEKIT_CACHE"):
+        return Path(os.environ["EDGEKIT_CACHE"])
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "edgekit"

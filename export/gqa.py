@@ -49,7 +49,9 @@ def rotary_cache(model, max_positions: int):
     return cos[0, :, :half].contiguous(), sin[0, :, :half].contiguous()
 
 
-def _gqa_forward(self, hidden_states, position_embeddings=None, attention_mask=None, past_key_values=None, **kwargs):
+def _gqa_forward(
+    self, hidden_states, position_embeddings=None, attention_mask=None, past_key_values=None, **kwargs
+):
     import torch
 
     ctx = self._edgekit_gqa
@@ -63,7 +65,14 @@ def _gqa_forward(self, hidden_states, position_embeddings=None, attention_mask=N
     out, present_key, present_value = torch.onnx.ops.symbolic_multi_out(
         "com.microsoft::GroupQueryAttention",
         [query, key, value, past_key, past_value, ctx["seqlens_k"], ctx["total"], ctx["cos"], ctx["sin"]],
-        {"num_heads": heads, "kv_num_heads": kv_heads, "do_rotary": 1, "rotary_interleaved": 0, "scale": float(self.scaling), "local_window_size": int(window) if window else -1},
+        {
+            "num_heads": heads,
+            "kv_num_heads": kv_heads,
+            "do_rotary": 1,
+            "rotary_interleaved": 0,
+            "scale": float(self.scaling),
+            "local_window_size": int(window) if window else -1,
+        },
         dtypes=[query.dtype] * 3,
         shapes=[[batch, seq, heads * dim], [batch, kv_heads, total, dim], [batch, kv_heads, total, dim]],
         version=1,
@@ -83,7 +92,7 @@ def usable(model) -> bool:
 
 @contextlib.contextmanager
 def gqa_attention(wrapper, max_positions: int):
-    """While active, ``wrapper`` (export/decoder.py's DecoderWithPast) exports each attention as one
+    """While active, ``wrapper`` (edgekit/models/decoder.py's DecoderWithPast) exports each attention as one
     GroupQueryAttention node; its forward derives seqlens_k and total_sequence_length from the mask."""
     import torch
 

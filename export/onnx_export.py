@@ -42,7 +42,9 @@ def _param_bytes(module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
 
 
-def _export_dynamo(module, kwargs, input_names, output_names, axes, path: Path, opset: int, dynamic_shapes=None) -> None:
+def _export_dynamo(
+    module, kwargs, input_names, output_names, axes, path: Path, opset: int, dynamic_shapes=None
+) -> None:
     import torch
 
     if dynamic_shapes is None:
@@ -107,7 +109,17 @@ def name_dynamic_axes(path: Path, axes: dict[str, dict[int, str]]) -> None:
     onnx.save(model, str(path))
 
 
-def convert(module, kwargs: dict[str, Any], input_names, output_names, axes, path: Path, opset: int, exporter: str = "auto", dynamic_shapes=None) -> ConvertInfo:
+def convert(
+    module,
+    kwargs: dict[str, Any],
+    input_names,
+    output_names,
+    axes,
+    path: Path,
+    opset: int,
+    exporter: str = "auto",
+    dynamic_shapes=None,
+) -> ConvertInfo:
     """Write ``module`` to ``path`` as ONNX; ``kwargs`` are example inputs (batch >= 2, sequence >= 2).
 
     ``dynamic_shapes`` (torch.export form) is needed when ``kwargs`` nest tensors (a KV cache);
@@ -118,7 +130,10 @@ def convert(module, kwargs: dict[str, Any], input_names, output_names, axes, pat
     if exporter not in EXPORTERS:
         raise InputError(f"unknown exporter '{exporter}'", f"use one of {', '.join(EXPORTERS)}")
     if dynamic_shapes is not None and exporter == "torchscript":
-        raise InputError("the TorchScript exporter cannot export a KV-cache decoder correctly", "use --exporter dynamo (the default)")
+        raise InputError(
+            "the TorchScript exporter cannot export a KV-cache decoder correctly",
+            "use --exporter dynamo (the default)",
+        )
     fallback_reason = None
     if exporter in ("auto", "dynamo"):
         try:
@@ -128,11 +143,19 @@ def convert(module, kwargs: dict[str, Any], input_names, output_names, axes, pat
             return ConvertInfo("dynamo", opset)
         except Exception as exc:  # noqa: BLE001 - any exporter failure may be recoverable by the other exporter
             if exporter == "dynamo":
-                raise EdgekitError(f"torch.export-based ONNX export failed: {type(exc).__name__}: {str(exc).splitlines()[0]}", "retry with --exporter torchscript, or --verbose for details") from exc
+                raise EdgekitError(
+                    f"torch.export-based ONNX export failed: {type(exc).__name__}: {str(exc).splitlines()[0]}",
+                    "retry with --exporter torchscript, or --verbose for details",
+                ) from exc
             if dynamic_shapes is not None:
-                raise EdgekitError(f"torch.export-based ONNX export failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}", "rerun with --verbose for details") from exc
+                raise EdgekitError(
+                    f"torch.export-based ONNX export failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
+                    "rerun with --verbose for details",
+                ) from exc
             fallback_reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
-            log.warning("dynamo export failed (%s); falling back to the TorchScript exporter", fallback_reason)
+            log.warning(
+                "dynamo export failed (%s); falling back to the TorchScript exporter", fallback_reason
+            )
             for leftover in path.parent.glob(path.name + "*"):
                 leftover.unlink()
     used_opset = min(opset, 18)  # the TorchScript exporter is not maintained past opset 18

@@ -16,7 +16,11 @@ def onnx_to_ir(onnx_path: Path, xml_path: Path, fp16_weights: bool) -> dict:
 
     model = ov.Core().read_model(str(onnx_path))
     ov.save_model(model, str(xml_path), compress_to_fp16=fp16_weights)
-    return {"openvino_version": ov.get_version(), "stateful": False, "weights": "fp16" if fp16_weights else "fp32"}
+    return {
+        "openvino_version": ov.get_version(),
+        "stateful": False,
+        "weights": "fp16" if fp16_weights else "fp32",
+    }
 
 
 def replace_ir(model, xml_path: Path) -> None:
@@ -47,14 +51,16 @@ def torch_decoder_to_ir(model_dir: Path, spec, xml_path: Path, fp16_weights: boo
     import openvino as ov
     import torch
 
-    from edgekit.export.decoder import build_decoder, dynamic_shapes, example_kwargs
+    from edgekit.models.decoder import build_decoder, dynamic_shapes, example_kwargs
 
     built = build_decoder(model_dir, dataclasses.replace(spec, attn_implementation="sdpa"))
     shapes, _ = dynamic_shapes(built)
     with torch.no_grad():
         # torch.export, not TorchScript tracing: tracing freezes the shape-dependent branches of the
         # SDPA mask code to the example's (wrong tokens after the first steps); torch.export keeps them general.
-        program = torch.export.export(built.module, (), kwargs=example_kwargs(built), dynamic_shapes=shapes, strict=False)
+        program = torch.export.export(
+            built.module, (), kwargs=example_kwargs(built), dynamic_shapes=shapes, strict=False
+        )
         model = ov.convert_model(program)
     for port, name in zip(model.inputs, built.input_names):
         port.get_tensor().set_names({name})
@@ -62,7 +68,13 @@ def torch_decoder_to_ir(model_dir: Path, spec, xml_path: Path, fp16_weights: boo
         port.get_tensor().set_names({name})
     make_cache_stateful(model, dict(zip(built.layout.past_names(), built.layout.present_names())))
     ov.save_model(model, str(xml_path), compress_to_fp16=fp16_weights)
-    return {"openvino_version": ov.get_version(), "stateful": True, "weights": "fp16" if fp16_weights else "fp32", "kv_cache_precision": "f32", "converted_from": "pytorch (torch.export, sdpa attention, beam_idx cache reorder)"}
+    return {
+        "openvino_version": ov.get_version(),
+        "stateful": True,
+        "weights": "fp16" if fp16_weights else "fp32",
+        "kv_cache_precision": "f32",
+        "converted_from": "pytorch (torch.export, sdpa attention, beam_idx cache reorder)",
+    }
 
 
 def make_cache_stateful(model, pairs: dict[str, str]) -> None:
@@ -87,10 +99,15 @@ def make_cache_stateful(model, pairs: dict[str, str]) -> None:
     model.add_parameters([beam])
     apply_make_stateful_transformation(model, pairs)
     ids = next(p for p in model.get_parameters() if p.get_output_tensor(0).get_any_name() == "input_ids")
-    batch = ops.gather(ops.shape_of(ids, output_type="i64"), ops.constant(np.array([0], np.int64)), ops.constant(np.int64(0)))
+    batch = ops.gather(
+        ops.shape_of(ids, output_type="i64"), ops.constant(np.array([0], np.int64)), ops.constant(np.int64(0))
+    )
     for op in model.get_ops():
         if op.get_type_name() == "ReadValue":
-            dims = [batch] + [ops.constant(np.array([d.get_min_length()], np.int64)) for d in list(op.get_output_partial_shape(0))[1:]]
+            dims = [batch] + [
+                ops.constant(np.array([d.get_min_length()], np.int64))
+                for d in list(op.get_output_partial_shape(0))[1:]
+            ]
             op.set_arguments([ops.broadcast(ops.constant(np.float32(0)), ops.concat(dims, 0))])
     model.validate_nodes_and_infer_types()
 

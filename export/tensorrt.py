@@ -25,29 +25,38 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from edgekit.export.fp16 import DECODER_FP32_OPS, FP32_OPS, norm_statistics_nodes, rotary_nodes, to_fp16
+from edgekit.runtimes.trt_backend import ENGINE_FILE, tensorrt_status
+
 PROFILE_FILE = "trt_profiles.json"
 COMMAND_FILE = "build_trt.sh"
 CALIB_CACHE = "calibration.cache"
-ENGINE_FILE = "model.engine"
 TIMING_CACHE = "timing.cache"
 JETPACK6_TRT_VERSION = (10, 3, 0)
 
 
-def profiles(inputs: list[dict], max_batch: int, opt_batch: int, opt_seq: int, max_seq: int) -> dict[str, dict[str, list[int]]]:
+def profiles(
+    inputs: list[dict], max_batch: int, opt_batch: int, opt_seq: int, max_seq: int
+) -> dict[str, dict[str, list[int]]]:
     """min/opt/max shapes of one profile for every input, from the manifest's named axes.
 
     ``batch`` 1..max_batch; ``sequence`` 1..max_seq; a KV cache's ``past_sequence`` 0..max_seq-1
     (an empty past for the prefill); ``total_sequence`` (attention mask of a decoder) 1..max_seq;
     numbers are fixed dimensions."""
-    return _shapes(inputs, {
-        "batch": (1, opt_batch, max_batch),
-        "sequence": (1, opt_seq, max_seq),
-        "past_sequence": (0, opt_seq, max_seq - 1),
-        "total_sequence": (1, opt_seq, max_seq),
-    })
+    return _shapes(
+        inputs,
+        {
+            "batch": (1, opt_batch, max_batch),
+            "sequence": (1, opt_seq, max_seq),
+            "past_sequence": (0, opt_seq, max_seq - 1),
+            "total_sequence": (1, opt_seq, max_seq),
+        },
+    )
 
 
-def decoder_profiles(inputs: list[dict], max_batch: int, opt_context: int, max_seq: int) -> list[dict[str, Any]]:
+def decoder_profiles(
+    inputs: list[dict], max_batch: int, opt_context: int, max_seq: int
+) -> list[dict[str, Any]]:
     """Two profiles for a KV-cache decoder, one engine sharing the weights (the layout
     TensorRT-LLM-style runtimes use): index 0 ``decode``, one new token per row over a past of
     0..max_seq-1, tuned at ``opt_context`` -- the step that runs for every generated token; index 1
@@ -55,9 +64,22 @@ def decoder_profiles(inputs: list[dict], max_batch: int, opt_context: int, max_s
     Each profile's min, opt and max are consistent shapes (total = past + new), which TensorRT
     checks; a session picks the profile whose ranges hold the shapes it is given."""
     opt = max(1, min(opt_context, max_seq - 1))
-    decode = {"batch": (1, 1, max_batch), "sequence": (1, 1, 1), "past_sequence": (0, opt, max_seq - 1), "total_sequence": (1, opt + 1, max_seq)}
-    prefill = {"batch": (1, 1, max_batch), "sequence": (1, opt, max_seq), "past_sequence": (0, 0, 0), "total_sequence": (1, opt, max_seq)}
-    return [{"name": "decode", "shapes": _shapes(inputs, decode)}, {"name": "prefill", "shapes": _shapes(inputs, prefill)}]
+    decode = {
+        "batch": (1, 1, max_batch),
+        "sequence": (1, 1, 1),
+        "past_sequence": (0, opt, max_seq - 1),
+        "total_sequence": (1, opt + 1, max_seq),
+    }
+    prefill = {
+        "batch": (1, 1, max_batch),
+        "sequence": (1, opt, max_seq),
+        "past_sequence": (0, 0, 0),
+        "total_sequence": (1, opt, max_seq),
+    }
+    return [
+        {"name": "decode", "shapes": _shapes(inputs, decode)},
+        {"name": "prefill", "shapes": _shapes(inputs, prefill)},
+    ]
 
 
 def _shapes(inputs: list[dict], sizes: dict[str, tuple[int, int, int]]) -> dict[str, dict[str, list[int]]]:
@@ -84,11 +106,26 @@ def trtexec_commands(precision: str, profile_list: list[dict[str, Any]]) -> dict
         if len(profile_list) > 1:
             shapes.append(f"--profile={index}")
         shapes += [f"--{key}Shapes={_shape_arg(profile['shapes'], key)}" for key in ("min", "opt", "max")]
-    common = ["trtexec", "--onnx=model.onnx", f"--saveEngine={ENGINE_FILE}", f"--timingCacheFile={TIMING_CACHE}", *shapes]
+    common = [
+        "trtexec",
+        "--onnx=model.onnx",
+        f"--saveEngine={ENGINE_FILE}",
+        f"--timingCacheFile={TIMING_CACHE}",
+        *shapes,
+    ]
     commands = {"tensorrt>=10.12 (strongly typed)": [*common, "--stronglyTyped"]}
     if precision == "int8":
         commands["tensorrt10 weakly typed (fp16 float parts)"] = [*common, "--int8", "--fp16"]
-        implicit = ["trtexec", "--onnx=model.fp32.onnx", f"--saveEngine={ENGINE_FILE}", f"--timingCacheFile={TIMING_CACHE}", *shapes, "--int8", "--fp16", f"--calib={CALIB_CACHE}"]
+        implicit = [
+            "trtexec",
+            "--onnx=model.fp32.onnx",
+            f"--saveEngine={ENGINE_FILE}",
+            f"--timingCacheFile={TIMING_CACHE}",
+            *shapes,
+            "--int8",
+            "--fp16",
+            f"--calib={CALIB_CACHE}",
+        ]
         commands["tensorrt10 / jetpack6 implicit int8 (calibration cache)"] = implicit
     elif precision == "fp16":
         commands["tensorrt10 < 10.12"] = common
@@ -96,7 +133,13 @@ def trtexec_commands(precision: str, profile_list: list[dict[str, Any]]) -> dict
 
 
 def write_build_script(folder: Path, commands: dict[str, list[str]]) -> None:
-    lines = ["#!/usr/bin/env bash", "# Build the TensorRT engine on the device, in this folder. Pick the line for your TensorRT;", "# 'edgekit build .' does the same with the Python API and stamps the engine.", "set -euo pipefail", 'cd "$(dirname "$0")"']
+    lines = [
+        "#!/usr/bin/env bash",
+        "# Build the TensorRT engine on the device, in this folder. Pick the line for your TensorRT;",
+        "# 'edgekit build .' does the same with the Python API and stamps the engine.",
+        "set -euo pipefail",
+        'cd "$(dirname "$0")"',
+    ]
     for i, (label, argv) in enumerate(commands.items()):
         lines.append(f"# {label}")
         lines.append(("" if i == 0 else "# ") + " ".join(shlex.quote(a) for a in argv))
@@ -111,7 +154,9 @@ def version_code(version: tuple[int, int, int]) -> int:
     return major * 10000 + minor * 100 + patch if major >= 10 else major * 1000 + minor * 100 + patch
 
 
-def calibration_cache_text(absmax: dict[str, float], version: tuple[int, int, int] = JETPACK6_TRT_VERSION) -> str:
+def calibration_cache_text(
+    absmax: dict[str, float], version: tuple[int, int, int] = JETPACK6_TRT_VERSION
+) -> str:
     """TensorRT's calibration cache: a header line, then ``tensor: <scale>`` per tensor, the scale
     (|max| / 127, symmetric int8) written as the big-endian IEEE-754 float32 in hex."""
     lines = [f"TRT-{version_code(version)}-EntropyCalibration2"]
@@ -129,25 +174,6 @@ def read_calibration_cache(text: str) -> tuple[str, dict[str, float]]:
         name, _, value = line.rpartition(": ")
         scales[name] = struct.unpack(">f", bytes.fromhex(value.strip()))[0]
     return lines[0], scales
-
-
-def tensorrt_status() -> tuple[bool, str]:
-    """Whether an engine can be built here, and why not. ``tensorrt-stubs`` installs a stub-only
-    ``tensorrt`` namespace package, so importing is not enough: the Builder must exist, and a GPU."""
-    try:
-        import tensorrt as trt
-    except ImportError:
-        return False, "TensorRT is not installed (pip install tensorrt on a machine with an NVIDIA GPU, or use JetPack)"
-    if not hasattr(trt, "Builder"):
-        return False, "only TensorRT type stubs are installed here, not TensorRT"
-    try:
-        import torch
-
-        if not torch.cuda.is_available():
-            return False, "TensorRT is installed but no CUDA GPU is visible"
-    except ImportError:
-        pass
-    return True, f"TensorRT {trt.__version__}"
 
 
 def build_engine(folder: Path) -> dict[str, Any]:
@@ -188,7 +214,12 @@ def build_engine(folder: Path) -> dict[str, Any]:
     updated = config.get_timing_cache()
     if updated is not None:
         cache_file.write_bytes(bytes(updated.serialize()))
-    return {"tensorrt_version": trt.__version__, **_gpu(), "strongly_typed": True, "profiles": [p["name"] for p in profile_list]}
+    return {
+        "tensorrt_version": trt.__version__,
+        **_gpu(),
+        "strongly_typed": True,
+        "profiles": [p["name"] for p in profile_list],
+    }
 
 
 def _gpu() -> dict[str, Any]:
@@ -207,7 +238,9 @@ def float_tensors(model: Any) -> list[str]:
 
     inferred = onnx.shape_inference.infer_shapes(model)
     inits = {i.name for i in model.graph.initializer}
-    typed = {v.name: v.type.tensor_type.elem_type for v in (*inferred.graph.value_info, *inferred.graph.output)}
+    typed = {
+        v.name: v.type.tensor_type.elem_type for v in (*inferred.graph.value_info, *inferred.graph.output)
+    }
     names = []
     for node in model.graph.node:
         if node.op_type in ("Constant", "Shape"):
@@ -218,13 +251,22 @@ def float_tensors(model: Any) -> list[str]:
     return names
 
 
-def trt_export(cfg: Any, model_dir: Path, built: Any, reference: Any, tmp: Path, steps: Any, inputs: list[dict]) -> tuple[dict, dict]:
+def trt_export(
+    cfg: Any, model_dir: Path, built: Any, reference: Any, tmp: Path, steps: Any, inputs: list[dict]
+) -> tuple[dict, dict]:
     """Turn the validated fp32 ``tmp/model.onnx`` into the TensorRT-ready folder; measure it on ONNX
     Runtime against PyTorch; build the engine when TensorRT and a GPU are here."""
-    from edgekit.export.int8 import build_eval_set, measure
+    from edgekit.compress.quality import build_eval_set, measure
 
     max_seq = cfg.max_seq or built.max_length or max(cfg.seq_lens)
-    profile = [{"name": "default", "shapes": profiles(inputs, cfg.max_batch, min(8, cfg.max_batch), min(max(cfg.seq_lens), max_seq), max_seq)}]
+    profile = [
+        {
+            "name": "default",
+            "shapes": profiles(
+                inputs, cfg.max_batch, min(8, cfg.max_batch), min(max(cfg.seq_lens), max_seq), max_seq
+            ),
+        }
+    ]
     (tmp / PROFILE_FILE).write_text(json.dumps(profile, indent=2))
     with steps.step("reference outputs on eval data"):
         evalset = build_eval_set(cfg, built, reference, model_dir)
@@ -239,11 +281,19 @@ def trt_export(cfg: Any, model_dir: Path, built: Any, reference: Any, tmp: Path,
 
     with steps.step("measure on ONNX Runtime"):
         quality = measure(evalset, OrtSession(tmp / "model.onnx", SessionOptions()), cfg.seed)
-    section = {"tensorrt": {**_commands_and_engine(tmp, cfg.precision, profile, steps), "fp32_ops": list(FP32_OPS) if cfg.precision == "fp16" else None}, **quant}
+    section = {
+        "tensorrt": {
+            **_commands_and_engine(tmp, cfg.precision, profile, steps),
+            "fp32_ops": list(FP32_OPS) if cfg.precision == "fp16" else None,
+        },
+        **quant,
+    }
     return section, quality
 
 
-def _commands_and_engine(tmp: Path, precision: str, profile: list[dict[str, Any]], steps: Any) -> dict[str, Any]:
+def _commands_and_engine(
+    tmp: Path, precision: str, profile: list[dict[str, Any]], steps: Any
+) -> dict[str, Any]:
     """Write ``build_trt.sh``; build the engine now when TensorRT and a GPU are here. The manifest's
     ``tensorrt`` section, common to encoders and decoders."""
     commands = trtexec_commands(precision, profile)
@@ -263,13 +313,6 @@ def _commands_and_engine(tmp: Path, precision: str, profile: list[dict[str, Any]
     }
 
 
-FP16_MAX = 65504.0
-FP32_OPS = ("LayerNormalization", "Softmax")
-"""Kept in fp32 in the fp16 graph: normalisation statistics and softmax sums lose the most in fp16."""
-
-DECODER_FP32_OPS = (*FP32_OPS, "Pow", "ReduceMean")
-"""A decoder's fp16 graph also keeps RMSNorm's statistics in fp32 (squares of hidden states of a
-few hundred overflow fp16's 65504); see also ``norm_statistics_nodes`` and ``rotary_nodes``."""
 DECODER_MAX_SEQ = 2048
 """Default longest context (prompt + generated tokens) of a decoder's TensorRT profiles, unless
 --max-seq-len says otherwise: models declare 8k-128k, whose prefill activations do not fit an edge GPU."""
@@ -278,120 +321,29 @@ FP16_DECODER_ATOL = 0.25
 fp16 keeps ~3 significant digits through 30 layers). Greedy tokens are compared and reported too."""
 
 
-def rotary_nodes(model: Any) -> list[str]:
-    """Nodes that compute rotary-embedding angles and their cos/sin: every ancestor of a Cos or Sin
-    node. They stay fp32 in an fp16 graph: an angle of position x frequency reaches ~2000 radians at
-    position 2048, where fp16's spacing is 1-2 radians."""
-    produced_by = {out: node for node in model.graph.node for out in node.output}
-    todo = [node for node in model.graph.node if node.op_type in ("Cos", "Sin")]
-    seen: dict[str, Any] = {}
-    while todo:
-        node = todo.pop()
-        if node.name in seen:
-            continue
-        seen[node.name] = node
-        todo += [produced_by[i] for i in node.input if i in produced_by]
-    return sorted(seen)
-
-
-def norm_statistics_nodes(model: Any) -> list[str]:
-    """What follows each ReduceMean up to the reciprocal: RMSNorm's ``mean(x^2) + eps``, ``sqrt``,
-    ``1 / .`` (and LayerNorm's decomposed variance). Kept fp32 with the ReduceMean: a mean of
-    squares of hidden states with outlier channels passes fp16's 65504."""
-    consumers: dict[str, list[Any]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    picked: list[str] = []
-    for node in model.graph.node:
-        if node.op_type != "ReduceMean":
-            continue
-        frontier = [node]
-        while frontier:
-            current = frontier.pop()
-            for nxt in (c for out in current.output for c in consumers.get(out, [])):
-                if nxt.op_type in ("Add", "Sqrt", "Reciprocal", "Div") and nxt.name not in picked:
-                    picked.append(nxt.name)
-                    if nxt.op_type != "Reciprocal" and nxt.op_type != "Div":
-                        frontier.append(nxt)
-    return picked
-
-
-def to_fp16(src: Path, out: Path, op_block_list: tuple[str, ...], node_block_list: list[str] | None = None) -> None:
-    """fp16 weights and compute, inputs and outputs kept in their exported types (so the same
-    feeding code runs it); ``op_block_list`` (added to the converter's own list, which a list given
-    would replace) and ``node_block_list`` stay fp32 behind casts."""
-    import onnx
-    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
-
-    from edgekit.compress.ort_quant import save_onnx
-
-    model = onnx.load(str(src))
-    names = node_block_list if node_block_list is not None else []
-    # constants are clamped to fp16's own limit, not the converter's default 1e4: the causal mask
-    # stays fp16's most negative value, as PyTorch's fp16 masks are
-    model = convert_float_to_float16(model, max_finite_val=FP16_MAX, keep_io_types=True, op_block_list=[*DEFAULT_OP_BLOCK_LIST, *op_block_list], node_block_list=names)
-    _drop_repeated_casts(model)
-    _skip_fp16_round_trips(model, set(op_block_list), set(names))
-    save_onnx(model, out)
-
-
-def _drop_repeated_casts(model: Any) -> int:
-    """The fp16 converter casts a tensor once per read by a kept node, every Cast writing the same
-    name: an initializer shared by 60 Pow nodes, or rotary's ``Concat(x, x)``, makes an invalid
-    graph. Keep the first of each."""
-    produced: dict[str, Any] = {}
-    keep, dropped = [], 0
-    for node in model.graph.node:
-        first = produced.get(node.output[0]) if node.output else None
-        if first is not None and node.op_type == first.op_type == "Cast" and list(node.input) == list(first.input):
-            dropped += 1
-            continue
-        produced.update({out: node for out in node.output})
-        keep.append(node)
-    if dropped:
-        del model.graph.node[:]
-        model.graph.node.extend(keep)
-    return dropped
-
-
-def _skip_fp16_round_trips(model: Any, ops: set[str], nodes: set[str]) -> int:
-    """Between two fp32-kept nodes the converter still goes fp32 -> fp16 -> fp32: RMSNorm's squares
-    (up to ~1e9 on SmolLM2) become inf on the way from Pow to ReduceMean. Feed the fp32 value
-    straight through wherever the producer is one of ours (``ops`` / ``nodes``: float outputs)."""
-    producer = {out: node for node in model.graph.node for out in node.output}
-    kept = {out for node in model.graph.node if node.op_type in ops or node.name in nodes for out in node.output}
-
-    def to(node: Any) -> int:
-        return next((a.i for a in node.attribute if a.name == "to"), -1)
-
-    bypass: dict[str, str] = {}
-    for node in model.graph.node:
-        first = producer.get(node.input[0]) if node.op_type == "Cast" and to(node) == 1 else None
-        if first is not None and first.op_type == "Cast" and to(first) == 10 and first.input[0] in kept:
-            bypass[node.output[0]] = first.input[0]
-    for node in model.graph.node:
-        for i, name in enumerate(node.input):
-            if name in bypass:
-                node.input[i] = bypass[name]
-    graph_outputs = {o.name for o in model.graph.output}
-    while True:  # dropping a dead Cast can leave its own input Cast dead
-        used = {name for node in model.graph.node for name in node.input} | graph_outputs
-        live = [n for n in model.graph.node if not (n.op_type == "Cast" and n.output[0] not in used)]
-        if len(live) == len(model.graph.node):
-            return len(bypass)
-        del model.graph.node[:]
-        model.graph.node.extend(live)
-
-
-def trt_decoder_export(cfg: Any, built: Any, reference: Any, tmp: Path, steps: Any, inputs: list[dict], prompts: list[str], validation: dict) -> tuple[dict, dict]:
+def trt_decoder_export(
+    cfg: Any,
+    built: Any,
+    reference: Any,
+    tmp: Path,
+    steps: Any,
+    inputs: list[dict],
+    prompts: list[str],
+    validation: dict,
+) -> tuple[dict, dict]:
     """``--target trt`` for a KV-cache decoder: the validated fp32 ``tmp/model.onnx`` in fp16 (cache
     in and out stay fp32), decode and prefill profiles, the build commands; logits of the fp16
     graph on ONNX Runtime checked against PyTorch on a prefill, a step and a padded batch, greedy
     generation compared with transformers fp32; the engine built when TensorRT and a GPU are here."""
     import onnx
 
-    from edgekit.export.validate import ValidationReport, compare_masked_batch, decoder_cases, greedy_parity, require_pass
+    from edgekit.export.validate import (
+        ValidationReport,
+        compare_masked_batch,
+        decoder_cases,
+        greedy_parity,
+        require_pass,
+    )
     from edgekit.runtimes.base import SessionOptions
     from edgekit.runtimes.ort_backend import OrtSession
 
@@ -413,7 +365,9 @@ def trt_decoder_export(cfg: Any, built: Any, reference: Any, tmp: Path, steps: A
         for name, case in decoder_cases(built.tokenizer, built.layout, reference):
             compare_masked_batch(reference, session, case, FP16_DECODER_ATOL, report, name)
         require_pass(report)
-        generation = greedy_parity(built.model, built.tokenizer, session, built.layout, prompts, new_tokens=32, strict=False)
+        generation = greedy_parity(
+            built.model, built.tokenizer, session, built.layout, prompts, new_tokens=32, strict=False
+        )
     section = {
         "tensorrt": {
             **_commands_and_engine(tmp, "fp16", profile, steps),
@@ -423,7 +377,12 @@ def trt_decoder_export(cfg: Any, built: Any, reference: Any, tmp: Path, steps: A
             "io_types": "as exported (int64 ids, float32 logits and cache)",
         }
     }
-    return section, {"runtime": "onnxruntime", **report.as_dict(), "greedy_generation": generation, "fp32": validation}
+    return section, {
+        "runtime": "onnxruntime",
+        **report.as_dict(),
+        "greedy_generation": generation,
+        "fp32": validation,
+    }
 
 
 def _trt_int8(cfg: Any, model_dir: Path, built: Any, tmp: Path, steps: Any) -> dict:
@@ -434,8 +393,9 @@ def _trt_int8(cfg: Any, model_dir: Path, built: Any, tmp: Path, steps: Any) -> d
     import onnx
 
     from edgekit.calibration.ranges import RangeMethod, cached_ranges
+    from edgekit.compress.int8 import smooth_graph
     from edgekit.compress.ort_quant import load_with_shapes, qdq_summary, quantize_static_qdq, weight_matmuls
-    from edgekit.export.int8 import build_calibration, smooth_graph
+    from edgekit.compress.quality import build_calibration
 
     method = RangeMethod(cfg.calib_method, cfg.percentile).check()
     fp32 = tmp / "model.fp32.onnx"
@@ -452,7 +412,13 @@ def _trt_int8(cfg: Any, model_dir: Path, built: Any, tmp: Path, steps: Any) -> d
         src, target, _ = smooth_graph(fp32, target, calib, cfg.smooth_alpha, steps)
     with steps.step("explicit Q/DQ"):
         act_ranges = cached_ranges(src, calib, target.activations, method)
-        quantize_static_qdq(load_with_shapes(src), tmp / "model.onnx", act_ranges.tensors, target.nodes, symmetric_activations=True)
+        quantize_static_qdq(
+            load_with_shapes(src),
+            tmp / "model.onnx",
+            act_ranges.tensors,
+            target.nodes,
+            symmetric_activations=True,
+        )
     if src != fp32:
         src.unlink()
     return {
@@ -462,7 +428,12 @@ def _trt_int8(cfg: Any, model_dir: Path, built: Any, tmp: Path, steps: Any) -> d
             "method": ranges.method,
             "smooth_quant": {"alpha": cfg.smooth_alpha},
             "calibration": calib.manifest(),
-            "implicit_int8": {"graph": "model.fp32.onnx", "cache": CALIB_CACHE, "tensors": len(absmax), "header": calibration_cache_text({}).strip()},
+            "implicit_int8": {
+                "graph": "model.fp32.onnx",
+                "cache": CALIB_CACHE,
+                "tensors": len(absmax),
+                "header": calibration_cache_text({}).strip(),
+            },
             "graph": qdq_summary(tmp / "model.onnx"),
         }
     }
@@ -477,13 +448,21 @@ def build_artifact(folder: Path) -> dict[str, Any]:
     folder = Path(folder).expanduser()
     manifest = read_manifest(folder)
     if manifest.get("export", {}).get("target") != "trt":
-        raise InputError(f"'{folder}' is not a TensorRT artifact (target {manifest.get('export', {}).get('target')})", "export it with 'edgekit export --target trt'")
+        raise InputError(
+            f"'{folder}' is not a TensorRT artifact (target {manifest.get('export', {}).get('target')})",
+            "export it with 'edgekit export --target trt'",
+        )
     for name in ("model.onnx", PROFILE_FILE):
         if not (folder / name).is_file():
-            raise InputError(f"'{folder}' has no {name}", "export it again with 'edgekit export --target trt'")
+            raise InputError(
+                f"'{folder}' has no {name}", "export it again with 'edgekit export --target trt'"
+            )
     ok, why = tensorrt_status()
     if not ok:
-        raise InputError(f"cannot build the TensorRT engine here: {why}", f"run 'edgekit build' (or {COMMAND_FILE}) on the device that has TensorRT and a GPU")
+        raise InputError(
+            f"cannot build the TensorRT engine here: {why}",
+            f"run 'edgekit build' (or {COMMAND_FILE}) on the device that has TensorRT and a GPU",
+        )
     stamp = build_engine(folder)
     manifest["export"]["tensorrt"].update(engine_built=True, engine=stamp, not_built_because=None)
     manifest["files"] = file_table(folder)

@@ -25,6 +25,10 @@ class SessionOptions:
 @runtime_checkable
 class Session(Protocol):
     backend: str
+    stateful: bool
+    """True when the session keeps a KV cache inside: it is then a ``StatefulSession``."""
+    keeps_values: bool
+    """True when ``run_keep`` can keep outputs in the runtime's memory: it is then a ``KeepingSession``."""
 
     def input_specs(self) -> list[TensorSpec]: ...
 
@@ -39,13 +43,50 @@ class Session(Protocol):
         ...
 
 
+class StatefulSession(Session, Protocol):
+    """A decoder session whose KV cache lives inside it (OpenVINO's stateful IR): generation feeds
+    no past tensors and reads no present ones."""
+
+    def reset(self, batch: int = 1) -> None:
+        """Empty the cache, sized for ``batch`` rows."""
+        ...
+
+    def select_rows(self, rows: Any) -> None:
+        """Reorder or repeat the cache rows (beam search)."""
+        ...
+
+
+class KeepingSession(Session, Protocol):
+    """A session with IO binding: ``keep`` outputs stay in the runtime's memory between runs and may
+    be fed back as inputs (ONNX Runtime's OrtValues), so a KV cache is not copied each step."""
+
+    def run_keep(
+        self, inputs: Mapping[str, Any], fetch: list[str], keep: list[str]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Returns (``fetch`` outputs as numpy, ``keep`` outputs as runtime values)."""
+        ...
+
+
+class SessionBase:
+    """What a session is unless it says otherwise: no cache inside, no IO binding."""
+
+    stateful = False
+    keeps_values = False
+
+
 class Backend(Protocol):
     """A backend turns an artifact folder into a Session (``build`` steps join here as backends need them)."""
 
     name: str
 
     @classmethod
-    def load(cls, artifact: Path, manifest: Mapping[str, Any], options: SessionOptions, model_file: str | None = None) -> Session:
+    def load(
+        cls,
+        artifact: Path,
+        manifest: Mapping[str, Any],
+        options: SessionOptions,
+        model_file: str | None = None,
+    ) -> Session:
         """``model_file``: one graph of a multi-graph artifact (encoder-decoders); default: the manifest's ``export.model_file``."""
         ...
 

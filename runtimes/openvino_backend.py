@@ -14,12 +14,22 @@ from typing import Any, Mapping
 import numpy as np
 
 from edgekit.errors import InputError
-from edgekit.runtimes.base import SessionOptions, TensorSpec, check_inputs
+from edgekit.runtimes.base import SessionBase, SessionOptions, TensorSpec, check_inputs
 
-_OV_TYPES = {"f32": "float32", "f16": "float16", "i64": "int64", "i32": "int32", "u8": "uint8", "i8": "int8", "boolean": "bool"}
+_OV_TYPES = {
+    "f32": "float32",
+    "f16": "float16",
+    "i64": "int64",
+    "i32": "int32",
+    "u8": "uint8",
+    "i8": "int8",
+    "boolean": "bool",
+}
 
 
-_GENERATED_NAME = re.compile(r"^[A-Za-z]+(_[A-Za-z]+)*_\d+$")  # e.g. linear_16, val_123: names the exporter made up
+_GENERATED_NAME = re.compile(
+    r"^[A-Za-z]+(_[A-Za-z]+)*_\d+$"
+)  # e.g. linear_16, val_123: names the exporter made up
 
 
 def _port_name(port) -> str:
@@ -32,22 +42,44 @@ def _specs(ports) -> list[TensorSpec]:
     specs = []
     for port in ports:
         shape = tuple(int(d.get_length()) if d.is_static else None for d in port.get_partial_shape())
-        specs.append(TensorSpec(_port_name(port), shape, _OV_TYPES.get(port.get_element_type().get_type_name(), port.get_element_type().get_type_name())))
+        specs.append(
+            TensorSpec(
+                _port_name(port),
+                shape,
+                _OV_TYPES.get(
+                    port.get_element_type().get_type_name(), port.get_element_type().get_type_name()
+                ),
+            )
+        )
     return specs
 
 
-class OpenVINOSession:
+class OpenVINOSession(SessionBase):
     backend = "openvino"
 
-    def __init__(self, xml_path: Path, options: SessionOptions = SessionOptions(), precision: str = "f32", cache: Mapping[str, Any] | None = None, kv_cache_precision: str = "f32"):
+    def __init__(
+        self,
+        xml_path: Path,
+        options: SessionOptions = SessionOptions(),
+        precision: str = "f32",
+        cache: Mapping[str, Any] | None = None,
+        kv_cache_precision: str = "f32",
+    ):
         import openvino as ov
 
         self.xml_path = Path(xml_path)
         if not self.xml_path.is_file():
-            raise InputError(f"OpenVINO IR '{self.xml_path}' does not exist", "re-run 'edgekit export --target openvino'")
+            raise InputError(
+                f"OpenVINO IR '{self.xml_path}' does not exist", "re-run 'edgekit export --target openvino'"
+            )
         # The CPU plugin stores a fused KV cache as u8 by default (lossy: greedy tokens drift from
         # PyTorch's within a few steps); f32 keeps decoding exact and is the default here.
-        config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1", "KV_CACHE_PRECISION": kv_cache_precision}
+        config = {
+            "INFERENCE_PRECISION_HINT": precision,
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": "1",
+            "KV_CACHE_PRECISION": kv_cache_precision,
+        }
         if options.threads:
             config["INFERENCE_NUM_THREADS"] = str(options.threads)
         core = ov.Core()
@@ -99,9 +131,15 @@ class OpenVINOSession:
         check_inputs(self, inputs)
         feeds = dict(inputs)
         if self._beam_input:
-            rows = self._next_rows if self._next_rows is not None else np.arange(np.asarray(inputs["input_ids"]).shape[0], dtype=np.int32)
+            rows = (
+                self._next_rows
+                if self._next_rows is not None
+                else np.arange(np.asarray(inputs["input_ids"]).shape[0], dtype=np.int32)
+            )
             feeds["beam_idx"], self._next_rows = rows, None
-        self._request.infer(feeds, share_inputs=True)  # no copy of the inputs (an encoder-decoder feeds its cross-attention cache each step)
+        self._request.infer(
+            feeds, share_inputs=True
+        )  # no copy of the inputs (an encoder-decoder feeds its cross-attention cache each step)
         names = output_names or [s.name for s in self._outputs]
         return {name: np.array(self._request.get_tensor(name).data, copy=True) for name in names}
 
@@ -113,9 +151,24 @@ class OpenVINOBackend:
     name = "openvino"
 
     @classmethod
-    def load(cls, artifact: Path, manifest: Mapping[str, Any], options: SessionOptions, model_file: str | None = None) -> OpenVINOSession:
+    def load(
+        cls,
+        artifact: Path,
+        manifest: Mapping[str, Any],
+        options: SessionOptions,
+        model_file: str | None = None,
+    ) -> OpenVINOSession:
         export = manifest.get("export", {})
         model_file = model_file or export.get("model_file", "")
         if not model_file.endswith(".xml"):
-            raise InputError(f"artifact '{artifact}' holds no OpenVINO IR", "export it with 'edgekit export --target openvino'")
-        return OpenVINOSession(Path(artifact) / model_file, options, export.get("inference_precision", "f32"), export.get("cache"), export.get("kv_cache_precision", "f32"))
+            raise InputError(
+                f"artifact '{artifact}' holds no OpenVINO IR",
+                "export it with 'edgekit export --target openvino'",
+            )
+        return OpenVINOSession(
+            Path(artifact) / model_file,
+            options,
+            export.get("inference_precision", "f32"),
+            export.get("cache"),
+            export.get("kv_cache_precision", "f32"),
+        )

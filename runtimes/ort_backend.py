@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from edgekit.errors import InputError
-from edgekit.runtimes.base import SessionOptions, TensorSpec, check_inputs
+from edgekit.runtimes.base import SessionBase, SessionOptions, TensorSpec, check_inputs
 
 # ONNX Runtime's SkipLayerNormalization CPU kernel took 30 ms of a 280 ms MiniLM run (batch 8,
 # 1 thread) where the unfused Add + LayerNormalization it replaces took 4-14 ms: leaving the
@@ -29,13 +29,18 @@ _ORT_TYPES = {
 
 def _specs(values) -> list[TensorSpec]:
     return [
-        TensorSpec(v.name, tuple(d if isinstance(d, (int, str)) else None for d in v.shape), _ORT_TYPES.get(v.type, v.type))
+        TensorSpec(
+            v.name,
+            tuple(d if isinstance(d, (int, str)) else None for d in v.shape),
+            _ORT_TYPES.get(v.type, v.type),
+        )
         for v in values
     ]
 
 
-class OrtSession:
+class OrtSession(SessionBase):
     backend = "ort"
+    keeps_values = True
 
     def __init__(self, model_path: Path, options: SessionOptions = SessionOptions()):
         import onnxruntime as ort
@@ -48,7 +53,12 @@ class OrtSession:
         if options.threads:
             so.intra_op_num_threads = options.threads
         so.log_severity_level = 3
-        self._session = ort.InferenceSession(str(self.model_path), so, providers=["CPUExecutionProvider"], disabled_optimizers=list(CPU_DISABLED_OPTIMIZERS))
+        self._session = ort.InferenceSession(
+            str(self.model_path),
+            so,
+            providers=["CPUExecutionProvider"],
+            disabled_optimizers=list(CPU_DISABLED_OPTIMIZERS),
+        )
         self._inputs = _specs(self._session.get_inputs())
         self._outputs = _specs(self._session.get_outputs())
 
@@ -64,7 +74,9 @@ class OrtSession:
         values = self._session.run(names, dict(inputs))
         return dict(zip(names, values))
 
-    def run_keep(self, inputs: Mapping[str, Any], fetch: list[str], keep: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    def run_keep(
+        self, inputs: Mapping[str, Any], fetch: list[str], keep: list[str]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Run with IO binding: ``fetch`` outputs come back as numpy arrays, ``keep`` outputs stay
         ONNX Runtime values that can be fed straight back as inputs (a KV cache: no copy out and
         back in each step). Inputs may be numpy arrays or such kept values."""
@@ -94,8 +106,16 @@ class OrtBackend:
     name = "ort"
 
     @classmethod
-    def load(cls, artifact: Path, manifest: Mapping[str, Any], options: SessionOptions, model_file: str | None = None) -> OrtSession:
+    def load(
+        cls,
+        artifact: Path,
+        manifest: Mapping[str, Any],
+        options: SessionOptions,
+        model_file: str | None = None,
+    ) -> OrtSession:
         model_file = model_file or manifest.get("export", {}).get("model_file")
         if not model_file or not model_file.endswith(".onnx"):
-            raise InputError(f"artifact '{artifact}' holds no ONNX model", "export it with 'edgekit export --target onnx'")
+            raise InputError(
+                f"artifact '{artifact}' holds no ONNX model", "export it with 'edgekit export --target onnx'"
+            )
         return OrtSession(Path(artifact) / model_file, options)

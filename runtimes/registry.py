@@ -53,10 +53,39 @@ class BackendEntry:
 _BACKENDS: dict[str, BackendEntry] = {
     entry.name: entry
     for entry in (
-        BackendEntry("torch", "edgekit.runtimes.torch_backend:TorchBackend", "torch", ("torch", "transformers"), "PyTorch eager fp32, the reference (runs the source model)"),
-        BackendEntry("ort", "edgekit.runtimes.ort_backend:OrtBackend", "ort", ("onnxruntime",), "ONNX Runtime, CPU execution provider", ("onnx",)),
-        BackendEntry("openvino", "edgekit.runtimes.openvino_backend:OpenVINOBackend", "openvino", ("openvino",), "OpenVINO, CPU (f32 unless the artifact says otherwise)", ("openvino-ir",)),
-        BackendEntry("trt", "edgekit.runtimes.trt_backend:TrtBackend", "trt", ("tensorrt", "torch"), "TensorRT engine on an NVIDIA GPU or Jetson (built by 'edgekit build')", ("onnx",), needs_engine=True, probe="edgekit.export.tensorrt:tensorrt_status"),
+        BackendEntry(
+            "torch",
+            "edgekit.runtimes.torch_backend:TorchBackend",
+            "torch",
+            ("torch", "transformers"),
+            "PyTorch eager fp32, the reference (runs the source model)",
+        ),
+        BackendEntry(
+            "ort",
+            "edgekit.runtimes.ort_backend:OrtBackend",
+            "ort",
+            ("onnxruntime",),
+            "ONNX Runtime, CPU execution provider",
+            ("onnx",),
+        ),
+        BackendEntry(
+            "openvino",
+            "edgekit.runtimes.openvino_backend:OpenVINOBackend",
+            "openvino",
+            ("openvino",),
+            "OpenVINO, CPU (f32 unless the artifact says otherwise)",
+            ("openvino-ir",),
+        ),
+        BackendEntry(
+            "trt",
+            "edgekit.runtimes.trt_backend:TrtBackend",
+            "trt",
+            ("tensorrt", "torch"),
+            "TensorRT engine on an NVIDIA GPU or Jetson (built by 'edgekit build')",
+            ("onnx",),
+            needs_engine=True,
+            probe="edgekit.runtimes.trt_backend:tensorrt_status",
+        ),
     )
 }
 
@@ -90,7 +119,9 @@ def default_backend(manifest) -> str:
     raise InputError(f"no backend reads artifacts of format '{fmt}'", "re-export with --target onnx")
 
 
-def load_session(artifact: Path | str, backend: str = "auto", threads: int | None = None, model_file: str | None = None) -> Session:
+def load_session(
+    artifact: Path | str, backend: str = "auto", threads: int | None = None, model_file: str | None = None
+) -> Session:
     """Open an artifact folder with the named backend (``auto``: the one its format is for).
 
     Encoder-decoder artifacts hold two graphs: name one with ``model_file`` (``runtimes/seq2seq.py``
@@ -105,11 +136,22 @@ def load_session(artifact: Path | str, backend: str = "auto", threads: int | Non
     if not entry.reads(manifest):
         export = manifest.get("export", {})
         if entry.needs_engine and "tensorrt" in export:
-            raise InputError(f"'{artifact}' holds no TensorRT engine yet", f"run 'edgekit build {artifact}' on the device with TensorRT and a GPU, or use --backend {default_backend(manifest)}")
-        raise InputError(f"backend '{backend}' cannot run '{artifact}' ({export.get('format', 'onnx')})", f"use --backend {default_backend(manifest)}")
+            raise InputError(
+                f"'{artifact}' holds no TensorRT engine yet",
+                f"run 'edgekit build {artifact}' on the device with TensorRT and a GPU, or use --backend {default_backend(manifest)}",
+            )
+        raise InputError(
+            f"backend '{backend}' cannot run '{artifact}' ({export.get('format', 'onnx')})",
+            f"use --backend {default_backend(manifest)}",
+        )
     files = manifest.get("export", {}).get("model_files")
     if files and model_file is None:
-        raise InputError(f"'{artifact}' is an encoder-decoder: it holds {' and '.join(sorted(files))} graphs", "use 'edgekit generate', or edgekit.runtimes.seq2seq.open_seq2seq in Python")
+        raise InputError(
+            f"'{artifact}' is an encoder-decoder: it holds {' and '.join(sorted(files))} graphs",
+            "use 'edgekit generate', or edgekit.runtimes.seq2seq.open_seq2seq in Python",
+        )
     if model_file is not None:
-        return get_backend(backend).load(artifact, manifest, SessionOptions(threads=threads), model_file=model_file)
+        return get_backend(backend).load(
+            artifact, manifest, SessionOptions(threads=threads), model_file=model_file
+        )
     return get_backend(backend).load(artifact, manifest, SessionOptions(threads=threads))

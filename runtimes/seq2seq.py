@@ -1,50 +1,16 @@
-"""Generation with an encoder-decoder artifact (export/seq2seq.py): the encoder runs once and hands
+"""Generation with an encoder-decoder artifact (edgekit/models/seq2seq.py): the encoder runs once and hands
 the cross-attention cache to the decoder, which then steps like a causal decoder."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
 from edgekit.errors import InputError
+from edgekit.models.cache_io import Seq2SeqIO
 from edgekit.runtimes.generate import GenerationConfig, _is_identity, _take_rows, decode
-
-
-@dataclass(frozen=True)
-class Seq2SeqIO:
-    num_layers: int
-    heads: int
-    head_dim: int
-    encoder_input: str = "input_ids"
-    """``input_ids`` (text) or ``input_features`` (speech)."""
-    encoder_mask: bool = True
-    """Whether the encoder takes an attention mask (and the decoder an ``encoder_attention_mask``)."""
-
-    @classmethod
-    def from_manifest(cls, manifest: Mapping[str, Any]) -> "Seq2SeqIO":
-        cache = manifest.get("export", {}).get("seq2seq")
-        if not cache:
-            raise InputError("this artifact is not an encoder-decoder model", "export one with --task seq2seq")
-        return cls(cache["num_layers"], cache["heads"], cache["head_dim"], cache["encoder_input"], cache["encoder_mask"])
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"num_layers": self.num_layers, "heads": self.heads, "head_dim": self.head_dim, "encoder_input": self.encoder_input, "encoder_mask": self.encoder_mask, "layout": "batch, heads, sequence, head_dim"}
-
-    def self_names(self, prefix: str) -> list[str]:
-        return [f"{prefix}.{i}.decoder.{kv}" for i in range(self.num_layers) for kv in ("key", "value")]
-
-    def cross_names(self, prefix: str) -> list[str]:
-        return [f"{prefix}.{i}.encoder.{kv}" for i in range(self.num_layers) for kv in ("key", "value")]
-
-    def past_names(self) -> list[str]:
-        """Decoder cache inputs, per layer: self key, self value, cross key, cross value."""
-        return [f"past_key_values.{i}.{part}.{kv}" for i in range(self.num_layers) for part in ("decoder", "encoder") for kv in ("key", "value")]
-
-    def empty_self_past(self, batch: int) -> dict[str, np.ndarray]:
-        return {n: np.zeros((batch, self.heads, 0, self.head_dim), dtype=np.float32) for n in self.self_names("past_key_values")}
 
 
 class Seq2SeqStepper:
@@ -63,15 +29,23 @@ class Seq2SeqStepper:
         """Run the encoder on batch-1 inputs and keep the cross-attention cache it returns."""
         first = np.asarray(inputs[self.io.encoder_input])
         if first.shape[0] != 1:
-            raise InputError(f"generation takes one input at a time, got a batch of {first.shape[0]}", "call it once per input")
+            raise InputError(
+                f"generation takes one input at a time, got a batch of {first.shape[0]}",
+                "call it once per input",
+            )
         out = self.encoder.run(dict(inputs))
-        self._cross1 = {p: out[q] for p, q in zip(self.io.cross_names("past_key_values"), self.io.cross_names("present"))}
+        self._cross1 = {
+            p: out[q] for p, q in zip(self.io.cross_names("past_key_values"), self.io.cross_names("present"))
+        }
         self._mask1 = np.asarray(inputs["attention_mask"], dtype=np.int64) if self.io.encoder_mask else None
         self._rows(1)
 
     def _rows(self, rows: int) -> None:
         """Cross cache and encoder mask repeated for ``rows`` rows (they are the same input's)."""
-        self.cross = {k: np.ascontiguousarray(np.broadcast_to(v, (rows, *v.shape[1:]))) if rows > 1 else v for k, v in self._cross1.items()}
+        self.cross = {
+            k: np.ascontiguousarray(np.broadcast_to(v, (rows, *v.shape[1:]))) if rows > 1 else v
+            for k, v in self._cross1.items()
+        }
         self.encoder_mask = None if self._mask1 is None else np.repeat(self._mask1, rows, axis=0)
 
     def _run(self, ids: np.ndarray) -> np.ndarray:
@@ -81,7 +55,7 @@ class Seq2SeqStepper:
         if self.stateful:  # the self-attention cache stays inside the decoder (OpenVINO states)
             return self.decoder.run(feeds, ["logits"])["logits"][:, -1]
         present = self.io.self_names("present")
-        if hasattr(self.decoder, "run_keep"):  # IO binding: the cache stays in ONNX Runtime's memory
+        if self.decoder.keeps_values:  # IO binding: the cache stays in ONNX Runtime's memory
             out, kept = self.decoder.run_keep(feeds, ["logits"], present)
         else:
             out = kept = self.decoder.run(feeds)
@@ -90,7 +64,7 @@ class Seq2SeqStepper:
 
     @property
     def stateful(self) -> bool:
-        return bool(getattr(self.decoder, "stateful", False))
+        return self.decoder.stateful
 
     def start(self, prompt_ids: list[int], rows: int = 1) -> np.ndarray:
         if not self._cross1:
@@ -122,7 +96,9 @@ class Seq2SeqStepper:
             self._rows(len(rows))
 
 
-def open_seq2seq(artifact: Path | str, backend: str = "auto", threads: int | None = None) -> tuple[Seq2SeqStepper, dict]:
+def open_seq2seq(
+    artifact: Path | str, backend: str = "auto", threads: int | None = None
+) -> tuple[Seq2SeqStepper, dict]:
     """The encoder and decoder sessions of an encoder-decoder artifact, as one stepper; and its manifest."""
     from edgekit.artifacts import read_manifest
     from edgekit.runtimes.registry import load_session

@@ -46,7 +46,10 @@ class SpeechPrompt:
         if key not in self.languages:
             from edgekit.errors import did_you_mean
 
-            raise InputError(f"this model does not know the language '{language}'", did_you_mean(key.strip("<|>"), [k.strip("<|>") for k in self.languages]))
+            raise InputError(
+                f"this model does not know the language '{language}'",
+                did_you_mean(key.strip("<|>"), [k.strip("<|>") for k in self.languages]),
+            )
         return self.languages[key]
 
     def detect(self, start_logits: np.ndarray) -> tuple[str, int]:
@@ -74,13 +77,19 @@ def audio_features(artifact: Path, samples: np.ndarray) -> dict[str, np.ndarray]
     from transformers import AutoFeatureExtractor
 
     if not (Path(artifact) / "preprocessor_config.json").is_file():
-        raise InputError(f"'{artifact}' has no preprocessor_config.json, so edgekit cannot compute its audio features", "export again from a model folder that has one")
+        raise InputError(
+            f"'{artifact}' has no preprocessor_config.json, so edgekit cannot compute its audio features",
+            "export again from a model folder that has one",
+        )
     extractor = AutoFeatureExtractor.from_pretrained(str(artifact))
     rate = int(extractor.sampling_rate)
     limit = float(getattr(extractor, "chunk_length", 30))
     seconds = len(samples) / rate
     if seconds > limit:
-        raise InputError(f"the audio is {seconds:.1f} s; this model reads at most {limit:.0f} s at a time", f"split it into pieces of {limit:.0f} s or less")
+        raise InputError(
+            f"the audio is {seconds:.1f} s; this model reads at most {limit:.0f} s at a time",
+            f"split it into pieces of {limit:.0f} s or less",
+        )
     features = extractor(samples, sampling_rate=rate, return_tensors="np")["input_features"]
     return {"input_features": np.asarray(features, dtype=np.float32)}
 

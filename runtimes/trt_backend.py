@@ -11,12 +11,45 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from edgekit.errors import InputError
-from edgekit.runtimes.base import SessionOptions, TensorSpec, check_inputs
+from edgekit.runtimes.base import SessionBase, SessionOptions, TensorSpec, check_inputs
 
-_NUMPY = {"FLOAT": "float32", "HALF": "float16", "INT64": "int64", "INT32": "int32", "INT8": "int8", "BOOL": "bool", "UINT8": "uint8"}
+_NUMPY = {
+    "FLOAT": "float32",
+    "HALF": "float16",
+    "INT64": "int64",
+    "INT32": "int32",
+    "INT8": "int8",
+    "BOOL": "bool",
+    "UINT8": "uint8",
+}
 
 
-class TrtSession:
+ENGINE_FILE = "model.engine"
+
+
+def tensorrt_status() -> tuple[bool, str]:
+    """Whether an engine can be built here, and why not. ``tensorrt-stubs`` installs a stub-only
+    ``tensorrt`` namespace package, so importing is not enough: the Builder must exist, and a GPU."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        return (
+            False,
+            "TensorRT is not installed (pip install tensorrt on a machine with an NVIDIA GPU, or use JetPack)",
+        )
+    if not hasattr(trt, "Builder"):
+        return False, "only TensorRT type stubs are installed here, not TensorRT"
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return False, "TensorRT is installed but no CUDA GPU is visible"
+    except ImportError:
+        pass
+    return True, f"TensorRT {trt.__version__}"
+
+
+class TrtSession(SessionBase):
     backend = "trt"
 
     def __init__(self, engine_path: Path, options: SessionOptions = SessionOptions()):
@@ -25,12 +58,18 @@ class TrtSession:
 
         self.engine_path = Path(engine_path)
         if not self.engine_path.is_file():
-            raise InputError(f"TensorRT engine '{self.engine_path}' does not exist", "build it on the device with 'edgekit build DIR'")
+            raise InputError(
+                f"TensorRT engine '{self.engine_path}' does not exist",
+                "build it on the device with 'edgekit build DIR'",
+            )
         self._torch = torch
         self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
         if engine is None:
-            raise InputError(f"TensorRT could not load '{self.engine_path}' (built for another TensorRT version or GPU?)", "rebuild it here with 'edgekit build DIR'")
+            raise InputError(
+                f"TensorRT could not load '{self.engine_path}' (built for another TensorRT version or GPU?)",
+                "rebuild it here with 'edgekit build DIR'",
+            )
         self._engine = engine
         self._context = engine.create_execution_context()
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
@@ -42,10 +81,16 @@ class TrtSession:
         self._active = 0
 
     def input_specs(self) -> list[TensorSpec]:
-        return [TensorSpec(n, tuple(d if d >= 0 else None for d in self._shapes[n]), self._dtypes[n]) for n in self._inputs]
+        return [
+            TensorSpec(n, tuple(d if d >= 0 else None for d in self._shapes[n]), self._dtypes[n])
+            for n in self._inputs
+        ]
 
     def output_specs(self) -> list[TensorSpec]:
-        return [TensorSpec(n, tuple(d if d >= 0 else None for d in self._shapes[n]), self._dtypes[n]) for n in self._outputs]
+        return [
+            TensorSpec(n, tuple(d if d >= 0 else None for d in self._shapes[n]), self._dtypes[n])
+            for n in self._outputs
+        ]
 
     def run(self, inputs: Mapping[str, Any], output_names: list[str] | None = None) -> dict[str, Any]:
         import numpy as np
@@ -85,7 +130,9 @@ class TrtSession:
         return self.engine_path.stat().st_size
 
 
-def _profile_ranges(engine: Any, inputs: list[str]) -> list[dict[str, tuple[tuple[int, ...], tuple[int, ...]]]]:
+def _profile_ranges(
+    engine: Any, inputs: list[str]
+) -> list[dict[str, tuple[tuple[int, ...], tuple[int, ...]]]]:
     """Per optimization profile, the (min, max) shape of every input (a decoder's engine has two:
     decode, prefill)."""
     ranges = []
@@ -103,13 +150,21 @@ def _shown(name: str) -> bool:
     return not name.startswith("past_key_values.") or name == "past_key_values.0.key"
 
 
-def pick_profile(ranges: list[dict[str, tuple[tuple[int, ...], tuple[int, ...]]]], shapes: Mapping[str, tuple[int, ...]]) -> int:
+def pick_profile(
+    ranges: list[dict[str, tuple[tuple[int, ...], tuple[int, ...]]]], shapes: Mapping[str, tuple[int, ...]]
+) -> int:
     """Index of the first profile (per input: min and max shape) that holds ``shapes``; a clear error
     when none does (a prompt or batch past what the engine was built for)."""
     for index, profile in enumerate(ranges):
-        if all(len(shapes[n]) == len(lo) and all(a <= d <= b for d, a, b in zip(shapes[n], lo, hi)) for n, (lo, hi) in profile.items()):
+        if all(
+            len(shapes[n]) == len(lo) and all(a <= d <= b for d, a, b in zip(shapes[n], lo, hi))
+            for n, (lo, hi) in profile.items()
+        ):
             return index
-    limits = "; ".join(", ".join(f"{n} {list(lo)}..{list(hi)}" for n, (lo, hi) in profile.items() if _shown(n)) for profile in ranges)
+    limits = "; ".join(
+        ", ".join(f"{n} {list(lo)}..{list(hi)}" for n, (lo, hi) in profile.items() if _shown(n))
+        for profile in ranges
+    )
     given = ", ".join(f"{n} {list(s)}" for n, s in shapes.items() if _shown(n))
     raise InputError(
         f"input shapes ({given}) fit none of the engine's optimization profiles ({limits})",
@@ -125,12 +180,21 @@ class TrtBackend:
     name = "trt"
 
     @classmethod
-    def load(cls, artifact: Path, manifest: Mapping[str, Any], options: SessionOptions, model_file: str | None = None) -> TrtSession:
-        from edgekit.export.tensorrt import ENGINE_FILE, tensorrt_status
-
+    def load(
+        cls,
+        artifact: Path,
+        manifest: Mapping[str, Any],
+        options: SessionOptions,
+        model_file: str | None = None,
+    ) -> TrtSession:
         ok, why = tensorrt_status()
         if not ok:
-            raise InputError(f"the TensorRT backend cannot run here: {why}", "run it on the device with TensorRT and a GPU")
+            raise InputError(
+                f"the TensorRT backend cannot run here: {why}", "run it on the device with TensorRT and a GPU"
+            )
         if model_file is not None:
-            raise InputError("the TensorRT backend runs single-graph artifacts only", "export encoder-decoders with --target onnx or openvino")
+            raise InputError(
+                "the TensorRT backend runs single-graph artifacts only",
+                "export encoder-decoders with --target onnx or openvino",
+            )
         return TrtSession(Path(artifact) / ENGINE_FILE, options)

@@ -11,7 +11,26 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=130)
+
+
+def int8_dot_products() -> bool:
+    """Whether this CPU has int8 dot-product instructions (VNNI, AMX, Arm dot products). Without them
+    (an AMD Zen 3 with AVX2 only, for one) the runtimes' int8 kernels take another path and INT8
+    results move: measured on such a CPU, the OpenVINO INT8 MiniLM test's cosine is 0.9949 (at least
+    0.995 on the VNNI machines that set that threshold) and SmolLM2's int8 greedy prefixes are
+    28, 4, 15 (28, 24, 15 with VNNI). The tests take the threshold of the kind of CPU they run on."""
+    from edgekit.artifacts import cpu_info
+
+    return bool({"avx512_vnni", "avx_vnni", "amx_int8", "asimddp"} & set(cpu_info()["features"]))
+
+
+TINY = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=130,
+)
 
 # model_type -> (config class name, extra config kwargs, tokenizer input names)
 TINY_CONFIGS = {
@@ -19,7 +38,11 @@ TINY_CONFIGS = {
     "roberta": ("RobertaConfig", {}, ["input_ids", "attention_mask"]),
     "xlm-roberta": ("XLMRobertaConfig", {}, ["input_ids", "attention_mask"]),
     "camembert": ("CamembertConfig", {}, ["input_ids", "attention_mask"]),
-    "distilbert": ("DistilBertConfig", {"dim": 32, "n_layers": 2, "n_heads": 4, "hidden_dim": 64}, ["input_ids", "attention_mask"]),
+    "distilbert": (
+        "DistilBertConfig",
+        {"dim": 32, "n_layers": 2, "n_heads": 4, "hidden_dim": 64},
+        ["input_ids", "attention_mask"],
+    ),
     "mpnet": ("MPNetConfig", {}, ["input_ids", "attention_mask"]),
     "electra": ("ElectraConfig", {"embedding_size": 16}, ["input_ids", "token_type_ids", "attention_mask"]),
     "albert": ("AlbertConfig", {"embedding_size": 16}, ["input_ids", "token_type_ids", "attention_mask"]),
@@ -31,7 +54,11 @@ def _vocab() -> list[str]:
 
     words = sorted({w for p in SAMPLE_PARAGRAPHS for w in re.findall(r"\w+|[^\w\s]", p.lower())})
     letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [str(d) for d in range(10)]
-    return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set(words) | set(letters)) + ["##" + ch for ch in letters]
+    return (
+        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        + sorted(set(words) | set(letters))
+        + ["##" + ch for ch in letters]
+    )
 
 
 def write_tokenizer(folder: Path, input_names: list[str]) -> int:
@@ -45,10 +72,18 @@ def write_tokenizer(folder: Path, input_names: list[str]) -> int:
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", 2), ("[SEP]", 3)],
     )
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]", model_max_length=128,
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=128,
         model_input_names=list(input_names),
     )
     fast.save_pretrained(str(folder))
@@ -70,12 +105,22 @@ def make_tiny_encoder(folder: Path, model_type: str, seed: int = 0) -> Path:
 
 
 def add_sentence_transformers_files(folder: Path, mode: str = "mean", normalize: bool = True) -> Path:
-    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}, {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
     if normalize:
-        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+        modules.append(
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}
+        )
     (folder / "modules.json").write_text(json.dumps(modules))
     (folder / "1_Pooling").mkdir(exist_ok=True)
-    flags = {"pooling_mode_cls_token": mode == "cls", "pooling_mode_mean_tokens": mode == "mean", "pooling_mode_max_tokens": mode == "max", "pooling_mode_mean_sqrt_len_tokens": mode == "mean_sqrt_len"}
+    flags = {
+        "pooling_mode_cls_token": mode == "cls",
+        "pooling_mode_mean_tokens": mode == "mean",
+        "pooling_mode_max_tokens": mode == "max",
+        "pooling_mode_mean_sqrt_len_tokens": mode == "mean_sqrt_len",
+    }
     (folder / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, **flags}))
     return folder
 
@@ -103,7 +148,8 @@ def minilm_dir() -> Path:
 @pytest.fixture(scope="session")
 def minilm_artifact() -> Path:
     """The real MiniLM exported once and cached in ~/.cache/edgekit (keyed by package and edgekit versions)."""
-    from edgekit.assets import MINILM, cached_export
+    from edgekit.assets import MINILM
+    from edgekit.export.cached import cached_export
 
     return cached_export(MINILM, "onnx")
 
@@ -111,11 +157,14 @@ def minilm_artifact() -> Path:
 @pytest.fixture(scope="session")
 def minilm_openvino() -> Path:
     """The real MiniLM as OpenVINO IR, cached like ``minilm_artifact``."""
-    from edgekit.assets import MINILM, cached_export
+    from edgekit.assets import MINILM
+    from edgekit.export.cached import cached_export
 
     return cached_export(MINILM, "openvino", target="openvino")
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run the real console entry point in a fresh interpreter."""
-    return subprocess.run([sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout
+    )

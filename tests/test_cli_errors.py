@@ -29,7 +29,9 @@ def test_folder_without_config(tmp_path):
 
 
 def test_unknown_target(tiny_models, tmp_path):
-    result = run_cli("export", "--model", str(tiny_models("bert")), "--target", "onnxx", "--out", str(tmp_path / "out"))
+    result = run_cli(
+        "export", "--model", str(tiny_models("bert")), "--target", "onnxx", "--out", str(tmp_path / "out")
+    )
     _assert_clean_failure(result, "unknown export target 'onnxx'", "did you mean 'onnx'")
     assert not (tmp_path / "out").exists()
 
@@ -89,7 +91,9 @@ def test_verbose_shows_the_traceback(tmp_path):
 
 def test_validation_failure_writes_nothing(tiny_models, tmp_path):
     # An impossible tolerance makes validation fail: the export must leave nothing behind.
-    result = run_cli("export", "--model", str(tiny_models("bert")), "--out", str(tmp_path / "out"), "--atol", "1e-30")
+    result = run_cli(
+        "export", "--model", str(tiny_models("bert")), "--out", str(tmp_path / "out"), "--atol", "1e-30"
+    )
     assert result.returncode == 3
     assert "differs from PyTorch" in result.stderr and "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []
@@ -102,14 +106,41 @@ def test_int8_bad_inputs_fail_before_any_work(tiny_models, tmp_path):
     texts.write_text("one line of text\n")
     cases = [
         (("--target", "ort", "--precision", "int8"), ("static INT8 needs calibration data", "--calib")),
-        (("--target", "ort", "--precision", "int8", "--calib", str(tmp_path / "none.txt")), ("calibration data", "does not exist")),
-        (("--target", "ort", "--precision", "int8", "--calib", str(texts), "--calib-method", "entopy"), ("unknown calibration method 'entopy'", "did you mean 'entropy'")),
-        (("--target", "ort", "--precision", "int8", "--calib", str(texts), "--max-drop", "0.01"), ("--max-drop needs held-out data", "--eval-data")),
-        (("--target", "ort", "--precision", "int8", "--calib", str(texts), "--smooth-quant", "2"), ("--smooth-quant must be between 0 and 1",)),
+        (
+            ("--target", "ort", "--precision", "int8", "--calib", str(tmp_path / "none.txt")),
+            ("calibration data", "does not exist"),
+        ),
+        (
+            ("--target", "ort", "--precision", "int8", "--calib", str(texts), "--calib-method", "entopy"),
+            ("unknown calibration method 'entopy'", "did you mean 'entropy'"),
+        ),
+        (
+            ("--target", "ort", "--precision", "int8", "--calib", str(texts), "--max-drop", "0.01"),
+            ("--max-drop needs held-out data", "--eval-data"),
+        ),
+        (
+            ("--target", "ort", "--precision", "int8", "--calib", str(texts), "--smooth-quant", "2"),
+            ("--smooth-quant must be between 0 and 1",),
+        ),
         (("--target", "ort", "--precision", "int8-dynamic", "--calib", str(texts)), ("reads no --calib",)),
         (("--target", "ort", "--calib", str(texts)), ("--calib applies only to INT8 exports",)),
-        (("--target", "openvino", "--precision", "int8-dynamic"), ("--precision int8-dynamic is not available for --target openvino",)),
-        (("--target", "ort", "--precision", "int8", "--calib", str(texts), "--eval-data", str(tmp_path / "nope.jsonl")), ("--eval-data", "does not exist")),
+        (
+            ("--target", "openvino", "--precision", "int8-dynamic"),
+            ("--precision int8-dynamic is not available for --target openvino",),
+        ),
+        (
+            (
+                "--target",
+                "ort",
+                "--precision",
+                "int8",
+                "--calib",
+                str(texts),
+                "--eval-data",
+                str(tmp_path / "nope.jsonl"),
+            ),
+            ("--eval-data", "does not exist"),
+        ),
         (("--target", "trt", "--precision", "fp16", "--max-batch", "0"), ("--max-batch must be at least 1",)),
         (("--target", "ort", "--precision", "int4"), ("int4 is weight-only, for decoders",)),
     ]
@@ -118,11 +149,32 @@ def test_int8_bad_inputs_fail_before_any_work(tiny_models, tmp_path):
         _assert_clean_failure(result, *needles)
         assert not (tmp_path / "out").exists()
     (tmp_path / "empty.txt").write_text("")
-    result = run_cli("export", "--model", model, "--out", out, "--target", "ort", "--precision", "int8", "--calib", str(tmp_path / "empty.txt"))
+    result = run_cli(
+        "export",
+        "--model",
+        model,
+        "--out",
+        out,
+        "--target",
+        "ort",
+        "--precision",
+        "int8",
+        "--calib",
+        str(tmp_path / "empty.txt"),
+    )
     _assert_clean_failure(result, "is empty")
 
 
 def test_bench_eval_data_must_exist(minilm_artifact, tmp_path):
-    result = run_cli("bench", str(minilm_artifact), "--backend", "ort", "--eval-data", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "b"))
+    result = run_cli(
+        "bench",
+        str(minilm_artifact),
+        "--backend",
+        "ort",
+        "--eval-data",
+        str(tmp_path / "missing.jsonl"),
+        "--out",
+        str(tmp_path / "b"),
+    )
     _assert_clean_failure(result, "--eval-data", "does not exist")
     assert not (tmp_path / "b").exists()

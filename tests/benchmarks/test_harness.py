@@ -22,17 +22,34 @@ def test_percentiles_worked_by_hand():
 
 def test_agreement_uses_the_mask_and_the_pooled_output():
     ref = {"last_hidden_state": np.ones((1, 3, 2)), "sentence_embedding": np.array([[1.0, 0.0]])}
-    got = {"last_hidden_state": np.array([[[1.0, 1.0], [1.0, 1.0], [5.0, -5.0]]]), "sentence_embedding": np.array([[1.0, 1.0]])}
+    got = {
+        "last_hidden_state": np.array([[[1.0, 1.0], [1.0, 1.0], [5.0, -5.0]]]),
+        "sentence_embedding": np.array([[1.0, 1.0]]),
+    }
     result = agreement(ref, got, np.array([[1, 1, 0]]))
     assert result["max_abs_diff.last_hidden_state"] == pytest.approx(6.0)
     assert result["cosine.sentence_embedding"] == pytest.approx(1 / np.sqrt(2))
-    only_hidden = agreement({"last_hidden_state": ref["last_hidden_state"]}, {"last_hidden_state": got["last_hidden_state"]}, np.array([[1, 1, 0]]))
+    only_hidden = agreement(
+        {"last_hidden_state": ref["last_hidden_state"]},
+        {"last_hidden_state": got["last_hidden_state"]},
+        np.array([[1, 1, 0]]),
+    )
     assert only_hidden["cosine.last_hidden_state"] == pytest.approx(1.0)  # the padded token is masked out
 
 
 def test_bench_two_backends_two_cases_writes_reports(tiny_models, tmp_path):
     art = export_model(ExportConfig(model=tiny_models("bert"), out=tmp_path / "art"), quiet=True)
-    cfg = BenchConfig(artifacts=(art,), backends=("torch", "ort"), batches=(1, 2), seq_lens=(16,), warmup=1, repeat=4, rounds=2, out=tmp_path / "bench", settle_s=0.0)
+    cfg = BenchConfig(
+        artifacts=(art,),
+        backends=("torch", "ort"),
+        batches=(1, 2),
+        seq_lens=(16,),
+        warmup=1,
+        repeat=4,
+        rounds=2,
+        out=tmp_path / "bench",
+        settle_s=0.0,
+    )
     result = bench(cfg, quiet=True)
     rows = result["rows"]
     assert {(r["backend"], r["batch"]) for r in rows} == {("torch", 1), ("ort", 1), ("torch", 2), ("ort", 2)}
@@ -49,7 +66,11 @@ def test_bench_two_backends_two_cases_writes_reports(tiny_models, tmp_path):
     # the CPU is recorded, so figures from different machines are never compared blind
     assert saved["cpu"]["usable_cores"] >= 1 and saved["cpu"]["model"]
     if Path("/proc/cpuinfo").is_file() and platform.machine() == "x86_64":
-        flags = set(next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split(":")[1].split())
+        flags = set(
+            next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+            .split(":")[1]
+            .split()
+        )
         assert set(saved["cpu"]["features"]) == flags & set(CPU_FEATURES)
     md = (tmp_path / "bench" / "bench.md").read_text()
     assert f"CPU: {saved['cpu']['model']}, {saved['cpu']['usable_cores']} usable cores" in md
@@ -62,7 +83,20 @@ def test_bench_uses_the_users_text(tiny_models, tmp_path):
     art = export_model(ExportConfig(model=tiny_models("bert"), out=tmp_path / "art"), quiet=True)
     text = tmp_path / "t.txt"
     text.write_text("the city council voted\n\nrain is expected tomorrow\n")
-    result = bench(BenchConfig(artifacts=(art,), backends=("ort",), batches=(2,), seq_lens=(8,), warmup=0, repeat=1, rounds=1, text=text, settle_s=0.0), quiet=True)
+    result = bench(
+        BenchConfig(
+            artifacts=(art,),
+            backends=("ort",),
+            batches=(2,),
+            seq_lens=(8,),
+            warmup=0,
+            repeat=1,
+            rounds=1,
+            text=text,
+            settle_s=0.0,
+        ),
+        quiet=True,
+    )
     assert result["inputs"] == str(text)
     assert result["rows"][0]["speedup_vs_torch"] is None
 
@@ -70,9 +104,20 @@ def test_bench_uses_the_users_text(tiny_models, tmp_path):
 def test_generation_bench_reports_ttft_tokens_per_s_and_context_latency(tmp_path):
     from ..export.test_decoder_families import make_tiny_decoder
 
-    onnx_art = export_model(ExportConfig(model=make_tiny_decoder(tmp_path / "src", "llama"), out=tmp_path / "onnx"), quiet=True)
+    onnx_art = export_model(
+        ExportConfig(model=make_tiny_decoder(tmp_path / "src", "llama"), out=tmp_path / "onnx"), quiet=True
+    )
     ov_art = export_model(ExportConfig(model=onnx_art, out=tmp_path / "ov", target="openvino"), quiet=True)
-    cfg = BenchConfig(artifacts=(onnx_art, ov_art), backends=("torch", "ort", "openvino"), new_tokens=6, prompt_len=8, contexts=(4, 16), rounds=1, settle_s=0.0, out=tmp_path / "bench")
+    cfg = BenchConfig(
+        artifacts=(onnx_art, ov_art),
+        backends=("torch", "ort", "openvino"),
+        new_tokens=6,
+        prompt_len=8,
+        contexts=(4, 16),
+        rounds=1,
+        settle_s=0.0,
+        out=tmp_path / "bench",
+    )
     result = bench(cfg, quiet=True)
     rows = {r["backend"]: r for r in result["rows"]}
     assert set(rows) == {"torch", "ort", "openvino"}
@@ -83,7 +128,9 @@ def test_generation_bench_reports_ttft_tokens_per_s_and_context_latency(tmp_path
             assert row[f"per_token_ms@{ctx}"] > 0 and row[f"recompute_ms@{ctx}"] > 0
         assert row["per_token_growth"] == pytest.approx(row["per_token_ms@16"] / row["per_token_ms@4"])
     assert rows["torch"]["speedup_vs_torch"] == 1.0
-    assert rows["ort"]["speedup_vs_torch"] == pytest.approx(rows["ort"]["tokens_per_s"] / rows["torch"]["tokens_per_s"])
+    assert rows["ort"]["speedup_vs_torch"] == pytest.approx(
+        rows["ort"]["tokens_per_s"] / rows["torch"]["tokens_per_s"]
+    )
     md = (tmp_path / "bench" / "bench.md").read_text()
     assert "decode tok/s" in md and "no-cache ms @16" in md
     assert (tmp_path / "bench" / "bench.png").stat().st_size > 1000
@@ -94,7 +141,9 @@ def test_generation_bench_rejects_batches_and_mixed_artifacts(tmp_path, tiny_mod
 
     from ..export.test_decoder_families import make_tiny_decoder
 
-    dec = export_model(ExportConfig(model=make_tiny_decoder(tmp_path / "src", "gpt2"), out=tmp_path / "dec"), quiet=True)
+    dec = export_model(
+        ExportConfig(model=make_tiny_decoder(tmp_path / "src", "gpt2"), out=tmp_path / "dec"), quiet=True
+    )
     enc = export_model(ExportConfig(model=tiny_models("bert"), out=tmp_path / "enc"), quiet=True)
     with pytest.raises(InputError, match="batch 1"):
         bench(BenchConfig(artifacts=(dec,), backends=("ort",), batches=(2,)), quiet=True)
@@ -111,9 +160,21 @@ def test_seq2seq_bench_times_encoder_ttft_and_decoding_on_every_backend(tmp_path
 
     from ..export.seq2seq_models import make_tiny_seq2seq
 
-    bart = export_model(ExportConfig(model=make_tiny_seq2seq(tmp_path / "bart-src", "bart"), out=tmp_path / "bart"), quiet=True)
+    bart = export_model(
+        ExportConfig(model=make_tiny_seq2seq(tmp_path / "bart-src", "bart"), out=tmp_path / "bart"),
+        quiet=True,
+    )
     bart_ov = export_model(ExportConfig(model=bart, out=tmp_path / "bart-ov", target="openvino"), quiet=True)
-    cfg = BenchConfig(artifacts=(bart, bart_ov), backends=("torch", "ort", "openvino"), seq_lens=(20,), new_tokens=6, contexts=(4, 16), rounds=1, settle_s=0.0, out=tmp_path / "bench")
+    cfg = BenchConfig(
+        artifacts=(bart, bart_ov),
+        backends=("torch", "ort", "openvino"),
+        seq_lens=(20,),
+        new_tokens=6,
+        contexts=(4, 16),
+        rounds=1,
+        settle_s=0.0,
+        out=tmp_path / "bench",
+    )
     result = bench(cfg, quiet=True)
     rows = {r["backend"]: r for r in result["rows"]}
     assert set(rows) == {"torch", "ort", "openvino"}
@@ -122,16 +183,25 @@ def test_seq2seq_bench_times_encoder_ttft_and_decoding_on_every_backend(tmp_path
         assert 0 < row["encoder_ms"] < row["ttft_ms"] and row["tokens_per_s"] > 0
         assert row["per_token_growth"] == pytest.approx(row["per_token_ms@16"] / row["per_token_ms@4"])
         assert row["recompute_ms@4"] > 0 and row["model_mb"] > 0
-    assert rows["ort"]["speedup_vs_torch"] == pytest.approx(rows["ort"]["tokens_per_s"] / rows["torch"]["tokens_per_s"])
+    assert rows["ort"]["speedup_vs_torch"] == pytest.approx(
+        rows["ort"]["tokens_per_s"] / rows["torch"]["tokens_per_s"]
+    )
     md = (tmp_path / "bench" / "bench.md").read_text()
     assert "encoder ms" in md and "no-cache ms @16" in md and "decoder start token" in md
 
-    whisper = export_model(ExportConfig(model=make_tiny_seq2seq(tmp_path / "whisper-src", "whisper"), out=tmp_path / "whisper"), quiet=True)
-    result = bench(BenchConfig(artifacts=(whisper,), backends=("ort",), new_tokens=8, rounds=1, settle_s=0.0), quiet=True)
+    whisper = export_model(
+        ExportConfig(model=make_tiny_seq2seq(tmp_path / "whisper-src", "whisper"), out=tmp_path / "whisper"),
+        quiet=True,
+    )
+    result = bench(
+        BenchConfig(artifacts=(whisper,), backends=("ort",), new_tokens=8, rounds=1, settle_s=0.0), quiet=True
+    )
     assert result["config"]["contexts"] == [16]  # 128 and 512 do not fit in 64 positions
     (row,) = result["rows"]
     assert row["encoder_input"] == "seeded features [1, 16, 48] (one full window)" and row["tokens_per_s"] > 0
-    with pytest.raises(InputError, match="--new-tokens or --contexts reach 65 tokens, longer than .* allows \\(64 tokens\\)"):
+    with pytest.raises(
+        InputError, match="--new-tokens or --contexts reach 65 tokens, longer than .* allows \\(64 tokens\\)"
+    ):
         bench(BenchConfig(artifacts=(whisper,), backends=("ort",), new_tokens=64), quiet=True)
     enc = export_model(ExportConfig(model=tiny_models("bert"), out=tmp_path / "enc"), quiet=True)
     with pytest.raises(InputError, match="encoder and seq2seq artifacts together"):

@@ -26,7 +26,15 @@ def photos(tmp_path_factory):
 
 
 def _model_dir(tmp_path, **cfg):
-    base = {"do_resize": True, "size": {"height": 32, "width": 48}, "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
+    base = {
+        "do_resize": True,
+        "size": {"height": 32, "width": 48},
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5],
+    }
     (tmp_path / "preprocessor_config.json").write_text(json.dumps({**base, **cfg}))
     return tmp_path
 
@@ -44,11 +52,15 @@ def test_image_calibration_skips_unreadable_files_by_name(tmp_path, photos, capl
 def test_image_preprocessing_by_hand():
     from PIL import Image
 
-    pre = ImagePreprocessor(size=4, crop=(2, 2), rescale=1 / 255, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    pre = ImagePreprocessor(
+        size=4, crop=(2, 2), rescale=1 / 255, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)
+    )
     image = Image.new("RGB", (8, 4), (255, 0, 51))  # shortest edge 4 -> stays 8x4, centre crop 2x2
     out = pre(image)
     assert out.shape == (3, 2, 2)
-    np.testing.assert_allclose(out[:, 0, 0], [(1 - 0.5) / 0.25, (0 - 0.5) / 0.25, (0.2 - 0.5) / 0.25], atol=1e-6)
+    np.testing.assert_allclose(
+        out[:, 0, 0], [(1 - 0.5) / 0.25, (0 - 0.5) / 0.25, (0.2 - 0.5) / 0.25], atol=1e-6
+    )
 
 
 def test_no_readable_image_is_an_error(tmp_path):

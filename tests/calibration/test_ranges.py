@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgekit.calibration.ranges import RangeMethod, cached_ranges, collect, entropy_threshold, fold, percentile_threshold, range_from_stats
+from edgekit.calibration.ranges import (
+    RangeMethod,
+    cached_ranges,
+    collect,
+    entropy_threshold,
+    fold,
+    percentile_threshold,
+    range_from_stats,
+)
 from edgekit.errors import InputError
 
 
@@ -53,8 +61,21 @@ def _graph(path):
 
     w = numpy_helper.from_array(np.eye(4, dtype=np.float32) * 2, "W")
     zero = numpy_helper.from_array(np.zeros((), np.float32), "zero")
-    nodes = [helper.make_node("MatMul", ["x", "W"], ["h"], name="mm"), helper.make_node("Relu", ["h"], ["y"], name="relu"), helper.make_node("Mul", ["x", "zero"], ["z"], name="mul")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4]), helper.make_tensor_value_info("z", TensorProto.FLOAT, [None, 4])], [w, zero])
+    nodes = [
+        helper.make_node("MatMul", ["x", "W"], ["h"], name="mm"),
+        helper.make_node("Relu", ["h"], ["y"], name="relu"),
+        helper.make_node("Mul", ["x", "zero"], ["z"], name="mul"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4]),
+            helper.make_tensor_value_info("z", TensorProto.FLOAT, [None, 4]),
+        ],
+        [w, zero],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), str(path))
     return path
 
@@ -69,7 +90,13 @@ def _feeds(seed=0, n=6):
 @pytest.mark.parametrize("name", ["minmax", "entropy", "percentile"])
 def test_each_method_on_a_real_graph(tmp_path, name):
     feeds = _feeds()
-    ranges = collect(_graph(tmp_path / "g.onnx"), feeds, ["x", "h", "z"], RangeMethod(name, percentile=99.0), channel_tensors=["h"])
+    ranges = collect(
+        _graph(tmp_path / "g.onnx"),
+        feeds,
+        ["x", "h", "z"],
+        RangeMethod(name, percentile=99.0),
+        channel_tensors=["h"],
+    )
     xs = np.concatenate([f["x"] for f in feeds])
     lo, hi = ranges.tensors["x"]
     assert ranges.tensors["z"] == (0.0, 0.0)  # constant zero: no error, empty range
@@ -98,6 +125,8 @@ def test_cache_reuse_and_keys(tmp_path, monkeypatch):
     assert not first.from_cache and again.from_cache and again.tensors == first.tensors
     other = cached_ranges(graph, calib, ["x", "h"], RangeMethod("minmax"))  # another method: recalibrated
     assert not other.from_cache
-    changed = cached_ranges(graph, CalibrationSet(_feeds(seed=1), "test", "synthetic"), ["x", "h"], RangeMethod("percentile"))
+    changed = cached_ranges(
+        graph, CalibrationSet(_feeds(seed=1), "test", "synthetic"), ["x", "h"], RangeMethod("percentile")
+    )
     assert not changed.from_cache  # other data: recalibrated
     assert len(list((tmp_path / "cache" / "calibration").glob("*.json"))) == 3

@@ -12,7 +12,9 @@ from edgekit.errors import InputError
 def test_load_txt_jsonl_and_folder(tmp_path):
     (tmp_path / "a.txt").write_text("one\n\n two \nthree\n")
     assert load_texts(tmp_path / "a.txt") == ["one", "two", "three"]
-    (tmp_path / "b.jsonl").write_text(json.dumps({"text": "x", "label": 1}) + "\n" + json.dumps({"text": "y"}) + "\n")
+    (tmp_path / "b.jsonl").write_text(
+        json.dumps({"text": "x", "label": 1}) + "\n" + json.dumps({"text": "y"}) + "\n"
+    )
     assert load_texts(tmp_path / "b.jsonl") == ["x", "y"]
     folder = tmp_path / "docs" / "sport"
     folder.mkdir(parents=True)

@@ -64,7 +64,13 @@ def test_save_inline_removes_the_stale_external_data_of_the_graph_it_replaces(tm
     inline, and the old data file must not stay behind (it would also count in the model size)."""
     src, feeds = tiny_onnx
     out = tmp_path / "model.onnx"
-    onnx.save(onnx.load(str(src)), str(out), save_as_external_data=True, location="model.onnx.data", size_threshold=0)
+    onnx.save(
+        onnx.load(str(src)),
+        str(out),
+        save_as_external_data=True,
+        location="model.onnx.data",
+        size_threshold=0,
+    )
     assert (tmp_path / "model.onnx.data").stat().st_size > 10_000
     model = onnx.load(str(out))  # weights read into memory
     save_onnx(model, out)
@@ -88,7 +94,9 @@ def test_qdq_structure_uint8_activations_symmetric_per_channel_weights(tmp_path,
     for dq in weight_dqs:
         assert inits[dq.input[0]].dtype == np.int8
         assert {a.name: a.i for a in dq.attribute}.get("axis") == 1  # per output channel of [K, N]
-        assert inits[dq.input[2]].shape == (inits[dq.input[0]].shape[1],) and not inits[dq.input[2]].any()  # symmetric: zero points 0
+        assert (
+            inits[dq.input[2]].shape == (inits[dq.input[0]].shape[1],) and not inits[dq.input[2]].any()
+        )  # symmetric: zero points 0
     qs = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
     assert len(qs) == len(target.activations)
     assert all(inits[q.input[2]].dtype == np.uint8 for q in qs)
@@ -127,12 +135,16 @@ def test_smoothing_is_exact_in_fp32(tmp_path, tiny_onnx):
     model = onnx.load(str(src))
     target = weight_matmuls(model)
     acts = smoothable(model, target)
-    assert acts and len(acts) < len(target.activations)  # the FFN down-projection input (after GELU) is left alone
+    assert acts and len(acts) < len(
+        target.activations
+    )  # the FFN down-projection input (after GELU) is left alone
     stats = collect(src, feeds, acts, RangeMethod("minmax"), channel_tensors=acts)
     smooth_quant(model, QuantTarget(target.nodes, acts), stats.channel_absmax, 0.8)
     out = tmp_path / "smoothed.onnx"
     onnx.save(model, str(out))
-    assert [n.op_type for n in model.graph.node].count("Mul") > [n.op_type for n in onnx.load(str(src)).graph.node].count("Mul")
+    assert [n.op_type for n in model.graph.node].count("Mul") > [
+        n.op_type for n in onnx.load(str(src)).graph.node
+    ].count("Mul")
     for a, b in zip(_run(src, feeds), _run(out, feeds)):
         np.testing.assert_allclose(a, b, atol=1e-4)
 
@@ -146,10 +158,14 @@ def test_fake_quant_by_hand():
     assert activation_qparams(0.0, 2.55) == pytest.approx((0.01, 0))
     scale, zero = activation_qparams(-1.0, 1.55)  # 2.55 / 255 = 0.01, zero point 100
     assert (scale, zero) == (pytest.approx(0.01), 100)
-    np.testing.assert_allclose(fake_quant_activation(np.array([0.014, -2.0, 0.0]), -1.0, 1.55), [0.01, -1.0, 0.0], atol=1e-7)
+    np.testing.assert_allclose(
+        fake_quant_activation(np.array([0.014, -2.0, 0.0]), -1.0, 1.55), [0.01, -1.0, 0.0], atol=1e-7
+    )
     w = np.array([[1.0, 0.5], [-2.54, 0.25]], np.float32)  # column scales 2.54/127 = 0.02 and 0.5/127
     np.testing.assert_allclose(fake_quant_weight(w)[:, 0], [1.0, -2.54], atol=1e-6)
-    np.testing.assert_allclose(fake_quant_weight(w)[:, 1], [0.5, np.round(0.25 / (0.5 / 127)) * 0.5 / 127], atol=1e-7)
+    np.testing.assert_allclose(
+        fake_quant_weight(w)[:, 1], [0.5, np.round(0.25 / (0.5 / 127)) * 0.5 / 127], atol=1e-7
+    )
 
 
 def test_dynamic_quantization_structure(tmp_path, tiny_onnx):
@@ -158,7 +174,9 @@ def test_dynamic_quantization_structure(tmp_path, tiny_onnx):
     out = tmp_path / "dyn.onnx"
     quantize_dynamic_int8(src, out, target.nodes)
     ops = [n.op_type for n in onnx.load(str(out)).graph.node]
-    assert ops.count("MatMulInteger") == len(target.nodes) and ops.count("DynamicQuantizeLinear") >= len(target.activations)
+    assert ops.count("MatMulInteger") == len(target.nodes) and ops.count("DynamicQuantizeLinear") >= len(
+        target.activations
+    )
     assert all(np.isfinite(o).all() for o in _run(out, feeds))
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgekit.export import ExportConfig, export_model
-from edgekit.export.specs import list_specs, supported_model_types
+from edgekit.models.specs import list_specs, supported_model_types
 
 from ..conftest import TINY_CONFIGS, add_sentence_transformers_files, make_tiny_encoder
 
@@ -32,7 +32,9 @@ def test_tiny_encoder_exports_and_matches_torch(model_type, tiny_models, tmp_pat
     assert manifest["export"]["exporter"] == "dynamo"
     assert manifest["export"]["opset"] == 20
     assert {c["case"] for c in manifest["validation"]["cases"]} >= {"padded_batch3", "batch1_len8"}
-    expected_inputs = [n for n in TINY_CONFIGS[model_type][2] if n in ("input_ids", "attention_mask", "token_type_ids")]
+    expected_inputs = [
+        n for n in TINY_CONFIGS[model_type][2] if n in ("input_ids", "attention_mask", "token_type_ids")
+    ]
     if model_type in ("distilbert", "mpnet"):
         expected_inputs = [n for n in expected_inputs if n != "token_type_ids"]
     graph = onnx.load(str(out / "model.onnx")).graph
@@ -51,7 +53,9 @@ def test_tiny_encoder_exports_and_matches_torch(model_type, tiny_models, tmp_pat
     np.testing.assert_allclose(ort_out, torch_out, atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("mode,normalize", [("mean", True), ("cls", False), ("max", True), ("mean_sqrt_len", False)])
+@pytest.mark.parametrize(
+    "mode,normalize", [("mean", True), ("cls", False), ("max", True), ("mean_sqrt_len", False)]
+)
 def test_sentence_transformers_pooling_is_exported(mode, normalize, tmp_path):
     from edgekit.runtimes import load_session
 
@@ -90,7 +94,9 @@ def test_feature_extraction_task_skips_pooling(tmp_path):
 
 
 def test_torchscript_exporter_is_validated_too(tiny_models, tmp_path):
-    out = export_model(ExportConfig(model=tiny_models("bert"), out=tmp_path / "art", exporter="torchscript"), quiet=True)
+    out = export_model(
+        ExportConfig(model=tiny_models("bert"), out=tmp_path / "art", exporter="torchscript"), quiet=True
+    )
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["export"]["exporter"] == "torchscript"
     assert manifest["export"]["opset"] == 18

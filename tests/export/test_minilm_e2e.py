@@ -25,14 +25,37 @@ def test_cli_export_then_bench_real_minilm(minilm_dir, tmp_path):
     assert manifest["export"]["pooling"] == {"mode": "mean", "normalize": True}
     assert manifest["validation"]["passed"] and manifest["validation"]["atol"] == 1e-4
     assert manifest["validation"]["max_abs_diff"]["sentence_embedding"] < 1e-5
-    assert set(manifest["files"]) >= {"model.onnx", "tokenizer.json", "config.json", "modules.json", "1_Pooling/config.json"}
+    assert set(manifest["files"]) >= {
+        "model.onnx",
+        "tokenizer.json",
+        "config.json",
+        "modules.json",
+        "1_Pooling/config.json",
+    }
     assert "Traceback" not in result.stderr
 
     bench_dir = tmp_path / "bench"
-    result = run_cli("bench", str(out), "--backend", "torch,ort", "--batch", "1,2", "--seq-len", "32", "--warmup", "1", "--repeat", "3", "--out", str(bench_dir))
+    result = run_cli(
+        "bench",
+        str(out),
+        "--backend",
+        "torch,ort",
+        "--batch",
+        "1,2",
+        "--seq-len",
+        "32",
+        "--warmup",
+        "1",
+        "--repeat",
+        "3",
+        "--out",
+        str(bench_dir),
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads((bench_dir / "bench.json").read_text())
-    assert {(r["backend"], r["batch"], r["seq_len"]) for r in report["rows"]} == {(b, n, 32) for b in ("torch", "ort") for n in (1, 2)}
+    assert {(r["backend"], r["batch"], r["seq_len"]) for r in report["rows"]} == {
+        (b, n, 32) for b in ("torch", "ort") for n in (1, 2)
+    }
     for row in report["rows"]:
         assert row["cosine.sentence_embedding"] > 0.99999
     assert "| ort |" in (bench_dir / "bench.md").read_text()
@@ -45,16 +68,24 @@ def test_real_embeddings_rank_related_sentences_first(minilm_artifact):
     from edgekit.runtimes import load_session
 
     tok = AutoTokenizer.from_pretrained(str(minilm_artifact))
-    texts = ["A man is playing a guitar on stage.", "Someone performs music with a guitar.", "The stock market fell sharply today."]
+    texts = [
+        "A man is playing a guitar on stage.",
+        "Someone performs music with a guitar.",
+        "The stock market fell sharply today.",
+    ]
     enc = tok(texts, padding=True, return_tensors="np")
     session = load_session(minilm_artifact, "ort")
-    emb = session.run({k: enc[k].astype(np.int64) for k in ("input_ids", "token_type_ids", "attention_mask")})["sentence_embedding"]
+    emb = session.run(
+        {k: enc[k].astype(np.int64) for k in ("input_ids", "token_type_ids", "attention_mask")}
+    )["sentence_embedding"]
     sims = emb @ emb.T
     assert sims[0, 1] > 0.5 > sims[0, 2]
 
 
 def test_demo_runs_on_the_packaged_model(tmp_path):
-    result = run_cli("demo", "--out", str(tmp_path / "demo"), "--batch", "1", "--seq-len", "16", "--repeat", "2")
+    result = run_cli(
+        "demo", "--out", str(tmp_path / "demo"), "--batch", "1", "--seq-len", "16", "--repeat", "2"
+    )
     assert result.returncode == 0, result.stderr
     assert "validated against PyTorch" in result.stdout
     rows = json.loads((tmp_path / "demo" / "bench.json").read_text())["rows"]

@@ -22,7 +22,8 @@ def smol_src():
 def smol_onnx():
     """The standard graph (--target onnx), exported once and cached between runs (the CLI export
     path itself runs on tiny models and below, from this artifact to OpenVINO)."""
-    from edgekit.assets import SMOLLM2, cached_export
+    from edgekit.assets import SMOLLM2
+    from edgekit.export.cached import cached_export
 
     return cached_export(SMOLLM2, "onnx")
 
@@ -30,7 +31,8 @@ def smol_onnx():
 @pytest.fixture(scope="module")
 def smol_artifact():
     """The ONNX Runtime graph (--target ort: GroupQueryAttention), cached between runs."""
-    from edgekit.assets import SMOLLM2, cached_export
+    from edgekit.assets import SMOLLM2
+    from edgekit.export.cached import cached_export
 
     return cached_export(SMOLLM2, "ort", target="ort")
 
@@ -39,13 +41,26 @@ def smol_artifact():
 def test_manifest_records_cache_layout_and_validation(which, smol_onnx, smol_artifact):
     art = {"onnx": smol_onnx, "ort": smol_artifact}[which]
     manifest = json.loads((art / "manifest.json").read_text())
-    assert manifest["export"]["cache"] == {"num_layers": 30, "kv_heads": 3, "head_dim": 64, "uses_position_ids": True, "layout": "batch, kv_heads, sequence, head_dim"}
+    assert manifest["export"]["cache"] == {
+        "num_layers": 30,
+        "kv_heads": 3,
+        "head_dim": 64,
+        "uses_position_ids": True,
+        "layout": "batch, kv_heads, sequence, head_dim",
+    }
     assert manifest["export"]["attention"] == {"onnx": "standard", "ort": "GroupQueryAttention"}[which]
     assert manifest["validation"]["max_abs_diff"]["logits"] <= 5e-4
     assert manifest["validation"]["max_abs_diff"]["present.29.value"] <= 5e-4
-    assert manifest["validation"]["greedy_generation"] == {"prompts": 3, "new_tokens": 8, "identical": True, "identical_prompts": 3}
+    assert manifest["validation"]["greedy_generation"] == {
+        "prompts": 3,
+        "new_tokens": 8,
+        "identical": True,
+        "identical_prompts": 3,
+    }
     assert manifest["export"]["eos_token_ids"] == [2]
-    assert (art / "chat_template.jinja").is_file() or "chat_template" in (art / "tokenizer_config.json").read_text()
+    assert (art / "chat_template.jinja").is_file() or "chat_template" in (
+        art / "tokenizer_config.json"
+    ).read_text()
 
 
 def test_generate_cli_matches_pytorch_greedy(smol_artifact, smol_src):
@@ -57,15 +72,38 @@ def test_generate_cli_matches_pytorch_greedy(smol_artifact, smol_src):
     for prompt in ("The capital of France is", "Water boils at a temperature of"):
         ids = tok(prompt, return_tensors="pt")["input_ids"]
         with torch.inference_mode():
-            expected = tok.decode(model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False)[0, ids.shape[1]:], skip_special_tokens=True)
+            expected = tok.decode(
+                model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False)[
+                    0, ids.shape[1] :
+                ],
+                skip_special_tokens=True,
+            )
         result = run_cli("generate", str(smol_artifact), "--prompt", prompt, "--max-new-tokens", "12")
         assert result.returncode == 0, result.stderr
         assert result.stdout.rstrip("\n") == expected
-    assert "Paris" in run_cli("generate", str(smol_artifact), "--prompt", "The capital of France is", "--max-new-tokens", "4").stdout
+    assert (
+        "Paris"
+        in run_cli(
+            "generate", str(smol_artifact), "--prompt", "The capital of France is", "--max-new-tokens", "4"
+        ).stdout
+    )
 
 
 def test_sampling_is_seeded_and_chat_template_applies(smol_artifact):
-    args = ("generate", str(smol_artifact), "--prompt", "Name a colour.", "--chat", "--do-sample", "--temperature", "0.7", "--top-p", "0.9", "--max-new-tokens", "12")
+    args = (
+        "generate",
+        str(smol_artifact),
+        "--prompt",
+        "Name a colour.",
+        "--chat",
+        "--do-sample",
+        "--temperature",
+        "0.7",
+        "--top-p",
+        "0.9",
+        "--max-new-tokens",
+        "12",
+    )
     first, again = run_cli(*args, "--seed", "1"), run_cli(*args, "--seed", "1")
     assert first.returncode == 0, first.stderr
     assert first.stdout == again.stdout
@@ -74,7 +112,16 @@ def test_sampling_is_seeded_and_chat_template_applies(smol_artifact):
 
 
 def test_stop_string_cuts_the_output(smol_artifact):
-    result = run_cli("generate", str(smol_artifact), "--prompt", "The capital of France is", "--max-new-tokens", "12", "--stop", ".")
+    result = run_cli(
+        "generate",
+        str(smol_artifact),
+        "--prompt",
+        "The capital of France is",
+        "--max-new-tokens",
+        "12",
+        "--stop",
+        ".",
+    )
     assert result.returncode == 0, result.stderr
     assert "." not in result.stdout and "Paris" in result.stdout
 
@@ -102,9 +149,14 @@ def test_generate_on_an_encoder_artifact_says_so(minilm_artifact):
 @pytest.fixture(scope="module")
 def smol_ov(smol_onnx, tmp_path_factory):
     out = tmp_path_factory.mktemp("smol-ov") / "art"
-    result = run_cli("export", "--model", str(smol_onnx), "--target", "openvino", "--out", str(out), timeout=900)
+    result = run_cli(
+        "export", "--model", str(smol_onnx), "--target", "openvino", "--out", str(out), timeout=900
+    )
     assert result.returncode == 0, result.stderr
-    assert "validated on openvino" in result.stdout and "greedy tokens identical to transformers on 3 prompts" in result.stdout
+    assert (
+        "validated on openvino" in result.stdout
+        and "greedy tokens identical to transformers on 3 prompts" in result.stdout
+    )
     return out
 
 

@@ -18,8 +18,15 @@ import pytest
 from onnx import numpy_helper
 
 from edgekit.errors import InputError
-from edgekit.export.tensorrt import calibration_cache_text, decoder_profiles, profiles, read_calibration_cache, tensorrt_status, trtexec_commands, version_code
-from edgekit.runtimes.trt_backend import pick_profile
+from edgekit.export.tensorrt import (
+    calibration_cache_text,
+    decoder_profiles,
+    profiles,
+    read_calibration_cache,
+    trtexec_commands,
+    version_code,
+)
+from edgekit.runtimes.trt_backend import pick_profile, tensorrt_status
 
 from ..conftest import REPO, run_cli
 
@@ -35,17 +42,29 @@ def test_profiles_cover_every_dynamic_input_including_the_kv_cache():
     p = profiles(inputs, max_batch=4, opt_batch=2, opt_seq=128, max_seq=512)
     assert p["input_ids"] == {"min": [1, 1], "opt": [2, 128], "max": [4, 512]}
     assert p["attention_mask"] == {"min": [1, 1], "opt": [2, 128], "max": [4, 512]}
-    assert p["past_key_values.0.key"] == {"min": [1, 3, 0, 64], "opt": [2, 3, 128, 64], "max": [4, 3, 511, 64]}
+    assert p["past_key_values.0.key"] == {
+        "min": [1, 3, 0, 64],
+        "opt": [2, 3, 128, 64],
+        "max": [4, 3, 511, 64],
+    }
 
 
 def test_trtexec_commands():
     p = profiles([{"name": "input_ids", "shape": ["batch", "sequence"]}], 16, 8, 128, 512)
     cmds = trtexec_commands("int8", [{"name": "default", "shapes": p}])
     first = next(iter(cmds.values()))
-    assert "--minShapes=input_ids:1x1" in first and "--optShapes=input_ids:8x128" in first and "--maxShapes=input_ids:16x512" in first
+    assert (
+        "--minShapes=input_ids:1x1" in first
+        and "--optShapes=input_ids:8x128" in first
+        and "--maxShapes=input_ids:16x512" in first
+    )
     assert "--stronglyTyped" in first and "--timingCacheFile=timing.cache" in first
     implicit = [c for label, c in cmds.items() if "implicit" in label][0]
-    assert "--onnx=model.fp32.onnx" in implicit and "--calib=calibration.cache" in implicit and "--int8" in implicit
+    assert (
+        "--onnx=model.fp32.onnx" in implicit
+        and "--calib=calibration.cache" in implicit
+        and "--int8" in implicit
+    )
 
 
 DECODER_INPUTS = [
@@ -62,12 +81,19 @@ def test_decoder_profiles_decode_then_prefill_each_shape_consistent():
     assert (decode["name"], prefill["name"]) == ("decode", "prefill")
     d, p = decode["shapes"], prefill["shapes"]
     assert d["input_ids"] == {"min": [1, 1], "opt": [1, 1], "max": [4, 1]}
-    assert d["past_key_values.0.key"] == {"min": [1, 3, 0, 64], "opt": [1, 3, 128, 64], "max": [4, 3, 1023, 64]}
+    assert d["past_key_values.0.key"] == {
+        "min": [1, 3, 0, 64],
+        "opt": [1, 3, 128, 64],
+        "max": [4, 3, 1023, 64],
+    }
     assert p["input_ids"] == {"min": [1, 1], "opt": [1, 128], "max": [4, 1024]}
     assert p["past_key_values.0.value"]["max"] == [4, 3, 0, 64]  # a prompt starts from an empty cache
     for shapes in (d, p):  # TensorRT checks total = past + new at min, opt and max
         for key in ("min", "opt", "max"):
-            assert shapes["attention_mask"][key][1] == shapes["past_key_values.0.key"][key][2] + shapes["input_ids"][key][1]
+            assert (
+                shapes["attention_mask"][key][1]
+                == shapes["past_key_values.0.key"][key][2] + shapes["input_ids"][key][1]
+            )
     cmd = next(iter(trtexec_commands("fp16", [decode, prefill]).values()))
     assert [a for a in cmd if a.startswith("--profile=")] == ["--profile=0", "--profile=1"]
     after0 = cmd[cmd.index("--profile=0") + 1 : cmd.index("--profile=1")]
@@ -80,12 +106,20 @@ def test_a_session_picks_the_profile_that_holds_the_shapes():
     ranges = [{n: (tuple(s["min"]), tuple(s["max"])) for n, s in p["shapes"].items()} for p in profile_list]
 
     def shapes(batch, new, past):
-        return {"input_ids": (batch, new), "attention_mask": (batch, past + new), "position_ids": (batch, new), "past_key_values.0.key": (batch, 3, past, 64), "past_key_values.0.value": (batch, 3, past, 64)}
+        return {
+            "input_ids": (batch, new),
+            "attention_mask": (batch, past + new),
+            "position_ids": (batch, new),
+            "past_key_values.0.key": (batch, 3, past, 64),
+            "past_key_values.0.value": (batch, 3, past, 64),
+        }
 
     assert pick_profile(ranges, shapes(1, 1, 40)) == 0  # a decode step
     assert pick_profile(ranges, shapes(2, 1, 0)) == 0  # the first step of two beams
     assert pick_profile(ranges, shapes(1, 20, 0)) == 1  # a prompt
-    with pytest.raises(InputError, match=r"input_ids \[1, 80\].*fit none of the engine's optimization profiles"):
+    with pytest.raises(
+        InputError, match=r"input_ids \[1, 80\].*fit none of the engine's optimization profiles"
+    ):
         pick_profile(ranges, shapes(1, 80, 0))  # longer than --max-seq-len
     with pytest.raises(InputError, match="--max-batch"):
         pick_profile(ranges, shapes(3, 1, 5))
@@ -144,13 +178,30 @@ def test_tensorrt_code_type_checks_against_tensorrt_stubs(tmp_path):
         for pyi in (stubs / name).glob("*.pyi"):
             pyi.write_text("\n".join(_repair_stub_line(line) for line in pyi.read_text().splitlines()) + "\n")
     config = tmp_path / "mypy.ini"
-    config.write_text("[mypy]\nfollow_imports = silent\nwarn_unused_ignores = False\n[mypy-edgekit.*,onnxruntime.*]\nignore_missing_imports = True\n[mypy-tensorrt.*,tensorrt_bindings.*,tensorrt_libs.*]\nignore_errors = True\nignore_missing_imports = True\n")
+    config.write_text(
+        "[mypy]\nfollow_imports = silent\nwarn_unused_ignores = False\n[mypy-edgekit.*,onnxruntime.*]\nignore_missing_imports = True\n[mypy-tensorrt.*,tensorrt_bindings.*,tensorrt_libs.*]\nignore_errors = True\nignore_missing_imports = True\n"
+    )
     env = {"MYPYPATH": str(stubs), "PATH": str(Path(sys.executable).parent)}
-    cmd = [sys.executable, "-m", "mypy", "--config-file", str(config), "--cache-dir", str(tmp_path / ".mypy_cache")]
-    ok = subprocess.run([*cmd, str(REPO / "export" / "tensorrt.py"), str(REPO / "runtimes" / "trt_backend.py")], capture_output=True, text=True, env=env, cwd=tmp_path)
+    cmd = [
+        sys.executable,
+        "-m",
+        "mypy",
+        "--config-file",
+        str(config),
+        "--cache-dir",
+        str(tmp_path / ".mypy_cache"),
+    ]
+    files = [
+        REPO / "export" / "tensorrt.py",
+        REPO / "export" / "targets" / "tensorrt.py",
+        REPO / "runtimes" / "trt_backend.py",
+    ]
+    ok = subprocess.run([*cmd, *map(str, files)], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     bad = tmp_path / "bad.py"
-    bad.write_text("import tensorrt as trt\nbuilder = trt.Builder(trt.Logger(trt.Logger.WARNING))\nbuilder.build_engine_with_typo(1)\n")
+    bad.write_text(
+        "import tensorrt as trt\nbuilder = trt.Builder(trt.Logger(trt.Logger.WARNING))\nbuilder.build_engine_with_typo(1)\n"
+    )
     wrong = subprocess.run([*cmd, str(bad)], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert wrong.returncode == 1 and "build_engine_with_typo" in wrong.stdout
 
@@ -160,7 +211,21 @@ def trt_int8(minilm_artifact, tmp_path_factory):
     from edgekit.assets import lee_background
 
     out = tmp_path_factory.mktemp("trt") / "trt8"
-    result = run_cli("export", "--model", str(minilm_artifact), "--target", "trt", "--precision", "int8", "--calib", str(lee_background()), "--calib-size", "32", "--out", str(out))
+    result = run_cli(
+        "export",
+        "--model",
+        str(minilm_artifact),
+        "--target",
+        "trt",
+        "--precision",
+        "int8",
+        "--calib",
+        str(lee_background()),
+        "--calib-size",
+        "32",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     return out, result
 
@@ -170,7 +235,11 @@ def test_trt_int8_folder_holds_explicit_symmetric_qdq_and_a_calibration_cache(tr
     m = json.loads((out / "manifest.json").read_text())
     trt = m["export"]["tensorrt"]
     (profile,) = json.loads((out / "trt_profiles.json").read_text())
-    assert profile["name"] == "default" and set(profile["shapes"]) == {"input_ids", "token_type_ids", "attention_mask"}
+    assert profile["name"] == "default" and set(profile["shapes"]) == {
+        "input_ids",
+        "token_type_ids",
+        "attention_mask",
+    }
     assert (out / "build_trt.sh").read_text().count("trtexec") == 3
     if not TRT_READY:
         assert trt["engine_built"] is False and trt["not_built_because"] == TRT_WHY
@@ -178,10 +247,15 @@ def test_trt_int8_folder_holds_explicit_symmetric_qdq_and_a_calibration_cache(tr
     model = onnx.load(str(out / "model.onnx"))
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     for q in (n for n in model.graph.node if n.op_type == "QuantizeLinear"):
-        assert inits[q.input[2]].dtype == np.int8 and not inits[q.input[2]].any()  # symmetric int8 activations
+        assert (
+            inits[q.input[2]].dtype == np.int8 and not inits[q.input[2]].any()
+        )  # symmetric int8 activations
     assert m["validation"]["quality"]["mean_cosine"] > 0.99  # the Q/DQ graph on ONNX Runtime vs PyTorch
     header, scales = read_calibration_cache((out / "calibration.cache").read_text())
-    assert header.startswith("TRT-100300-") and len(scales) == m["export"]["quantization"]["implicit_int8"]["tensors"] > 100
+    assert (
+        header.startswith("TRT-100300-")
+        and len(scales) == m["export"]["quantization"]["implicit_int8"]["tensors"] > 100
+    )
     fp32_names = {o for n in onnx.load(str(out / "model.fp32.onnx")).graph.node for o in n.output}
     assert set(scales) <= fp32_names and all(s > 0 for s in scales.values())
 
@@ -190,11 +264,17 @@ def test_build_refuses_clearly_without_tensorrt(trt_int8):
     if TRT_READY:
         pytest.skip("TensorRT and a GPU are present: the engine test below runs instead")
     result = run_cli("build", str(trt_int8[0]))
-    assert result.returncode != 0 and "cannot build the TensorRT engine here" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        result.returncode != 0
+        and "cannot build the TensorRT engine here" in result.stderr
+        and "Traceback" not in result.stderr
+    )
 
 
 @pytest.mark.skipif(not TRT_READY, reason=f"TensorRT engine build needs TensorRT and a GPU: {TRT_WHY}")
-def test_engine_builds_and_matches_onnx_runtime(trt_int8, minilm_dir):  # pragma: no cover - runs on a GPU machine only
+def test_engine_builds_and_matches_onnx_runtime(
+    trt_int8, minilm_dir
+):  # pragma: no cover - runs on a GPU machine only
     from transformers import AutoTokenizer
 
     from edgekit.runtimes import load_session
@@ -212,10 +292,14 @@ def test_engine_builds_and_matches_onnx_runtime(trt_int8, minilm_dir):  # pragma
 
 def test_trt_fp16_graph_is_fp16_and_faithful(minilm_artifact, tmp_path):
     out = tmp_path / "trt16"
-    result = run_cli("export", "--model", str(minilm_artifact), "--target", "trt", "--precision", "fp16", "--out", str(out))
+    result = run_cli(
+        "export", "--model", str(minilm_artifact), "--target", "trt", "--precision", "fp16", "--out", str(out)
+    )
     assert result.returncode == 0, result.stderr
     model = onnx.load(str(out / "model.onnx"))
-    weights = [i for i in model.graph.initializer if len(i.dims) == 2 and i.data_type != onnx.TensorProto.INT64]  # not position ids
+    weights = [
+        i for i in model.graph.initializer if len(i.dims) == 2 and i.data_type != onnx.TensorProto.INT64
+    ]  # not position ids
     assert len(weights) > 36 and all(w.data_type == onnx.TensorProto.FLOAT16 for w in weights)
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT64
     assert json.loads((out / "manifest.json").read_text())["validation"]["quality"]["mean_cosine"] > 0.9999
@@ -228,7 +312,19 @@ def trt_decoder(tmp_path_factory):
     root = tmp_path_factory.mktemp("trt-dec")
     src = make_tiny_decoder(root / "src", "llama")
     out = root / "trt16"
-    result = run_cli("export", "--model", str(src), "--target", "trt", "--precision", "fp16", "--max-seq-len", "96", "--out", str(out))
+    result = run_cli(
+        "export",
+        "--model",
+        str(src),
+        "--target",
+        "trt",
+        "--precision",
+        "fp16",
+        "--max-seq-len",
+        "96",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     return src, out, result
 
@@ -241,7 +337,9 @@ def test_trt_fp16_decoder_has_decode_and_prefill_profiles_and_matches_transforme
     past = [i["name"] for i in m["export"]["inputs"] if i["name"].startswith("past_key_values.")]
     assert len(past) == 4 and set(past) <= set(decode["shapes"]) and decode["shapes"][past[0]]["max"][2] == 95
     assert prefill["shapes"]["input_ids"]["max"][1] == 96 and trt["max_seq"] == 96
-    assert (out / "build_trt.sh").read_text().count("--profile=1") == 2  # both trtexec lines carry both profiles
+    assert (out / "build_trt.sh").read_text().count(
+        "--profile=1"
+    ) == 2  # both trtexec lines carry both profiles
     if not TRT_READY:
         assert trt["engine_built"] is False and "TensorRT engine not built" in result.stdout
     model = onnx.load(str(out / "model.onnx"))
@@ -257,7 +355,11 @@ def test_trt_fp16_decoder_has_decode_and_prefill_profiles_and_matches_transforme
     assert gen.returncode == 0, gen.stderr
     if not TRT_READY:  # before 'edgekit build': one line says the engine is missing and how to get it
         no_engine = run_cli("generate", str(out), "--backend", "trt", "--prompt", "Edge devices")
-        assert no_engine.returncode != 0 and "holds no TensorRT engine yet" in no_engine.stderr and "edgekit build" in no_engine.stderr
+        assert (
+            no_engine.returncode != 0
+            and "holds no TensorRT engine yet" in no_engine.stderr
+            and "edgekit build" in no_engine.stderr
+        )
         assert len(no_engine.stderr.strip().splitlines()) == 1
 
 
@@ -269,15 +371,23 @@ def test_trt_decoder_bad_options_one_line_nothing_written(trt_decoder, tmp_path)
         (["--target", "trt", "--precision", "fp16", "--max-seq-len", "1"], "must be at least 2"),
     ):
         result = run_cli("export", "--model", str(src), *args, "--out", str(tmp_path / "x"))
-        assert result.returncode != 0 and words in result.stderr and "Traceback" not in result.stderr, result.stderr
+        assert result.returncode != 0 and words in result.stderr and "Traceback" not in result.stderr, (
+            result.stderr
+        )
         assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
 
 
 @pytest.mark.skipif(not TRT_READY, reason=f"TensorRT engine build needs TensorRT and a GPU: {TRT_WHY}")
-def test_decoder_engine_generates_what_onnx_runtime_does(trt_decoder):  # pragma: no cover - runs on a GPU machine only
+def test_decoder_engine_generates_what_onnx_runtime_does(
+    trt_decoder,
+):  # pragma: no cover - runs on a GPU machine only
     _, out, _ = trt_decoder
     assert run_cli("build", str(out)).returncode == 0
-    trt_run = run_cli("generate", str(out), "--backend", "trt", "--prompt", "Edge devices", "--max-new-tokens", "8")
-    ort_run = run_cli("generate", str(out), "--backend", "ort", "--prompt", "Edge devices", "--max-new-tokens", "8")
+    trt_run = run_cli(
+        "generate", str(out), "--backend", "trt", "--prompt", "Edge devices", "--max-new-tokens", "8"
+    )
+    ort_run = run_cli(
+        "generate", str(out), "--backend", "ort", "--prompt", "Edge devices", "--max-new-tokens", "8"
+    )
     assert trt_run.returncode == 0, trt_run.stderr
     assert trt_run.stdout.strip() == ort_run.stdout.strip()

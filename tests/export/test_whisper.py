@@ -13,15 +13,28 @@ import numpy as np
 import pytest
 
 from edgekit.errors import InputError
-from edgekit.export.ctranslate2 import convert_ct2_whisper, is_ct2_folder, read_ct2
+from edgekit.models.ctranslate2 import convert_ct2_whisper, is_ct2_folder, read_ct2
 
 from ..conftest import run_cli
 
-SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|de|>", "<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>"]
+SPECIALS = [
+    "<|endoftext|>",
+    "<|startoftranscript|>",
+    "<|en|>",
+    "<|de|>",
+    "<|translate|>",
+    "<|transcribe|>",
+    "<|startoflm|>",
+    "<|startofprev|>",
+    "<|nocaptions|>",
+    "<|notimestamps|>",
+]
 SPOKEN = "The quick brown fox jumps over the lazy dog."
 
 
-def _write_ct2(path: Path, variables: dict[str, np.ndarray], aliases: dict[str, str], spec: str = "WhisperSpec") -> None:
+def _write_ct2(
+    path: Path, variables: dict[str, np.ndarray], aliases: dict[str, str], spec: str = "WhisperSpec"
+) -> None:
     """CTranslate2's binary layout (version 6), written independently of the reader under test."""
     codes = {np.dtype(np.float32): 0, np.dtype(np.int8): 1, np.dtype(np.int16): 2, np.dtype(np.float16): 4}
 
@@ -31,7 +44,9 @@ def _write_ct2(path: Path, variables: dict[str, np.ndarray], aliases: dict[str, 
 
     blob = struct.pack("<I", 6) + text(spec) + struct.pack("<II", 3, len(variables))
     for name, value in variables.items():
-        blob += text(name) + struct.pack("<B", value.ndim) + b"".join(struct.pack("<I", d) for d in value.shape)
+        blob += (
+            text(name) + struct.pack("<B", value.ndim) + b"".join(struct.pack("<I", d) for d in value.shape)
+        )
         blob += struct.pack("<BI", codes[value.dtype], value.nbytes) + value.tobytes()
     blob += struct.pack("<I", len(aliases)) + b"".join(text(a) + text(b) for a, b in aliases.items())
     path.write_bytes(blob)
@@ -55,7 +70,15 @@ def _fuse(model) -> dict[str, np.ndarray]:
 
     def fused(dst, src, names):
         put(f"{dst}/weight", np.concatenate([sd[f"{src}.{n}.weight"] for n in names]))
-        put(f"{dst}/bias", np.concatenate([sd.get(f"{src}.{n}.bias", np.zeros(sd[f"{src}.{n}.weight"].shape[0], np.float32)) for n in names]))
+        put(
+            f"{dst}/bias",
+            np.concatenate(
+                [
+                    sd.get(f"{src}.{n}.bias", np.zeros(sd[f"{src}.{n}.weight"].shape[0], np.float32))
+                    for n in names
+                ]
+            ),
+        )
 
     for i in (1, 2):
         lin(f"encoder/conv{i}", f"model.encoder.conv{i}")
@@ -89,9 +112,23 @@ def tiny_ct2(tmp_path_factory):
     from transformers import WhisperConfig, WhisperForConditionalGeneration
 
     vocab = 64
-    config = WhisperConfig(vocab_size=vocab, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4,
-                           encoder_ffn_dim=48, decoder_ffn_dim=48, num_mel_bins=8, max_source_positions=16, max_target_positions=24,
-                           pad_token_id=vocab - len(SPECIALS), bos_token_id=vocab - len(SPECIALS), eos_token_id=vocab - len(SPECIALS), decoder_start_token_id=vocab - len(SPECIALS) + 1)
+    config = WhisperConfig(
+        vocab_size=vocab,
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=48,
+        decoder_ffn_dim=48,
+        num_mel_bins=8,
+        max_source_positions=16,
+        max_target_positions=24,
+        pad_token_id=vocab - len(SPECIALS),
+        bos_token_id=vocab - len(SPECIALS),
+        eos_token_id=vocab - len(SPECIALS),
+        decoder_start_token_id=vocab - len(SPECIALS) + 1,
+    )
     torch.manual_seed(0)
     model = WhisperForConditionalGeneration(config).eval()
     with torch.no_grad():  # CTranslate2 stores fp16: round the reference the same way
@@ -100,11 +137,31 @@ def tiny_ct2(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ct2")
     _write_ct2(folder / "model.bin", _fuse(model), {"decoder/projection/weight": "decoder/embeddings/weight"})
     added = [{"id": vocab - len(SPECIALS) + i, "content": t, "special": True} for i, t in enumerate(SPECIALS)]
-    tokenizer = {"version": "1.0", "added_tokens": added, "normalizer": None, "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
-                 "post_processor": None, "decoder": {"type": "ByteLevel"}, "model": {"type": "BPE", "vocab": {chr(97 + i): i for i in range(20)}, "merges": []}}
+    tokenizer = {
+        "version": "1.0",
+        "added_tokens": added,
+        "normalizer": None,
+        "pre_tokenizer": {
+            "type": "ByteLevel",
+            "add_prefix_space": False,
+            "trim_offsets": True,
+            "use_regex": True,
+        },
+        "post_processor": None,
+        "decoder": {"type": "ByteLevel"},
+        "model": {"type": "BPE", "vocab": {chr(97 + i): i for i in range(20)}, "merges": []},
+    }
     (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
     ids = {t["content"]: t["id"] for t in added}
-    (folder / "config.json").write_text(json.dumps({"lang_ids": [ids["<|en|>"], ids["<|de|>"]], "suppress_ids": [1, 2], "suppress_ids_begin": [ids["<|endoftext|>"]]}))
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "lang_ids": [ids["<|en|>"], ids["<|de|>"]],
+                "suppress_ids": [1, 2],
+                "suppress_ids_begin": [ids["<|endoftext|>"]],
+            }
+        )
+    )
     return model, folder, ids
 
 
@@ -117,7 +174,12 @@ def test_ct2_whisper_converts_back_to_the_same_weights_and_outputs(tiny_ct2, tmp
     ct2 = read_ct2(folder / "model.bin")
     assert ct2.spec == "WhisperSpec" and ct2["decoder/projection/weight"] is ct2["decoder/embeddings/weight"]
     recorded = convert_ct2_whisper(folder, tmp_path)
-    assert recorded["encoder_layers"] == 2 and recorded["d_model"] == 32 and recorded["tie_word_embeddings"] and recorded["languages"] == 2
+    assert (
+        recorded["encoder_layers"] == 2
+        and recorded["d_model"] == 32
+        and recorded["tie_word_embeddings"]
+        and recorded["languages"] == 2
+    )
     converted = WhisperForConditionalGeneration.from_pretrained(str(tmp_path)).eval()
     expected, got = model.state_dict(), converted.state_dict()
     assert sorted(got) == sorted(expected)
@@ -125,11 +187,18 @@ def test_ct2_whisper_converts_back_to_the_same_weights_and_outputs(tiny_ct2, tmp
         assert torch.equal(got[name], expected[name]), name
     features = torch.randn(1, 8, 32)
     with torch.inference_mode():
-        a = model(input_features=features, decoder_input_ids=torch.tensor([[ids["<|startoftranscript|>"], 3]])).logits
-        b = converted(input_features=features, decoder_input_ids=torch.tensor([[ids["<|startoftranscript|>"], 3]])).logits
+        a = model(
+            input_features=features, decoder_input_ids=torch.tensor([[ids["<|startoftranscript|>"], 3]])
+        ).logits
+        b = converted(
+            input_features=features, decoder_input_ids=torch.tensor([[ids["<|startoftranscript|>"], 3]])
+        ).logits
     assert torch.equal(a, b)
     gen = json.loads((tmp_path / "generation_config.json").read_text())
-    assert gen["decoder_start_token_id"] == ids["<|startoftranscript|>"] and gen["lang_to_id"] == {"<|en|>": ids["<|en|>"], "<|de|>": ids["<|de|>"]}
+    assert gen["decoder_start_token_id"] == ids["<|startoftranscript|>"] and gen["lang_to_id"] == {
+        "<|en|>": ids["<|en|>"],
+        "<|de|>": ids["<|de|>"],
+    }
     assert gen["suppress_tokens"] == [1, 2] and gen["no_timestamps_token_id"] == ids["<|notimestamps|>"]
     assert json.loads((tmp_path / "preprocessor_config.json").read_text())["feature_size"] == 8
 
@@ -165,7 +234,8 @@ def test_export_takes_a_ct2_folder(tiny_ct2, tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def whisper_base():
-    from edgekit.assets import WHISPER_BASE, cached_export
+    from edgekit.assets import WHISPER_BASE
+    from edgekit.export.cached import cached_export
 
     return WHISPER_BASE.source_dir(), cached_export(WHISPER_BASE, "onnx", task="seq2seq")
 
@@ -198,12 +268,16 @@ def test_real_whisper_base_transcribes_synthetic_speech_like_pytorch(whisper_bas
     assert {"quick", "brown", "fox", "lazy", "dog"} <= words, text
     # the same transcript as transformers' own Whisper generate on the PyTorch model
     model = WhisperForConditionalGeneration.from_pretrained(str(hf_dir)).eval()
-    features = AutoFeatureExtractor.from_pretrained(str(artifact))(read_wav(speech_wav), sampling_rate=16000, return_tensors="pt").input_features
+    features = AutoFeatureExtractor.from_pretrained(str(artifact))(
+        read_wav(speech_wav), sampling_rate=16000, return_tensors="pt"
+    ).input_features
     with torch.inference_mode():
         ids = model.generate(features, language="en", task="transcribe", max_new_tokens=40)
     from transformers import AutoTokenizer
 
-    assert text == AutoTokenizer.from_pretrained(str(artifact)).decode(ids[0], skip_special_tokens=True).strip()
+    assert (
+        text == AutoTokenizer.from_pretrained(str(artifact)).decode(ids[0], skip_special_tokens=True).strip()
+    )
 
 
 @pytest.mark.e2e
@@ -215,14 +289,18 @@ def test_real_whisper_bad_inputs(whisper_base, speech_wav, tmp_path):
     write_wav(long_wav, np.zeros(16000 * 31, dtype=np.float32), 16000)
     not_wav = tmp_path / "notes.wav"
     not_wav.write_text("not audio")
-    from edgekit.runtimes.generate import GenerationConfig, generate_text
+    from edgekit.runtimes.generate import GenerationConfig
+    from edgekit.runtimes.textgen import generate_text
 
     cases = [
         (dict(prompt="hello"), "reads audio, not a text prompt"),
         (dict(audio=not_wav), "is not a PCM WAV file"),
         (dict(audio=tmp_path / "missing.wav"), "does not exist"),
         (dict(audio=speech_wav, language="xx"), "does not know the language 'xx'"),
-        (dict(audio=speech_wav, cfg=GenerationConfig(max_new_tokens=446)), "exceeds the decoder's 448 positions"),
+        (
+            dict(audio=speech_wav, cfg=GenerationConfig(max_new_tokens=446)),
+            "exceeds the decoder's 448 positions",
+        ),
     ]
     for kwargs, message in cases:
         with pytest.raises(InputError, match=message):

@@ -28,15 +28,17 @@ def test_every_registered_backend_loads_the_minilm_artifact(entry, minilm_artifa
     assert [s.name for s in session.output_specs()] == ["last_hidden_state", "sentence_embedding"]
     assert session.model_bytes() > 80 * 2**20
     ids = np.array([[101, 7592, 2088, 102]], dtype=np.int64)
-    out = session.run({"input_ids": ids, "token_type_ids": np.zeros_like(ids), "attention_mask": np.ones_like(ids)})
+    out = session.run(
+        {"input_ids": ids, "token_type_ids": np.zeros_like(ids), "attention_mask": np.ones_like(ids)}
+    )
     assert out["sentence_embedding"].shape == (1, 384)
     with pytest.raises(InputError, match="missing \\['attention_mask'\\]"):
         session.run({"input_ids": ids, "token_type_ids": np.zeros_like(ids)})
 
 
 def test_tensorrt_backend_says_why_it_cannot_run(minilm_artifact):
-    from edgekit.export.tensorrt import tensorrt_status
     from edgekit.runtimes.registry import get_backend_entry
+    from edgekit.runtimes.trt_backend import tensorrt_status
 
     entry = get_backend_entry("trt")
     assert not entry.reads(read_manifest(minilm_artifact))  # no engine in an ONNX artifact
@@ -55,7 +57,13 @@ def test_unknown_backend_suggests_the_closest():
 def test_missing_extra_names_the_pip_extra(monkeypatch):
     from edgekit.runtimes import registry
 
-    fake = BackendEntry("fake", "edgekit.runtimes.ort_backend:OrtBackend", "fake-extra", ("edgekit_no_such_module",), "test entry")
+    fake = BackendEntry(
+        "fake",
+        "edgekit.runtimes.ort_backend:OrtBackend",
+        "fake-extra",
+        ("edgekit_no_such_module",),
+        "test entry",
+    )
     monkeypatch.setitem(registry._BACKENDS, "fake", fake)
     with pytest.raises(MissingExtraError, match=r"pip install 'edgekit\[fake-extra\]'"):
         get_backend("fake")

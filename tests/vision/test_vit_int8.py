@@ -19,10 +19,26 @@ def tiny_vit(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("vit")
     torch.manual_seed(0)
-    config = ViTConfig(image_size=32, patch_size=8, hidden_size=48, num_hidden_layers=2, num_attention_heads=4, intermediate_size=96)
+    config = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=96,
+    )
     ViTModel(config).eval().save_pretrained(str(folder))
-    pre = {"do_resize": True, "size": {"height": 32, "width": 32}, "resample": 2, "do_rescale": True, "rescale_factor": 1 / 255,
-           "do_normalize": True, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "image_processor_type": "ViTImageProcessor"}
+    pre = {
+        "do_resize": True,
+        "size": {"height": 32, "width": 32},
+        "resample": 2,
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5],
+        "image_processor_type": "ViTImageProcessor",
+    }
     (folder / "preprocessor_config.json").write_text(json.dumps(pre))
     return folder
 
@@ -45,12 +61,16 @@ def test_vit_exports_and_validates(tiny_vit, tmp_path):
     assert result.returncode == 0, result.stderr
     m = json.loads((out / "manifest.json").read_text())
     assert m["export"]["task"] == "image-feature-extraction" and m["validation"]["passed"]
-    assert m["export"]["inputs"] == [{"name": "pixel_values", "shape": ["batch", 3, 32, 32], "dtype": "float32"}]
+    assert m["export"]["inputs"] == [
+        {"name": "pixel_values", "shape": ["batch", 3, 32, 32], "dtype": "float32"}
+    ]
     assert [o["name"] for o in m["export"]["outputs"]] == ["last_hidden_state", "pooler_output"]
 
     from edgekit.runtimes import load_session
 
-    x = np.random.default_rng(1).uniform(-1, 1, size=(5, 3, 32, 32)).astype(np.float32)  # a batch size it was not traced with
+    x = (
+        np.random.default_rng(1).uniform(-1, 1, size=(5, 3, 32, 32)).astype(np.float32)
+    )  # a batch size it was not traced with
     got = load_session(out, "ort").run({"pixel_values": x})
     ref = load_session(out, "torch").run({"pixel_values": x})
     np.testing.assert_allclose(got["pooler_output"], ref["pooler_output"], atol=1e-4)
@@ -59,7 +79,19 @@ def test_vit_exports_and_validates(tiny_vit, tmp_path):
 @pytest.mark.parametrize("target", ["ort", "openvino"])
 def test_vit_int8_calibrated_on_real_photos(tiny_vit, photos, tmp_path, target):
     out = tmp_path / target
-    result = run_cli("export", "--model", str(tiny_vit), "--target", target, "--precision", "int8", "--calib", str(photos), "--out", str(out))
+    result = run_cli(
+        "export",
+        "--model",
+        str(tiny_vit),
+        "--target",
+        target,
+        "--precision",
+        "int8",
+        "--calib",
+        str(photos),
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     assert "notes.jpg" in result.stderr  # the unreadable file is named and skipped
     m = json.loads((out / "manifest.json").read_text())
@@ -73,8 +105,22 @@ def test_vit_int8_calibrated_on_real_photos(tiny_vit, photos, tmp_path, target):
 def test_text_calibration_for_an_image_model_is_refused(tiny_vit, tmp_path):
     texts = tmp_path / "t.txt"
     texts.write_text("a line of text\n")
-    result = run_cli("export", "--model", str(tiny_vit), "--target", "ort", "--precision", "int8", "--calib", str(texts), "--out", str(tmp_path / "o"))
+    result = run_cli(
+        "export",
+        "--model",
+        str(tiny_vit),
+        "--target",
+        "ort",
+        "--precision",
+        "int8",
+        "--calib",
+        str(texts),
+        "--out",
+        str(tmp_path / "o"),
+    )
     assert result.returncode != 0
-    assert result.stderr.strip().splitlines()[-1:] == [f"error: --calib '{texts}' holds no images but this model reads images; pass a folder of JPEG/PNG images"]
+    assert result.stderr.strip().splitlines()[-1:] == [
+        f"error: --calib '{texts}' holds no images but this model reads images; pass a folder of JPEG/PNG images"
+    ]
     assert "Traceback" not in result.stderr and "Loading weights" not in result.stderr
     assert not (tmp_path / "o").exists()

@@ -1,0 +1,172 @@
+"""What ``edgekit bench`` is asked (``BenchConfig``), and every check of it made before a worker
+starts: options, lengths against each artifact's positions, backends that can read each artifact."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgekit.artifacts import check_out_dir, read_manifest
+from edgekit.benchmarks.generation import GENERATING, PER_CONTEXT_STEPS
+from edgekit.errors import InputError, MissingExtraError
+
+log = logging.getLogger("edgekit.bench")
+
+DEFAULT_CONTEXTS = (16, 128, 512)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    artifacts: tuple[Path, ...]
+    backends: tuple[str, ...] = ("torch", "ort")
+    batches: tuple[int, ...] = (1,)
+    seq_lens: tuple[int, ...] = (128,)
+    warmup: int = 5
+    repeat: int = 30
+    """Timed runs per (artifact, backend, case), split into ``rounds`` interleaved blocks."""
+    rounds: int | None = None
+    """Interleaved blocks per case; None = blocks of about 3 runs (fine interleaving evens out drift)."""
+    threads: int | None = None
+    """Intra-op threads for every backend; None = all cores (os.cpu_count())."""
+    text: Path | None = None
+    """Text file / jsonl / folder for the inputs; None uses edgekit's built-in sample."""
+    out: Path | None = None
+    overwrite: bool = False
+    settle_s: float = 0.1
+    new_tokens: int = 128
+    """Decoders: greedy tokens per generation run (EOS ignored)."""
+    prompt_len: int = 32
+    """Decoders: prompt length for time-to-first-token and tokens/s."""
+    contexts: tuple[int, ...] | None = None
+    """Decoders and encoder-decoders: context lengths at which per-token latency (cached and
+    recomputed) is measured; None = DEFAULT_CONTEXTS, less those the artifacts' positions cannot hold."""
+    eval_data: Path | None = None
+    """Encoders: held-out texts for quality against the fp32 PyTorch reference (embedding cosine;
+    with labels, 5-fold logistic-regression accuracy and its ratio to the reference's)."""
+
+
+def tokens_after_context(task: str, cfg: BenchConfig) -> int:
+    """Positions a context run takes beyond the context: a decoder's whole generation, an
+    encoder-decoder's timed steps after its context."""
+
+    return cfg.new_tokens if task == "text-generation" else PER_CONTEXT_STEPS + 1
+
+
+def decoder_room(manifest: dict, cfg: BenchConfig) -> int | None:
+    """The longest context a generating artifact can be timed at: its positions less the tokens
+    generated after the context (None: no limit known)."""
+    limit = manifest.get("export", {}).get("max_length")
+    if not limit:
+        return None
+    return int(limit) - tokens_after_context(manifest["export"].get("task"), cfg)
+
+
+def resolve_contexts(cfg: BenchConfig, manifests: list[dict]) -> BenchConfig:
+    """Default contexts: DEFAULT_CONTEXTS that every generating artifact can hold (at least the shortest)."""
+    import dataclasses
+
+    if cfg.contexts is not None:
+        return cfg
+    rooms = [
+        r
+        for r in (decoder_room(m, cfg) for m in manifests if m.get("export", {}).get("task") in GENERATING)
+        if r is not None
+    ]
+    fitting = tuple(c for c in DEFAULT_CONTEXTS if all(c <= r for r in rooms)) or DEFAULT_CONTEXTS[:1]
+    if fitting != DEFAULT_CONTEXTS:
+        log.info("contexts %s: the artifacts hold at most %d positions for them", list(fitting), min(rooms))
+    return dataclasses.replace(cfg, contexts=fitting)
+
+
+def check_bench(cfg: BenchConfig) -> tuple[list[tuple[Path, dict]], BenchConfig]:
+    """The artifacts' folders and manifests, and the config with its defaults resolved; bad input raises."""
+    _check_options(cfg)
+    manifests = [read_manifest(Path(artifact)) for artifact in cfg.artifacts]
+    cfg = resolve_contexts(cfg, manifests)
+    loaded = []
+    for artifact, manifest in zip(cfg.artifacts, manifests):
+        _check_artifact(cfg, artifact, manifest)
+        loaded.append((Path(artifact).resolve(), manifest))
+    if cfg.eval_data is not None and not Path(cfg.eval_data).expanduser().exists():
+        raise InputError(
+            f"--eval-data '{cfg.eval_data}' does not exist",
+            "pass a .txt/.jsonl file or a folder of .txt files (class subfolders give labels)",
+        )
+    if cfg.out is not None:
+        check_out_dir(cfg.out, cfg.overwrite)
+    return loaded, cfg
+
+
+def _check_options(cfg: BenchConfig) -> None:
+    """The options that need no artifact read."""
+    from edgekit.runtimes.registry import get_backend_entry
+
+    if not cfg.artifacts:
+        raise InputError("no artifact folder given", "pass one or more folders written by 'edgekit export'")
+    for backend in cfg.backends:
+        entry = get_backend_entry(backend)
+        if entry.missing():
+            raise MissingExtraError(f"the '{backend}' backend", entry.missing()[0], entry.extra)
+    if len(set(cfg.backends)) != len(cfg.backends):
+        raise InputError(f"backend listed twice in {list(cfg.backends)}", "list each backend once")
+    for label, values in (("--batch", cfg.batches), ("--seq-len", cfg.seq_lens)):
+        if not values or any(v < 1 for v in values):
+            raise InputError(f"{label} needs positive integers, got {list(values)}", f"pass e.g. {label} 1,8")
+    if cfg.repeat < 1 or cfg.warmup < 0 or (cfg.rounds is not None and cfg.rounds < 1):
+        raise InputError(
+            f"--repeat must be >= 1 and --warmup >= 0 (got {cfg.repeat}, {cfg.warmup})",
+            "pass e.g. --warmup 5 --repeat 30",
+        )
+    if cfg.threads is not None and cfg.threads < 1:
+        raise InputError(f"--threads must be >= 1, got {cfg.threads}", "omit it to use every core")
+
+
+def _check_artifact(cfg: BenchConfig, artifact: Path, manifest: dict) -> None:
+    """Lengths, batch and backends that this artifact can be timed with."""
+    from edgekit.runtimes.registry import get_backend_entry
+
+    export = manifest.get("export", {})
+    limit = export.get("max_length")
+    task = export.get("task")
+    generation = task in GENERATING
+    if generation and cfg.batches != (1,):
+        raise InputError(
+            f"generation is benchmarked at batch 1, got --batch {','.join(map(str, cfg.batches))}",
+            "drop --batch for decoder artifacts",
+        )
+    if generation and (cfg.new_tokens < 2 or cfg.prompt_len < 1):
+        raise InputError(f"--new-tokens must be >= 2 (got {cfg.new_tokens})", "pass e.g. --new-tokens 128")
+    if task == "seq2seq":
+        # decoder positions: the start token + the new tokens, and each context + its timed steps
+        source_limit = export.get("max_source_length")
+        if (
+            export["seq2seq"]["encoder_input"] == "input_ids"
+            and source_limit
+            and max(cfg.seq_lens) > source_limit
+        ):
+            raise InputError(
+                f"--seq-len {max(cfg.seq_lens)} is longer than the encoder of '{artifact}' reads ({source_limit} tokens)",
+                f"keep it within {source_limit}",
+            )
+        after = tokens_after_context(task, cfg)
+        too_long = [
+            n for n in (1 + cfg.new_tokens, *[c + after for c in cfg.contexts]) if limit and n > limit
+        ]
+        option = "--new-tokens or --contexts"
+    else:
+        lengths = (*cfg.contexts, cfg.prompt_len) if generation else cfg.seq_lens
+        grows_by = cfg.new_tokens if generation else 0
+        too_long = [n + grows_by for n in lengths if limit and n + grows_by > limit]
+        option = "--contexts/--prompt-len plus --new-tokens" if generation else "--seq-len"
+    if too_long:
+        raise InputError(
+            f"{option} reach {too_long[0]} tokens, longer than '{artifact}' allows ({limit} tokens)",
+            f"keep them within {limit}",
+        )
+    if not any(get_backend_entry(b).reads(manifest) for b in cfg.backends):
+        fmt = manifest.get("export", {}).get("format", "onnx")
+        raise InputError(
+            f"none of the backends {list(cfg.backends)} runs '{artifact}' ({fmt})",
+            "add a backend that reads it, e.g. --backend openvino for an OpenVINO IR",
+        )

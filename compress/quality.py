@@ -1,0 +1,259 @@
+"""Quality of a compressed model against the fp32 PyTorch reference, and the accuracy guard.
+
+Quality is the mean cosine between the candidate's and the reference's embeddings on held-out
+data (``--eval-data``, else edgekit's built-in sample or seeded pixels); with labels it is also the
+5-fold logistic-regression accuracy on the embeddings. The guard's drop is ``1 - mean cosine``
+without labels and the accuracy lost with them. The calibration set is built here too, from the
+same options, so every quantizer (ORT, OpenVINO, TensorRT) reads the same data.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgekit.errors import InputError, ValidationError
+from edgekit.numerics import masked_mean, row_cosines
+
+log = logging.getLogger("edgekit.export")
+
+EVAL_BATCH = 8
+WARN_BELOW_COSINE = 0.98
+
+
+@dataclass
+class EvalSet:
+    feeds: list[dict[str, Any]]
+    labels: list[str] | None
+    source: str
+    output: str
+    reference: list[Any] = field(default_factory=list)
+    reference_accuracy: float | None = None
+
+
+def build_calibration(cfg: Any, model_dir: Path, tokenizer: Any, input_names: list[str]):
+    from edgekit.calibration.dataset import (
+        check_calib_path,
+        image_calibration,
+        is_image_folder,
+        text_calibration,
+    )
+
+    path = check_calib_path(cfg.calib)
+    if "pixel_values" in input_names:
+        require_images(path, "--calib")
+    if is_image_folder(path):
+        if "pixel_values" not in input_names:
+            raise InputError(
+                f"--calib '{path}' holds images but this model reads text",
+                "pass calibration text (.txt, .jsonl, or a folder of .txt files)",
+            )
+        return image_calibration(model_dir, path, "pixel_values", cfg.calib_size, cfg.seed)
+    return text_calibration(tokenizer, path, input_names, cfg.calib_size, tuple(cfg.seq_lens), cfg.seed)
+
+
+def require_images(path: Path, option: str) -> None:
+    from edgekit.calibration.dataset import is_image_folder
+
+    if not is_image_folder(Path(path).expanduser()):
+        raise InputError(
+            f"{option} '{path}' holds no images but this model reads images",
+            "pass a folder of JPEG/PNG images",
+        )
+
+
+def build_eval_set(cfg: Any, built: Any, reference: Any, model_dir: Path) -> EvalSet:
+    """Held-out feeds and the reference outputs on them: texts in batches of 8 padded to their
+    longest, or images (``--eval-data``, else the calibration images) in batches of 8."""
+    from edgekit.calibration.text import load_labeled, sample_texts, tokenize_natural
+
+    names = built.output_names
+    if "pixel_values" in built.input_names:
+        from edgekit.calibration.images import image_eval_feeds
+
+        folder = cfg.eval_data or cfg.calib
+        if folder is not None:
+            require_images(Path(folder), "--eval-data" if cfg.eval_data else "--calib")
+        if folder is None:
+            from edgekit.models.vision import vision_cases
+
+            feeds, labels, source = (
+                [case for _, case in vision_cases(built, cfg.seed)],
+                None,
+                "seeded random pixels (no --eval-data given)",
+            )
+        else:
+            feeds, labels = image_eval_feeds(model_dir, folder)
+            source = str(folder) + (
+                "" if cfg.eval_data else " (the calibration images: no --eval-data given)"
+            )
+        output = "pooler_output" if "pooler_output" in names else "last_hidden_state"
+    else:
+        if cfg.eval_data is not None:
+            texts, labels = load_labeled(cfg.eval_data)
+            source = str(cfg.eval_data)
+        else:
+            texts, labels, source = sample_texts(min_words=0), None, "edgekit built-in sample text"
+        max_length = max(cfg.seq_lens)
+        feeds = [
+            tokenize_natural(
+                built.tokenizer, texts[i : i + EVAL_BATCH], built.input_names, max_length=max_length
+            )
+            for i in range(0, len(texts), EVAL_BATCH)
+        ]
+        output = "sentence_embedding" if "sentence_embedding" in names else "last_hidden_state"
+    evalset = EvalSet(feeds, labels, source, output)
+    evalset.reference = [reference.run(f, [output])[output] for f in feeds]
+    if labels is not None:
+        evalset.reference_accuracy = probe_accuracy(pooled(evalset, evalset.reference), labels, cfg.seed)
+    return evalset
+
+
+def pooled(evalset: EvalSet, outputs: list[Any]) -> Any:
+    """One vector per text: the embedding itself, or the mask-weighted mean of the token states."""
+    rows = []
+    for feed, out in zip(evalset.feeds, outputs):
+        rows.append(out if out.ndim == 2 else masked_mean(out, feed.get("attention_mask")))
+    return np.concatenate(rows)
+
+
+def probe_accuracy(embeddings: Any, labels: list[str], seed: int = 0) -> float:
+    """5-fold (fewer for tiny sets) logistic-regression accuracy on the embeddings."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    counts = {label: labels.count(label) for label in set(labels)}
+    folds = min(5, min(counts.values()))
+    if len(counts) < 2 or folds < 2:
+        raise InputError(
+            "the eval data needs at least two labels with two examples each to measure accuracy",
+            "add labelled examples, or drop the labels",
+        )
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return float(cross_val_score(LogisticRegression(max_iter=2000), embeddings, labels, cv=cv).mean())
+
+
+def measure(evalset: EvalSet, candidate: Any, seed: int = 0) -> dict:
+    """Cosine (per text, or per real token) and max |diff| against the reference; accuracy with labels."""
+    cosines, max_diff, outputs = [], 0.0, []
+    for feed, ref in zip(evalset.feeds, evalset.reference):
+        got = candidate.run(feed, [evalset.output])[evalset.output]
+        outputs.append(got)
+        cosines.append(output_cosines(got, ref, feed))
+        max_diff = max(max_diff, float(np.abs(got.astype(np.float64) - ref).max()))
+    cos = np.concatenate(cosines)
+    result = {
+        "output": evalset.output,
+        "texts": int(sum(len(next(iter(f.values()))) for f in evalset.feeds)),
+        "mean_cosine": float(cos.mean()),
+        "min_cosine": float(cos.min()),
+        "max_abs_diff": max_diff,
+        "eval_data": evalset.source,
+    }
+    if evalset.labels is not None:
+        acc = probe_accuracy(pooled(evalset, outputs), evalset.labels, seed)
+        result.update(
+            {
+                "accuracy": acc,
+                "reference_accuracy": evalset.reference_accuracy,
+                "relative_accuracy": acc / evalset.reference_accuracy if evalset.reference_accuracy else None,
+            }
+        )
+    result["drop"] = (
+        (evalset.reference_accuracy - result["accuracy"])
+        if evalset.labels is not None
+        else 1.0 - result["mean_cosine"]
+    )
+    return result
+
+
+def guarded(
+    build: Callable[[list[str]], Any],
+    candidates: Callable[[], list[str]],
+    evalset: EvalSet,
+    max_drop: float | None,
+    limit: int,
+    seed: int,
+    steps: Any,
+) -> tuple[Any, dict, list[str], list[dict]]:
+    """Build with nothing kept in float; while the drop is over ``max_drop``, keep the next most
+    sensitive node in float and build again, up to ``limit`` nodes. Returns the last build, its
+    quality, the nodes kept in float and the tries."""
+    kept: list[str] = []
+    tries: list[dict] = []
+    ranked: list[str] | None = None
+    while True:
+        session = build(kept)
+        quality = measure(evalset, session, seed)
+        tries.append(
+            {
+                "float_nodes": len(kept),
+                "drop": quality["drop"],
+                "mean_cosine": quality["mean_cosine"],
+                **({"accuracy": quality["accuracy"]} if "accuracy" in quality else {}),
+            }
+        )
+        if max_drop is None or quality["drop"] <= max_drop:
+            if max_drop is None and quality["mean_cosine"] < WARN_BELOW_COSINE:
+                log.warning(
+                    "INT8 mean cosine to PyTorch is %.4f on %s; consider --max-drop with --eval-data",
+                    quality["mean_cosine"],
+                    evalset.source,
+                )
+            return session, quality, kept, tries
+        if ranked is None:
+            with steps.step("rank nodes by quantization error"):
+                ranked = candidates()
+        remaining = [n for n in ranked if n not in kept]
+        if len(kept) >= limit or not remaining:
+            raise ValidationError(
+                f"INT8 cannot meet --max-drop {max_drop:g}: the drop is still {quality['drop']:.4f} with {len(kept)} node(s) kept in float",
+                f"nothing was written; raise --max-drop, --max-float-nodes (now {limit}), or try another --calib-method",
+            )
+        kept.append(remaining[0])
+        log.info("drop %.4f > %.4f: keeping %s in float", quality["drop"], max_drop, remaining[0])
+
+
+def local_errors(
+    model_path: Path,
+    feeds: list[dict[str, Any]],
+    ranges: dict[str, tuple[float, float]],
+    symmetric: bool = False,
+) -> list[str]:
+    """Weight-MatMul nodes ranked by the error quantization adds at the node itself: the
+    relative error of Q(x) @ Q(W) against x @ W, with x captured from the fp32 graph."""
+    import onnx
+    from onnx import numpy_helper
+
+    from edgekit.calibration.ranges import collect_tensors
+    from edgekit.compress.ort_quant import fake_quant_activation, fake_quant_weight, weight_matmuls
+
+    model = onnx.load(str(model_path))
+    target = weight_matmuls(model)
+    inits = {i.name: i for i in model.graph.initializer}
+    nodes = {n.name: n for n in model.graph.node}
+    captured = collect_tensors(model_path, feeds, target.activations)
+    scores = {}
+    for name in target.nodes:
+        node = nodes[name]
+        act = next(i for i in node.input[:2] if i not in inits)
+        weight = numpy_helper.to_array(inits[next(i for i in node.input[:2] if i in inits)]).astype(
+            np.float32
+        )
+        if node.op_type == "Gemm" and any(a.name == "transB" and a.i for a in node.attribute):
+            weight = weight.T
+        x = np.concatenate([c.reshape(-1, c.shape[-1]) for c in captured[act]])
+        exact = x @ weight
+        approx = fake_quant_activation(x, *ranges[act], symmetric) @ fake_quant_weight(weight)
+        scores[name] = float(np.linalg.norm(approx - exact) / max(np.linalg.norm(exact), 1e-12))
+    return sorted(scores, key=scores.get, reverse=True)
+
+
+def output_cosines(got: Any, ref: Any, feed: dict[str, Any]) -> Any:
+    """Cosine per embedding, or per real token of token states."""
+    cos = row_cosines(got.reshape(-1, got.shape[-1]), ref.reshape(-1, ref.shape[-1]))
+    return cos[feed["attention_mask"].reshape(-1) > 0] if got.ndim == 3 and "attention_mask" in feed else cos

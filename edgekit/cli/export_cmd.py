@@ -1,0 +1,165 @@
+"""``edgekit export`` and ``edgekit build``: options into an ExportConfig, then the one-line summary of what was written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edgekit.cli._common import Overwrite, Verbose, handled, split_list
+
+_HELP_EXPORT = {
+    "model": "Hugging Face model folder (config.json, weights, tokenizer).",
+    "out": "Artifact folder to write.",
+    "target": "Export target: onnx, ort, openvino, trt.",
+    "precision": "fp32; fp16 (openvino weights; trt, the one decoder precision for trt); int8 (encoders: static, needs --calib, for onnx, ort, openvino, trt; decoders: weight-only, ort/openvino); int8-dynamic (ort); int4 (decoders, weight-only, ort/openvino).",
+    "task": "auto, feature-extraction (last_hidden_state), sentence-embedding (adds the pooled embedding), text-generation (causal LM with KV cache) or seq2seq (encoder-decoder: T5, BART, Whisper).",
+    "opset": "ONNX opset.",
+    "exporter": "auto (torch.export-based, TorchScript fallback), dynamo or torchscript.",
+    "atol": "Max |diff| against PyTorch; default 1e-4 for fp32.",
+    "seed": "Random seed (recorded in the manifest).",
+    "calib": "INT8 calibration data: .txt (a text per line), .jsonl (field 'text'), or a folder of .txt files or images.",
+    "calib_size": "INT8: calibration samples (drawn with --seed).",
+    "calib_method": "INT8 ranges: percentile, minmax or entropy.",
+    "percentile": "INT8 --calib-method percentile: share of |values| kept in range.",
+    "smooth_quant": "INT8 on ONNX graphs: SmoothQuant alpha (0 = off).",
+    "seq_len": "INT8: comma-separated sequence lengths the model will run at (calibration text is padded to each).",
+    "max_drop": "INT8 accuracy guard: largest drop allowed vs fp32 (1 - mean cosine, or accuracy with labelled --eval-data); keeps sensitive layers in float until it fits.",
+    "eval_data": "INT8: held-out texts to measure quality on (.jsonl 'label' fields or class subfolders add accuracy).",
+    "max_float_nodes": "INT8 accuracy guard: most layers it may keep in float.",
+    "max_batch": "--target trt: largest batch of the optimization profiles.",
+    "max_seq": "--target trt: longest sequence of the optimization profiles (decoders: prompt + new tokens; default: the model's limit, at most 2048 for decoders).",
+    "gqa": "--target ort, llama-style decoders: one fused GroupQueryAttention node per layer (rows unpadded or right-padded); --no-gqa keeps the standard graph.",
+}
+
+_HELP_BUILD = {"artifact": "A folder written by 'edgekit export --target trt'."}
+
+
+@handled
+def export(
+    model: Annotated[Path, typer.Option("--model", "-m", help=_HELP_EXPORT["model"])],
+    out: Annotated[Path, typer.Option("--out", "-o", help=_HELP_EXPORT["out"])],
+    target: Annotated[str, typer.Option(help=_HELP_EXPORT["target"])] = "onnx",
+    precision: Annotated[str, typer.Option(help=_HELP_EXPORT["precision"])] = "fp32",
+    task: Annotated[str, typer.Option(help=_HELP_EXPORT["task"])] = "auto",
+    opset: Annotated[int, typer.Option(help=_HELP_EXPORT["opset"])] = 20,
+    exporter: Annotated[str, typer.Option(help=_HELP_EXPORT["exporter"])] = "auto",
+    atol: Annotated[Optional[float], typer.Option(help=_HELP_EXPORT["atol"])] = None,
+    seed: Annotated[int, typer.Option(help=_HELP_EXPORT["seed"])] = 0,
+    calib: Annotated[Optional[Path], typer.Option(help=_HELP_EXPORT["calib"])] = None,
+    calib_size: Annotated[int, typer.Option("--calib-size", help=_HELP_EXPORT["calib_size"])] = 128,
+    calib_method: Annotated[
+        str, typer.Option("--calib-method", help=_HELP_EXPORT["calib_method"])
+    ] = "percentile",
+    percentile: Annotated[float, typer.Option(help=_HELP_EXPORT["percentile"])] = 99.999,
+    smooth_quant: Annotated[float, typer.Option("--smooth-quant", help=_HELP_EXPORT["smooth_quant"])] = 0.8,
+    seq_len: Annotated[str, typer.Option("--seq-len", help=_HELP_EXPORT["seq_len"])] = "128",
+    max_drop: Annotated[Optional[float], typer.Option("--max-drop", help=_HELP_EXPORT["max_drop"])] = None,
+    eval_data: Annotated[Optional[Path], typer.Option("--eval-data", help=_HELP_EXPORT["eval_data"])] = None,
+    max_float_nodes: Annotated[
+        int, typer.Option("--max-float-nodes", help=_HELP_EXPORT["max_float_nodes"])
+    ] = 16,
+    max_batch: Annotated[int, typer.Option("--max-batch", help=_HELP_EXPORT["max_batch"])] = 16,
+    max_seq: Annotated[Optional[int], typer.Option("--max-seq-len", help=_HELP_EXPORT["max_seq"])] = None,
+    gqa: Annotated[bool, typer.Option("--gqa/--no-gqa", help=_HELP_EXPORT["gqa"])] = True,
+    overwrite: Overwrite = False,
+    verbose: Verbose = False,
+) -> None:
+    """Export a model to a validated artifact folder (ONNX or IR + tokenizer + manifest.json)."""
+    from edgekit.export import ExportConfig, export_model
+
+    cfg = ExportConfig(
+        model=model,
+        out=out,
+        target=target,
+        precision=precision,
+        task=task,
+        opset=opset,
+        exporter=exporter,
+        atol=atol,
+        seed=seed,
+        overwrite=overwrite,
+        calib=calib,
+        calib_size=calib_size,
+        calib_method=calib_method,
+        percentile=percentile,
+        smooth_alpha=smooth_quant,
+        seq_lens=split_list(seq_len, int, "--seq-len"),
+        max_drop=max_drop,
+        eval_data=eval_data,
+        max_float_nodes=max_float_nodes,
+        max_batch=max_batch,
+        max_seq=max_seq,
+        gqa=gqa,
+    )
+    path = export_model(cfg)
+    _print_export_summary(path)
+
+
+@handled
+def build_cmd(
+    artifact: Annotated[Path, typer.Argument(help=_HELP_BUILD["artifact"])], verbose: Verbose = False
+) -> None:
+    """Build the TensorRT engine of a --target trt artifact on this device (TensorRT and a GPU needed)."""
+    from edgekit.export.tensorrt import build_artifact
+
+    stamp = build_artifact(artifact)
+    print(
+        f"built {artifact}/model.engine with TensorRT {stamp['tensorrt_version']} for {stamp['gpu']} (compute {stamp['compute_capability']})"
+    )
+
+
+def _print_export_summary(path: Path) -> None:
+    from edgekit.artifacts import read_manifest
+
+    manifest = read_manifest(path)
+    validation = manifest["validation"]
+    if manifest["export"].get("quantization", {}).get("mode") == "weight-only":
+        g = validation["greedy_generation"]
+        print(
+            f"wrote {path} ({manifest['export']['format']}, weight-only {manifest['export']['precision']}); greedy tokens identical to transformers fp32 on {g['identical_prompts']} of {g['prompts']} prompts ({g['new_tokens']} tokens each)"
+        )
+        return
+    if "quality" in validation:
+        q = validation["quality"]
+        quant = manifest["export"].get("quantization", {})
+        acc = (
+            f", accuracy {q['accuracy']:.4f} vs fp32 {q['reference_accuracy']:.4f}" if "accuracy" in q else ""
+        )
+        kept = f"; {len(quant['float_nodes'])} layer(s) kept in float" if quant.get("float_nodes") else ""
+        print(
+            f"wrote {path} ({manifest['export']['format']}, {manifest['export']['precision']}); on {validation['runtime']} vs PyTorch fp32 over {q['texts']} texts: mean cosine {q['mean_cosine']:.4f} (min {q['min_cosine']:.4f}){acc}{kept}"
+        )
+        _print_engine_status(manifest, path)
+        return
+    worst = max(validation["max_abs_diff"].items(), key=lambda kv: kv[1])
+    diffs = (
+        ", ".join(f"{k} {v:.2e}" for k, v in validation["max_abs_diff"].items())
+        if len(validation["max_abs_diff"]) <= 3
+        else f"{worst[0]} {worst[1]:.2e} (worst of {len(validation['max_abs_diff'])} outputs)"
+    )
+    if "greedy_generation" in validation:
+        greedy = validation["greedy_generation"]
+        total = greedy.get("prompts", greedy.get("inputs"))
+        agreed = total if greedy.get("identical", True) else f"{greedy['identical_prompts']} of {total}"
+        diffs += f"; greedy tokens identical to transformers on {agreed} " + (
+            "prompts" if "prompts" in greedy else "inputs"
+        )
+    fmt = manifest["export"].get("format", "onnx")
+    print(
+        f"wrote {path} ({fmt}, {manifest['export']['exporter']} exporter, opset {manifest['export']['opset']}); validated on {validation.get('runtime')} on {len(validation['cases'])} inputs: max |diff| {diffs} (atol {validation['atol']:g})"
+    )
+    _print_engine_status(manifest, path)
+
+
+def _print_engine_status(manifest: dict, path: Path) -> None:
+    trt = manifest["export"].get("tensorrt")
+    if trt is None:
+        return
+    if trt["engine_built"]:
+        print(f"built the TensorRT engine: {trt['engine']['tensorrt_version']} on {trt['engine']['gpu']}")
+    else:
+        print(
+            f"TensorRT engine not built: {trt['not_built_because']}; on the device run 'edgekit build {path}' or {path}/build_trt.sh"
+        )

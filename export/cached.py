@@ -1,0 +1,49 @@
+"""Exports of the packaged models (edgekit/assets.py), made once and kept in edgekit's cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgekit.artifacts import cache_dir
+from edgekit.assets import PackagedCT2, PackagedGGUF, PackagedModel
+
+
+def cached_export(model: PackagedModel | PackagedGGUF | PackagedCT2, key: str, **export_options) -> Path:
+    """Export a packaged model once and reuse it; keyed by the package version, edgekit version,
+    the export revision (bumped whenever what export writes changes) and ``key``.
+
+    A cached folder is reused only when its manifest is complete and its source hash matches.
+    """
+    from edgekit import __version__
+    from edgekit.artifacts import MANIFEST, hash_folder, read_manifest, sha256_file
+    from edgekit.export import EXPORT_REVISION, ExportConfig, export_model
+
+    src = model.source_dir()
+    out = (
+        cache_dir()
+        / "artifacts"
+        / f"{model.dist}-{model.version()}-edgekit{__version__}r{EXPORT_REVISION}-{key}"
+    )
+    if (out / MANIFEST).is_file():
+        manifest = read_manifest(out)
+        intact = all(
+            (out / name).is_file() and sha256_file(out / name) == entry["sha256"]
+            for name, entry in manifest.get("files", {}).items()
+        )
+        if (
+            intact
+            and manifest.get("source", {}).get("sha256") == hash_folder(src)
+            and manifest.get("validation", {}).get("passed")
+        ):
+            return out
+    target = export_options.get("target", "onnx")
+    if target == "ort" and key != "ort":
+        src = cached_export(
+            model, "ort", target="ort"
+        )  # quantize the cached ORT graph instead of exporting again
+    elif target == "openvino" and isinstance(model, PackagedGGUF):
+        pass  # decoders go to OpenVINO straight from PyTorch (export/openvino_ir.py): no ONNX needed
+    elif target != "onnx" and key != "ort":
+        src = cached_export(model, "onnx")  # convert the cached, validated ONNX instead of exporting again
+    export_model(ExportConfig(model=src, out=out, overwrite=True, **export_options))
+    return out

@@ -1,0 +1,174 @@
+"""KV-cache decoders (Llama/SmolLM2, Qwen2, Mistral, Phi-3, GPT-2, Gemma, Gemma3): one graph for the
+first step and every later one, past tensors in, present tensors out.
+
+The target decides how the graph is made (``TargetBase.decoder``): the standard ONNX graph this
+file converts and validates (``DecoderCase.standard_graph``), ONNX Runtime's fused attention, or an
+OpenVINO IR straight from PyTorch; this file then writes the section every decoder artifact has.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgekit.export.job import ExportJob, convert_and_check, io_section, prior_info, reference_session
+from edgekit.export.options import check_cached
+from edgekit.models.cache_io import eos_token_ids
+
+log = logging.getLogger("edgekit.export")
+
+PARITY_TOKENS = 8
+"""Greedy tokens compared with transformers' generate on each prompt for an fp32 graph."""
+WEIGHT_ONLY_PARITY_TOKENS = 32
+"""... and for a weight-only graph, where the agreement is reported, not required."""
+
+
+def check(cfg: Any, target: Any) -> None:
+    check_cached(cfg, target.decoder_precisions, "decoders", target.decoder_hint)
+
+
+@dataclass
+class DecoderCase:
+    """What a target's ``decoder`` role works with."""
+
+    job: ExportJob
+    built: Any
+    reference: Any
+    prompts: list[str]
+    io: Any
+    """The cache layout (edgekit.models.cache_io.DecoderIO) of the graph as exported."""
+    axes: dict
+    shapes_for_export: dict
+    attention: str = "standard"
+    """``standard``, or ``GroupQueryAttention`` (ONNX Runtime's fused op) when a target chose it."""
+    extra: dict = field(default_factory=dict)
+
+    def standard_graph(self, attention_context=None) -> tuple[Any, dict]:
+        """Convert (inside ``attention_context`` when given) and validate on ONNX Runtime against
+        PyTorch: a prefill, a step fed the cache, a padded batch, and greedy tokens equal to
+        transformers' on the prompts. A prior ONNX artifact's graph is taken as it is."""
+        from edgekit.export.validate import (
+            ValidationReport,
+            compare_masked_batch,
+            decoder_cases,
+            greedy_parity,
+            require_pass,
+        )
+        from edgekit.models.decoder import example_kwargs
+        from edgekit.runtimes.base import SessionOptions
+        from edgekit.runtimes.ort_backend import OrtSession
+
+        job, built = self.job, self.built
+        if job.prior is not None:
+            return prior_info(job)
+        if attention_context is not None:
+            with attention_context:
+                info = convert_and_check(job, built, example_kwargs(built), self.axes, self.shapes_for_export)
+            self.io = graph_layout(job.tmp / "model.onnx", self.io)
+        else:
+            info = convert_and_check(job, built, example_kwargs(built), self.axes, self.shapes_for_export)
+        with job.steps.step("validate against PyTorch"):
+            candidate = OrtSession(job.tmp / "model.onnx", SessionOptions())
+            report = ValidationReport(atol=job.atol)
+            padding = "right" if self.attention == "GroupQueryAttention" else "left"
+            for name, inputs in decoder_cases(
+                built.tokenizer, built.layout, self.reference, padding_side=padding
+            ):
+                compare_masked_batch(self.reference, candidate, inputs, job.atol, report, name)
+            require_pass(report)
+            generation = greedy_parity(
+                built.model, built.tokenizer, candidate, self.io, self.prompts, new_tokens=PARITY_TOKENS
+            )
+        return info, {"runtime": "onnxruntime", **report.as_dict(), "greedy_generation": generation}
+
+    def parity(self, session, new_tokens: int = PARITY_TOKENS, strict: bool = True) -> dict:
+        """Greedy generation on ``session`` against transformers' on the prompts."""
+        from edgekit.export.validate import greedy_parity
+
+        return greedy_parity(
+            self.built.model,
+            self.built.tokenizer,
+            session,
+            self.io,
+            self.prompts,
+            new_tokens=new_tokens,
+            strict=strict,
+        )
+
+    def weight_only_parity(self, session, precision: str) -> dict:
+        """Greedy tokens of a weight-only graph against fp32, reported (and warned about), not required."""
+        with self.job.steps.step("compare greedy generation with fp32"):
+            generation = self.parity(session, WEIGHT_ONLY_PARITY_TOKENS, strict=False)
+        if not generation["identical"]:
+            log.warning(
+                "weight-only %s: greedy tokens match fp32 on %d of %d prompts (matching prefixes %s of %d tokens)",
+                precision,
+                generation["identical_prompts"],
+                generation["prompts"],
+                generation["matching_prefix"],
+                WEIGHT_ONLY_PARITY_TOKENS,
+            )
+        return generation
+
+    def io_section(self) -> dict:
+        """The manifest's inputs and outputs of the graph as exported."""
+        lay, built = self.io, self.built
+        names = ("input_ids", "attention_mask", *(["position_ids"] if lay.uses_position_ids else []))
+        shapes = {n: [self.axes[n].get(0, "batch"), self.axes[n].get(1, "sequence")] for n in names}
+        shapes.update({n: ["batch", lay.kv_heads, "past_sequence", lay.head_dim] for n in lay.past_names()})
+        shapes.update(
+            {n: ["batch", lay.kv_heads, "total_sequence", lay.head_dim] for n in lay.present_names()}
+        )
+        shapes["logits"] = ["batch", "sequence", int(built.config.vocab_size)]
+        return io_section(built, shapes, drop=() if lay.uses_position_ids else ("position_ids",))
+
+
+def export(job: ExportJob) -> tuple[dict, dict]:
+    from edgekit.calibration.text import sample_texts
+    from edgekit.models.decoder import build_decoder, dynamic_shapes
+
+    with job.steps.step("load model"):
+        built = build_decoder(job.model_dir, job.spec)
+    shapes_for_export, axes = dynamic_shapes(built)
+    prompts = [" ".join(t.split()[:n]) for t, n in zip(sample_texts(3), (5, 9, 13))]
+    case = DecoderCase(
+        job, built, reference_session(job, built), prompts, built.layout, axes, shapes_for_export
+    )
+    info, target_section, validation = job.target.decoder(job, case)
+    lay = case.io
+    gqa = case.attention == "GroupQueryAttention"
+    section = {
+        "task": job.task,
+        "exporter": info.exporter,
+        "exporter_fallback_reason": info.fallback_reason,
+        "opset": info.opset,
+        "attn_implementation": built.model.config._attn_implementation,
+        **case.io_section(),
+        "cache": {
+            "num_layers": lay.num_layers,
+            "kv_heads": lay.kv_heads,
+            "head_dim": lay.head_dim,
+            "uses_position_ids": lay.uses_position_ids,
+            "layout": "batch, kv_heads, sequence, head_dim",
+        },
+        "attention": case.attention,
+        "padding": "right or none" if gqa else "left, right or none",
+        "eos_token_ids": list(eos_token_ids(built.model.generation_config.eos_token_id)),
+        "max_length": built.max_length,
+        **target_section,
+    }
+    if target_section.get("stateful"):  # the cache lives inside: no past inputs, no present outputs
+        section["inputs"] = [i for i in section["inputs"] if not i["name"].startswith("past_key_values.")]
+        section["outputs"] = [o for o in section["outputs"] if o["name"] == "logits"]
+    return section, validation
+
+
+def graph_layout(path, layout):
+    """The cache layout with ``uses_position_ids`` as the exported graph has it (a fused graph
+    derives positions from the mask, and the exporter drops the unused input)."""
+    import onnx
+
+    names = {i.name for i in onnx.load(str(path), load_external_data=False).graph.input}
+    return dataclasses.replace(layout, uses_position_ids=layout.uses_position_ids and "position_ids" in names)

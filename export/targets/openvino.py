@@ -1,0 +1,197 @@
+"""``--target openvino``: OpenVINO IR (.xml/.bin), validated again on OpenVINO against PyTorch.
+
+Stateless graphs are converted from the validated ONNX (fp16 weights on request; INT8 through
+NNCF with the same calibration set). Decoders go straight from PyTorch (export/openvino_ir.py) and
+keep their cache inside (stateful); an encoder-decoder's decoder IR is made stateful too.
+Weight-only int8/int4 is NNCF's ``compress_weights``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from edgekit.errors import require
+from edgekit.export.job import FP16_WEIGHTS_ATOL
+from edgekit.export.options import WEIGHT_ONLY
+from edgekit.export.targets import TargetBase
+
+IR_SECTION = {"format": "openvino-ir", "inference_precision": "f32"}
+
+
+class OpenVINOTarget(TargetBase):
+    name = "openvino"
+    graph_precisions = ("fp32", "fp16", "int8")
+    decoder_precisions = ("fp32", "fp16", "int8", "int4")
+    seq2seq_precisions = ("fp32", "fp16", "int8", "int4")
+
+    def require(self, cfg: Any) -> None:
+        super().require(cfg)
+        require("openvino", "the openvino target", "openvino")
+        if cfg.precision == "int8":
+            require("nncf", "OpenVINO INT8", "openvino")
+
+    def graph(self, job: Any, case: Any) -> tuple[dict, dict]:
+        from edgekit.export.openvino_ir import onnx_to_ir
+
+        tmp, fp16 = job.tmp, job.cfg.precision == "fp16"
+        section, validation = to_ir(
+            job,
+            lambda xml: onnx_to_ir(tmp / "model.onnx", xml, fp16),
+            case.validate_ir,
+            case.validation,
+            case.validation["atol"],
+        )
+        if job.cfg.precision == "int8":
+            from edgekit.compress.int8 import openvino_int8
+
+            quant_section, quality = openvino_int8(
+                job.cfg, job.model_dir, case.built, case.reference, tmp / "model.xml", job.steps
+            )
+            section.update(quant_section, weights="int8")
+            validation = {"runtime": "openvino", "passed": True, "quality": quality, "fp32": validation}
+        return section, validation
+
+    def decoder(self, job: Any, case: Any) -> tuple[Any, dict, dict]:
+        from edgekit.export.onnx_export import ConvertInfo
+        from edgekit.export.openvino_ir import torch_decoder_to_ir
+        from edgekit.export.validate import ValidationReport, decoder_cases, stateful_compare
+
+        cfg, lay = job.cfg, case.io
+        # the IR comes straight from PyTorch; a prior ONNX artifact lends only its validation
+        info, onnx_validation = (
+            ConvertInfo("openvino.convert_model", None),
+            job.prior["validation"] if job.prior is not None else None,
+        )
+        cases = decoder_cases(case.built.tokenizer, lay, case.reference)
+
+        def validate_ir(session, atol):
+            report = ValidationReport(atol=atol)
+            stateful_compare(case.reference, session, lay, cases, report)
+            return report
+
+        weight_only = cfg.precision in WEIGHT_ONLY
+        parity = (
+            None if weight_only else (lambda session: case.parity(session, strict=cfg.precision == "fp32"))
+        )
+        cache = {"kv_heads": lay.kv_heads, "head_dim": lay.head_dim}
+        convert = lambda xml: torch_decoder_to_ir(job.model_dir, job.spec, xml, cfg.precision == "fp16")  # noqa: E731
+        section, validation = to_ir(job, convert, validate_ir, onnx_validation, job.atol, parity, cache)
+        if weight_only:
+            quant, sessions = self.weight_only(job, {"model": "model.xml"}, cache)
+            generation = case.weight_only_parity(sessions["model"], cfg.precision)
+            section = {**section, "weights": cfg.precision, "quantization": quant["model"]}
+            validation = {
+                "runtime": "openvino",
+                "passed": True,
+                "greedy_generation": generation,
+                "fp32": validation,
+            }
+        return info, section, validation
+
+    def seq2seq(self, job: Any, case: Any) -> tuple[dict, dict]:
+        from edgekit.export.openvino_ir import onnx_to_ir, stateful_seq2seq_decoder
+        from edgekit.export.validate import require_pass, seq2seq_stateful_compare
+
+        cfg, tmp, files, io = job.cfg, job.tmp, case.files, case.built.io
+        with job.steps.step("convert to OpenVINO IR"):
+            for part in ("encoder", "decoder"):
+                ir = onnx_to_ir(tmp / files[part], tmp / f"{part}.xml", cfg.precision == "fp16")
+                (tmp / files[part]).unlink()
+                files[part] = f"{part}.xml"
+        with job.steps.step("validate OpenVINO against PyTorch"):
+            report = case.compare(
+                _sessions(tmp, files),
+                max(job.atol, FP16_WEIGHTS_ATOL) if cfg.precision == "fp16" else job.atol,
+            )
+        with job.steps.step("keep the decoder's self-attention cache inside (stateful)"):
+            stateful_seq2seq_decoder(
+                tmp / files["decoder"], dict(zip(io.self_names("past_key_values"), io.self_names("present")))
+            )
+            sessions = _sessions(tmp, files)
+            seq2seq_stateful_compare(case.references, sessions["decoder"], case.cases, io, report)
+            require_pass(report)
+            validation = {
+                "runtime": "openvino",
+                "inference_precision": "f32",
+                **report.as_dict(),
+                "onnx": case.validation,
+            }
+            if cfg.precision == "fp32":
+                validation["greedy_generation"] = case.parity(sessions)
+        section = {**IR_SECTION, **ir, "stateful": True, "kv_cache_precision": "f32"}
+        if cfg.precision in WEIGHT_ONLY:
+            del sessions
+            quant, sessions = self.weight_only(job, files)
+            generation = case.weight_only_parity(sessions, cfg.precision)
+            section = {**section, "weights": cfg.precision, "quantization": quant}
+            validation = {
+                "runtime": "openvino",
+                "passed": True,
+                "greedy_generation": generation,
+                "fp32": validation,
+            }
+        return section, validation
+
+    def weight_only(
+        self, job: Any, files: dict[str, str], cache: dict | None = None
+    ) -> tuple[dict[str, dict], dict[str, Any]]:
+        """Weight-only int8/int4 (NNCF) of each validated IR in ``tmp``, in place; their sessions."""
+        import openvino as ov
+
+        from edgekit.compress.weight_only import openvino_weight_only
+        from edgekit.export.openvino_ir import replace_ir
+
+        quant = {}
+        with job.steps.step(f"weight-only {job.cfg.precision}"):
+            for part, name in files.items():
+                compressed, quant[part] = openvino_weight_only(
+                    ov.Core().read_model(str(job.tmp / name)), job.cfg.precision
+                )
+                replace_ir(compressed, job.tmp / name)
+                del compressed
+        return quant, _sessions(job.tmp, files, cache)
+
+
+def _sessions(tmp, files: dict[str, str], cache: dict | None = None) -> dict[str, Any]:
+    from edgekit.runtimes.base import SessionOptions
+    from edgekit.runtimes.openvino_backend import OpenVINOSession
+
+    return {part: OpenVINOSession(tmp / name, SessionOptions(), "f32", cache) for part, name in files.items()}
+
+
+def to_ir(
+    job: Any,
+    convert: Callable,
+    validate_ir: Callable,
+    onnx_validation: dict | None,
+    atol: float,
+    parity: Callable | None = None,
+    cache: dict | None = None,
+) -> tuple[dict, dict]:
+    """Write ``tmp/model.xml`` with ``convert(xml_path)``, validate the IR against PyTorch with
+    ``validate_ir(session, atol)`` (and greedy ``parity(session)``), and drop the ONNX."""
+    from edgekit.export.validate import require_pass
+    from edgekit.runtimes.base import SessionOptions
+    from edgekit.runtimes.openvino_backend import OpenVINOSession
+
+    tmp = job.tmp
+    with job.steps.step("convert to OpenVINO IR"):
+        info = convert(tmp / "model.xml")
+    with job.steps.step("validate OpenVINO against PyTorch"):
+        atol = max(atol, FP16_WEIGHTS_ATOL) if job.cfg.precision == "fp16" else atol
+        session = OpenVINOSession(tmp / "model.xml", SessionOptions(), "f32", cache)
+        report = validate_ir(session, atol)
+        require_pass(report)
+        validation = {
+            "runtime": "openvino",
+            "inference_precision": session.precision,
+            **report.as_dict(),
+            "onnx": onnx_validation,
+        }
+        if parity is not None:
+            validation["greedy_generation"] = parity(session)
+    (tmp / "model.onnx").unlink(missing_ok=True)
+    return {"model_file": "model.xml", **IR_SECTION, **info}, validation
+
+
+TARGET = OpenVINOTarget()

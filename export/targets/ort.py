@@ -1,0 +1,86 @@
+"""``--target ort``: a graph for ONNX Runtime itself. Stateless graphs: INT8 in the fused form
+(static or dynamic). Llama-style decoders: each attention as one ``GroupQueryAttention`` node
+(export/gqa.py). Decoders and encoder-decoders: weight-only int8/int4 as ``MatMulNBits``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from edgekit.export.options import WEIGHT_ONLY
+from edgekit.export.targets.onnx import OnnxTarget
+
+log = logging.getLogger("edgekit.export")
+
+
+class OrtTarget(OnnxTarget):
+    name = "ort"
+    graph_precisions = ("fp32", "int8", "int8-dynamic")
+    decoder_precisions = ("fp32", "int8", "int4")
+    seq2seq_precisions = ("fp32", "int8", "int4")
+    fuse_int8 = True
+    fused_attention = True
+
+    def decoder(self, job: Any, case: Any) -> tuple[Any, dict, dict]:
+        import dataclasses
+
+        from edgekit.export.gqa import gqa_attention, usable
+
+        context = None
+        if job.cfg.gqa:
+            if job.prior is not None and job.prior["export"].get("attention") == "GroupQueryAttention":
+                case.attention = (
+                    "GroupQueryAttention"  # that artifact's graph is already the ORT one: reuse it
+                )
+                case.io = dataclasses.replace(
+                    case.io, uses_position_ids=job.prior["export"]["cache"]["uses_position_ids"]
+                )
+            elif usable(case.built.model):
+                case.attention = "GroupQueryAttention"  # an ORT graph of its own, exported from the source
+                job = case.job = job.replace(prior=None)
+                context = gqa_attention(case.built.module, case.built.max_length)
+            else:
+                log.info(
+                    "%s: attention stays unfused (GroupQueryAttention covers llama-style layers with full rotary)",
+                    job.spec.family,
+                )
+        info, validation = case.standard_graph(context)
+        if job.cfg.precision not in WEIGHT_ONLY:
+            return info, {}, validation
+        quant, sessions = self.weight_only(job, {"model": "model.onnx"})
+        generation = case.weight_only_parity(sessions["model"], job.cfg.precision)
+        return (
+            info,
+            {"quantization": quant["model"]},
+            {"runtime": "onnxruntime", "passed": True, "greedy_generation": generation, "fp32": validation},
+        )
+
+    def seq2seq(self, job: Any, case: Any) -> tuple[dict, dict]:
+        if job.cfg.precision not in WEIGHT_ONLY:
+            return {}, case.validation
+        quant, sessions = self.weight_only(job, case.files)
+        generation = case.weight_only_parity(sessions, job.cfg.precision)
+        return {"quantization": quant}, {
+            "runtime": "onnxruntime",
+            "passed": True,
+            "greedy_generation": generation,
+            "fp32": case.validation,
+        }
+
+    def weight_only(self, job: Any, files: dict[str, str]) -> tuple[dict[str, dict], dict[str, Any]]:
+        """Weight-only int8/int4 (MatMulNBits) of each validated graph in ``tmp``, in place; their sessions."""
+        from edgekit.compress.weight_only import ort_weight_only
+        from edgekit.runtimes.base import SessionOptions
+        from edgekit.runtimes.ort_backend import OrtSession
+
+        quant = {}
+        with job.steps.step(f"weight-only {job.cfg.precision}"):
+            for part, name in files.items():
+                src = job.tmp / f"{part}.fp32.onnx"
+                (job.tmp / name).rename(src)
+                quant[part] = ort_weight_only(src, job.tmp / name, job.cfg.precision)
+                src.unlink()
+        return quant, {part: OrtSession(job.tmp / name, SessionOptions()) for part, name in files.items()}
+
+
+TARGET = OrtTarget()
