@@ -94,7 +94,7 @@ def check_bench(cfg: BenchConfig) -> tuple[list[tuple[Path, dict]], BenchConfig]
             "pass a .txt/.jsonl file or a folder of .txt files (class subfolders give labels)",
         )
     if cfg.out is not None:
-        check_out_dir(cfg.out, cfg.overwrite)
+        check_out_dir(cfg.out, cfg.overwrite, (*cfg.artifacts, cfg.text, cfg.eval_data))
     return loaded, cfg
 
 

@@ -18,7 +18,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from edgekit.errors import InputError
 
@@ -158,7 +158,14 @@ def read_manifest(folder: Path) -> dict[str, Any]:
             f"'{folder}' has no {MANIFEST}, so it is not an edgekit artifact",
             "pass a folder written by 'edgekit export'",
         )
-    return read_json(path, "re-create the artifact")
+    manifest = read_json(path, "re-create the artifact")
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("stage"), str):
+        raise InputError(
+            f"'{path}' is not an edgekit manifest (no 'stage' in a JSON object)", "re-create the artifact"
+        )
+    if manifest["stage"] == "export" and not isinstance(manifest.get("export"), dict):
+        raise InputError(f"'{path}' has no 'export' section", "re-create the artifact with 'edgekit export'")
+    return manifest
 
 
 def read_json(path: Path, hint: str) -> Any:
@@ -169,15 +176,43 @@ def read_json(path: Path, hint: str) -> Any:
         raise InputError(f"'{path}' is not valid JSON ({exc.msg} at line {exc.lineno})", hint) from exc
 
 
-def check_out_dir(out: Path, overwrite: bool) -> Path:
-    """Fail before any work if ``out`` cannot be written. Returns the resolved path."""
+def check_out_dir(out: Path, overwrite: bool, inputs: Iterable[Path | None] = ()) -> Path:
+    """Fail before any work if ``out`` cannot be written, is, holds or lies inside one of the
+    ``inputs``, or exists without ``overwrite``; ``overwrite`` replaces only a folder edgekit wrote
+    (it has a manifest) or an empty one. Returns the resolved path."""
     out = Path(out).expanduser().resolve()
+    for given in inputs:
+        if given is None:
+            continue
+        src = Path(given).expanduser().resolve()
+        relation = (
+            "is"
+            if out == src
+            else "holds"
+            if src.is_relative_to(out)
+            else "lies inside"
+            if out.is_relative_to(src)
+            else None
+        )
+        if relation:
+            raise InputError(
+                f"--out '{out}' {relation} the input '{src}'",
+                "choose an --out outside every input; nothing was written",
+            )
     if out.exists() and not overwrite:
         raise InputError(
             f"output folder '{out}' already exists", "pass --overwrite to replace it, or choose another --out"
         )
     if out.exists() and not out.is_dir():
         raise InputError(f"output path '{out}' exists and is not a folder", "choose another --out")
+    if out.exists() and not (out / MANIFEST).is_file():
+        held = sorted(p.name for p in out.iterdir())
+        if held:
+            shown = ", ".join(held[:3]) + (f" and {len(held) - 3} more" if len(held) > 3 else "")
+            raise InputError(
+                f"--overwrite replaces only folders edgekit wrote, and '{out}' has no {MANIFEST} (it holds {shown})",
+                "choose another --out, or move that folder away yourself",
+            )
     parent = out.parent
     while not parent.exists():
         parent = parent.parent
@@ -189,24 +224,72 @@ def check_out_dir(out: Path, overwrite: bool) -> Path:
     return out
 
 
+def remove_stale_staging(out: Path) -> list[Path]:
+    """Remove the staging folders of ``out`` (``.<name>.tmp-<pid>-*``) whose process is gone: a run
+    killed with SIGKILL, or a machine that went down, cannot clean up after itself."""
+    removed = []
+    for stale in out.parent.glob(f".{out.name}.tmp-*-*"):
+        pid = stale.name[len(f".{out.name}.tmp-") :].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(stale, ignore_errors=True)
+        removed.append(stale)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def _umask_modes(folder: Path) -> None:
+    """Give the staged folder and what is in it the modes of any file the user creates (``mkdtemp``
+    makes the folder 0700): directories 0777, files 0666, less the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [folder, *folder.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+
+
 @contextlib.contextmanager
-def staged_output(out: Path, overwrite: bool) -> Iterator[Path]:
+def staged_output(out: Path, overwrite: bool, inputs: Iterable[Path | None] = ()) -> Iterator[Path]:
     """Yield a temporary folder beside ``out``; on success rename it to ``out``.
 
-    On any error the temporary folder is removed and ``out`` is left as it was.
+    On any error the temporary folder is removed and ``out`` is left as it was. When ``out``
+    appeared meanwhile (another run wrote it) and ``overwrite`` is off, this run fails and keeps
+    the other's folder.
     """
-    out = check_out_dir(out, overwrite)
+    out = check_out_dir(out, overwrite, inputs)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    remove_stale_staging(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
     try:
         yield tmp
+        _umask_modes(tmp)
+        raced = InputError(
+            f"'{out}' was written by another run while this one was working",
+            "nothing of this run was kept; choose another --out, or pass --overwrite",
+        )
+        if out.exists() and not overwrite:
+            raise raced
         if out.exists():
             backup = out.with_name(f".{out.name}.old-{os.getpid()}")
             os.replace(out, backup)
             os.replace(tmp, out)
             shutil.rmtree(backup, ignore_errors=True)
         else:
-            os.replace(tmp, out)
+            try:
+                os.rename(tmp, out)  # fails if another run put a non-empty folder there meanwhile
+            except OSError:
+                if out.exists():
+                    raise raced from None
+                raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

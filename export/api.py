@@ -17,7 +17,7 @@ from edgekit.artifacts import build_manifest, check_out_dir, hash_folder, now_is
 from edgekit.errors import InputError, require
 from edgekit.export.config import ExportConfig
 from edgekit.export.job import ExportJob, copy_support_files, onnx_artifact
-from edgekit.models.source import read_model_config
+from edgekit.models.source import check_weights, read_model_config
 
 log = logging.getLogger("edgekit.export")
 
@@ -32,11 +32,12 @@ def export_model(cfg: ExportConfig, quiet: bool = False) -> Path:
 
     started = now_iso()
     job = plan_export(cfg)
-    out = check_out_dir(job.cfg.out, job.cfg.overwrite)
+    inputs = (job.cfg.model, job.model_dir, job.cfg.calib, job.cfg.eval_data)
+    out = check_out_dir(job.cfg.out, job.cfg.overwrite, inputs)
     job.target.require(job.cfg)
     with (
         Steps(f"export {job.model_dir.name}", quiet=quiet) as steps,
-        staged_output(out, job.cfg.overwrite) as tmp,
+        staged_output(out, job.cfg.overwrite, inputs) as tmp,
     ):
         job = job.replace(tmp=tmp, steps=steps)
         with steps.step("hash source"):
@@ -110,6 +111,7 @@ def plan_export(cfg: ExportConfig) -> ExportJob:
         require("sklearn", "measuring accuracy on labelled eval data", "ort")
     if prior is not None and not target.reuses(prior, cfg):
         prior = None  # that graph is for one runtime only (GroupQueryAttention): export again from its source
+    check_weights(model_dir)
     atol = cfg.atol if cfg.atol is not None else spec.atol
     return ExportJob(cfg, model_dir, raw_config, spec, task, atol, kind, target, prior)
 

@@ -141,10 +141,14 @@ def prior_info(job: ExportJob):
 def onnx_artifact(folder: Path) -> dict | None:
     """The manifest of an edgekit fp32 ONNX export artifact in ``folder``, else None."""
     from edgekit.artifacts import MANIFEST, read_manifest
+    from edgekit.errors import InputError
 
     if not (folder / MANIFEST).is_file():
         return None
-    manifest = read_manifest(folder)
+    try:
+        manifest = read_manifest(folder)
+    except InputError:
+        return None  # a manifest.json that is not edgekit's: the folder is read as a model folder
     export = manifest.get("export", {})
     files = (export.get("model_files") or {"model": "model.onnx"}).values()
     if not all(str(name).endswith(".onnx") and (folder / name).is_file() for name in files):

@@ -178,3 +178,65 @@ def test_bench_eval_data_must_exist(minilm_artifact, tmp_path):
     )
     _assert_clean_failure(result, "--eval-data", "does not exist")
     assert not (tmp_path / "b").exists()
+
+
+def test_export_never_writes_into_or_over_its_input(tiny_models, tmp_path):
+    """--out equal to, above or inside the model folder is refused before any work, --overwrite or not."""
+    import shutil
+
+    model = tmp_path / "parent" / "model"
+    shutil.copytree(tiny_models("bert"), model)
+    before = sorted(p.name for p in model.iterdir())
+    (tmp_path / "parent" / "notes.txt").write_text("unrelated")
+    for out, relation in ((model, "is"), (model.parent, "holds"), (model / "onnx", "lies inside")):
+        result = run_cli("export", "--model", str(model), "--out", str(out), "--overwrite")
+        _assert_clean_failure(result, relation, "the input")
+    assert sorted(p.name for p in model.iterdir()) == before
+    assert (tmp_path / "parent" / "notes.txt").read_text() == "unrelated"
+
+
+def test_overwrite_of_a_folder_edgekit_did_not_write_is_refused(tiny_models, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("years of work")
+    result = run_cli("export", "--model", str(tiny_models("bert")), "--out", str(out), "--overwrite")
+    _assert_clean_failure(result, "replaces only folders edgekit wrote", "thesis.tex")
+    assert [p.name for p in out.iterdir()] == ["thesis.tex"]
+
+
+def test_sigterm_during_export_leaves_nothing_and_says_so(tiny_models, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "edgekit", "export", "--model", str(tiny_models("bert")), "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.tmp-*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the export finished before it could be interrupted"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "interrupted; nothing was written" and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_missing_or_damaged_weights_are_named_in_one_line(tiny_models, tmp_path):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_models("bert"), model)
+    weights = model / "model.safetensors"
+    data = weights.read_bytes()
+    weights.unlink()
+    result = run_cli("export", "--model", str(model), "--out", str(tmp_path / "out"))
+    _assert_clean_failure(result, "has config.json but no weights")
+    weights.write_bytes(data[: len(data) // 3])
+    result = run_cli("export", "--model", str(model), "--out", str(tmp_path / "out"))
+    last = result.stderr.strip().splitlines()[-1]  # after the progress lines of the steps that ran
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert last.startswith("error: cannot read the weights in") and "copy them again" in last
+    assert not (tmp_path / "out").exists()

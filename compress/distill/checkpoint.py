@@ -36,15 +36,21 @@ def _rng_state() -> dict:
     import numpy as np
     import torch
 
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    # plain lists and numbers only, so the checkpoint loads with weights_only=True
+    numpy_state = [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)]
+    version, internal, gauss = random.getstate()
+    return {"python": [version, list(internal), gauss], "numpy": numpy_state, "torch": torch.get_rng_state()}
 
 
 def _set_rng_state(state: dict) -> None:
     import numpy as np
     import torch
 
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
 
 
@@ -69,10 +75,33 @@ def save_checkpoint(
     tmp.replace(path)
 
 
-def resume(loop: Any, student: Any, work: Path) -> None:
+def _load(path: Path) -> dict:
+    """The checkpoint at ``path``, read with ``weights_only=True`` (tensors, numbers, strings and
+    containers only: nothing in it can run code); a damaged file is named in one line."""
+    import pickle
+
     import torch
 
-    state = torch.load(work / CHECKPOINT, weights_only=False)
+    try:
+        state = torch.load(path, weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise InputError(
+            f"the checkpoint in '{path.parent}' is damaged: {reason}",
+            "remove it, or start again with --overwrite",
+        ) from exc
+    keys = ("step", "config_key", "student", "optimizer", "scheduler", "rng", "history")
+    if not isinstance(state, dict) or any(k not in state for k in keys):
+        raise InputError(
+            f"the checkpoint in '{path.parent}' is damaged: it is not an edgekit distillation checkpoint",
+            "remove it, or start again with --overwrite",
+        )
+    return state
+
+
+def resume(loop: Any, student: Any, work: Path) -> None:
+
+    state = _load(work / CHECKPOINT)
     if state["config_key"] != loop.key:
         raise InputError(
             f"the checkpoint in '{work}' was made with other settings",

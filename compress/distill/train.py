@@ -165,10 +165,15 @@ def _distill(cfg: DistillConfig, place: Placement, quiet: bool) -> Path:
     data = _read_data(cfg)
     out = Path(cfg.out).expanduser()
     work = _prepare_work(cfg, out, place)
-    models = _load_models(cfg, teacher_dir, data)
-    loop = _make_loop(cfg, models, place)
-    if cfg.resume:
-        resume(loop, models.student, work)
+    try:
+        models = _load_models(cfg, teacher_dir, data)
+        loop = _make_loop(cfg, models, place)
+        if cfg.resume:
+            resume(loop, models.student, work)
+    except BaseException:
+        if place.main and work.is_dir() and not (work / CHECKPOINT).exists():
+            shutil.rmtree(work, ignore_errors=True)  # nothing to resume: leave no work folder behind
+        raise
     _train(cfg, data, models, loop, place, work / CHECKPOINT, quiet)
     place.barrier()
     models.student.eval().cpu()
@@ -204,6 +209,8 @@ def _prepare_work(cfg: DistillConfig, out: Path, place: Placement) -> Path:
     from edgekit.artifacts import check_out_dir
 
     work = work_dir(out)
+    if work.is_dir() and not any(work.iterdir()):
+        work.rmdir()  # an empty work folder (a run that failed its checks) is not an interrupted run
     if work.exists() and not cfg.resume and not cfg.overwrite:
         raise InputError(
             f"an interrupted run is in '{work}'",
@@ -211,7 +218,7 @@ def _prepare_work(cfg: DistillConfig, out: Path, place: Placement) -> Path:
         )
     if cfg.resume and not (work / CHECKPOINT).is_file():
         raise InputError(f"--resume: no checkpoint in '{work}'", "start without --resume")
-    check_out_dir(out, cfg.overwrite)
+    check_out_dir(out, cfg.overwrite, (cfg.teacher, cfg.student, cfg.data))
     if cfg.batch_size % place.world:
         raise InputError(
             f"--batch-size {cfg.batch_size} does not split over {place.world} processes",
@@ -414,7 +421,7 @@ def _write_student(
         "train_texts": len(data.train),
         "eval_texts": len(data.held),
     }
-    with staged_output(out, cfg.overwrite) as tmp:
+    with staged_output(out, cfg.overwrite, (teacher_dir, cfg.student, cfg.data)) as tmp:
         save_student(student, student_tokenizer, teacher_dir, tmp)
         write_json(tmp / "report.json", {"losses": loop.history, **report})
         plot_losses(loop.history, tmp / "loss_curves.png")

@@ -57,6 +57,19 @@ def split_list(value: str, cast: Callable, option: str) -> tuple:
     return items
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so staging folders are removed as for Ctrl-C."""
+
+
+def _terminate_like_interrupt() -> None:
+    import signal
+
+    def on_sigterm(signum, frame):
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
 def handled(fn):
     """Turn errors into one line on stderr and an exit code; keep the traceback for --verbose."""
 
@@ -64,6 +77,7 @@ def handled(fn):
     def wrapper(*args, **kwargs):
         verbose = bool(kwargs.get("verbose"))
         _setup_logging(verbose)
+        _terminate_like_interrupt()
         from edgekit.errors import EdgekitError
 
         try:
@@ -73,9 +87,9 @@ def handled(fn):
                 stderr().print_exception()
             print(f"error: {exc}", file=sys.stderr)
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             print("interrupted; nothing was written", file=sys.stderr)
-            raise typer.Exit(130) from None
+            raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
         except Exception as exc:  # noqa: BLE001 - an unexpected failure: one line unless --verbose
             if verbose:
                 stderr().print_exception()

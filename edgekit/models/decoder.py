@@ -20,6 +20,7 @@ from typing import Any
 
 from edgekit.errors import InputError
 from edgekit.models.cache_io import DecoderIO
+from edgekit.models.source import load_weights
 from edgekit.models.specs import DECODER_TASKS, DecoderSpec, decoder_model_types, decoder_spec_for
 
 
@@ -127,7 +128,10 @@ def load_generator(
     kwargs: dict[str, Any] = {"dtype": torch.float32}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
-    return tokenizer, getattr(transformers, model_class).from_pretrained(str(model_dir), **kwargs).eval()
+    model = load_weights(
+        lambda: getattr(transformers, model_class).from_pretrained(str(model_dir), **kwargs), model_dir
+    )
+    return tokenizer, model.eval()
 
 
 def build_decoder(model_dir: Path, spec: DecoderSpec) -> BuiltDecoder:

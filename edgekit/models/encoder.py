@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import InputError, UnsupportedModelError
+from edgekit.models.source import load_weights
 from edgekit.models.specs import ENCODER_TASKS, EncoderSpec, supported_model_types
 from edgekit.models.specs import spec_for as encoder_spec_for
 
@@ -91,12 +92,15 @@ def load_encoder(model_dir: Path, spec: EncoderSpec):
     kwargs: dict[str, Any] = {"dtype": torch.float32}
     if spec.attn_implementation:
         kwargs["attn_implementation"] = spec.attn_implementation
-    try:
-        model = AutoModel.from_pretrained(str(model_dir), **kwargs)
-    except ValueError:
-        kwargs.pop("attn_implementation", None)  # the family does not offer it: use its default
-        model = AutoModel.from_pretrained(str(model_dir), **kwargs)
-    return model.eval()
+
+    def load():
+        try:
+            return AutoModel.from_pretrained(str(model_dir), **kwargs)
+        except ValueError:
+            kwargs.pop("attn_implementation", None)  # the family does not offer it: use its default
+            return AutoModel.from_pretrained(str(model_dir), **kwargs)
+
+    return load_weights(load, model_dir).eval()
 
 
 def _encoder_module_class():

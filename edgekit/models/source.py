@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable
 
 from edgekit.artifacts import read_json
 from edgekit.errors import InputError
@@ -37,3 +38,37 @@ def weight_files(model_dir: Path) -> list[Path]:
 def weight_bytes(model_dir: Path) -> int:
     """Bytes on disk of the folder's weight files (what the PyTorch reference loads)."""
     return sum(p.stat().st_size for p in weight_files(model_dir))
+
+
+def check_weights(model_dir: Path) -> None:
+    """Fail before any work when the model folder has no weight files."""
+    if not weight_files(model_dir):
+        raise InputError(
+            f"'{model_dir}' has config.json but no weights (model.safetensors or pytorch_model.bin)",
+            "copy the model's weight files into the folder",
+        )
+
+
+def load_weights(load: Callable[[], Any], model_dir: Path) -> Any:
+    """Run ``load()`` (a ``from_pretrained`` of ``model_dir``); a folder without weights, or weights
+    that cannot be read, is named in one line instead of transformers' traceback."""
+    import pickle
+
+    check_weights(model_dir)
+    try:
+        return load()
+    except Exception as exc:  # noqa: BLE001 - only failures to read the weights are turned into a line
+        text = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        if "weights_only" in str(exc) or "Weights only load failed" in str(exc):
+            raise InputError(
+                f"a weight file in '{model_dir}' is not a plain state dict: loading it would run pickled code, which edgekit never does with a file it is given",
+                "where you trust the file, load it with torch.load and save its tensors with safetensors.torch.save_file",
+            ) from exc
+        if type(exc).__name__ == "SafetensorError" or isinstance(
+            exc, (OSError, EOFError, pickle.UnpicklingError)
+        ):
+            raise InputError(
+                f"cannot read the weights in '{model_dir}': {text}",
+                "the weight files are damaged or incomplete; copy them again",
+            ) from exc
+        raise

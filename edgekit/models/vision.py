@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import InputError, UnsupportedModelError, did_you_mean
+from edgekit.models.source import load_weights
 
 VISION_TASKS = ("image-feature-extraction",)
 
@@ -83,9 +84,10 @@ def build_vision(model_dir: Path, spec: VisionSpec) -> BuiltVision:
 
     model_dir = Path(model_dir)
     try:
-        model = AutoModel.from_pretrained(
+        load = lambda: AutoModel.from_pretrained(  # noqa: E731
             str(model_dir), attn_implementation=spec.attn_implementation, dtype=torch.float32
-        ).eval()
+        )
+        model = load_weights(load, model_dir).eval()
     except (OSError, ValueError) as exc:
         raise InputError(
             f"cannot load the vision model in '{model_dir}': {exc}".splitlines()[0],

@@ -466,3 +466,47 @@ def test_two_processes_under_torchrun_and_bf16_autocast(setup, tmp_path):
         timeout=300,
     )
     assert odd.returncode != 0 and "does not split over 2 processes" in odd.stderr
+
+
+def test_distill_never_replaces_the_teacher(setup, tmp_path):
+    teacher, data = setup
+    before = sorted(p.name for p in teacher.iterdir())
+    result = run_cli(*_args(teacher, data, teacher, "--max-steps", "2", "--overwrite"))
+    assert result.returncode != 0 and "is the input" in result.stderr.strip().splitlines()[-1]
+    assert sorted(p.name for p in teacher.iterdir()) == before
+    assert not teacher.with_name(teacher.name + ".work").exists()
+
+
+def test_a_failed_check_leaves_no_work_folder_and_the_rerun_starts(setup, tmp_path):
+    teacher, data = setup
+    out = tmp_path / "o"
+    result = run_cli(*_args(teacher, data, out, "--max-steps", "2", "--student-layers", "9"))
+    assert result.returncode != 0 and not out.with_name("o.work").exists()
+    out.with_name("o.work").mkdir()  # an empty work folder left by an older edgekit is no interrupted run
+    result = run_cli(*_args(teacher, data, out, "--max-steps", "2"))
+    assert result.returncode == 0, result.stderr
+
+
+def test_resume_loads_no_pickle_and_names_a_damaged_checkpoint(setup, tmp_path):
+    """A crafted checkpoint.pt whose unpickling would run code is refused (weights_only=True); a
+    truncated or empty one is named in one line."""
+    import pickle
+
+    teacher, data = setup
+    out = tmp_path / "o"
+    work = out.with_name("o.work")
+    work.mkdir()
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    (work / "checkpoint.pt").write_bytes(pickle.dumps({"step": Evil()}))
+    for content in (None, b"", b"PK\x03\x04truncated"):
+        if content is not None:
+            (work / "checkpoint.pt").write_bytes(content)
+        result = run_cli(*_args(teacher, data, out, "--max-steps", "2", "--resume"))
+        last = result.stderr.strip().splitlines()[-1]
+        assert result.returncode != 0 and "is damaged" in last and "--overwrite" in last, result.stderr
+        assert "Traceback" not in result.stderr and not marker.exists()
