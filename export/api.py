@@ -109,7 +109,7 @@ def plan_export(cfg: ExportConfig) -> ExportJob:
     kind.export_module().check(cfg, target)
     if cfg.eval_data is not None or cfg.max_drop is not None:
         require("sklearn", "measuring accuracy on labelled eval data", "ort")
-    if prior is not None and not target.reuses(prior, cfg):
+    if prior is not None and not target.reuses(prior):
         prior = None  # that graph is for one runtime only (GroupQueryAttention): export again from its source
     check_weights(model_dir)
     atol = cfg.atol if cfg.atol is not None else spec.atol

@@ -32,8 +32,6 @@ SUPPORT_FILES = (
     "preprocessor_config.json",
 )
 
-FP16_WEIGHTS_ATOL = 2e-2  # fp16 weights carry ~3 significant digits; outputs of order 1 move by ~1e-3..1e-2
-
 
 @dataclass(frozen=True)
 class ExportJob:

@@ -10,6 +10,10 @@ from edgekit.errors import InputError
 NEEDS_CALIBRATION = ("int8",)
 WEIGHT_ONLY = ("int8", "int4")
 """What --precision means for a KV-cache decoder: weight-only quantization (decode is memory-bound)."""
+PARITY_TOKENS = 8
+"""Greedy tokens compared with transformers' generate on each input for an fp32 graph with a cache."""
+WEIGHT_ONLY_PARITY_TOKENS = 32
+"""... and for a weight-only graph, where the agreement is reported, not required."""
 
 
 def check_cached(cfg: Any, precisions: tuple[str, ...], what: str, hint: str) -> None:

@@ -77,17 +77,14 @@ def distill(
     verbose: Verbose = False,
 ) -> None:
     """Distil a teacher into a smaller student, layer by layer; resumable."""
+    # the options as given, before any other name exists here; --config and --verbose are not config fields
+    given = {k: v for k, v in locals().items() if k not in ("config", "verbose")}
     from edgekit.compress.distill.config import DistillConfig, load_config_file
     from edgekit.compress.distill.train import distill as run
 
     def ints(value: Optional[str], option: str):
         return split_list(value, int, option) if value is not None else None
 
-    given = {
-        k: v
-        for k, v in locals().items()
-        if k not in ("config", "verbose", "ints", "DistillConfig", "load_config_file", "run")
-    }
     given.update(
         student_layer_list=ints(student_layer_list, "--student-layer-list"),
         layer_map_list=ints(layer_map_list, "--layer-map-list"),

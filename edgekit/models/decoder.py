@@ -21,7 +21,13 @@ from typing import Any
 from edgekit.errors import InputError
 from edgekit.models.cache_io import DecoderIO
 from edgekit.models.source import load_weights
-from edgekit.models.specs import DECODER_TASKS, DecoderSpec, decoder_model_types, decoder_spec_for
+from edgekit.models.specs import (
+    DECODER_TASKS,
+    DecoderSpec,
+    claims_decoder,
+    decoder_model_types,
+    decoder_spec_for,
+)
 
 
 def cache_layout(config, uses_position_ids: bool) -> DecoderIO:
@@ -206,8 +212,6 @@ spec_for = decoder_spec_for
 
 
 def claims(raw_config: dict) -> str | None:
-    from edgekit.models.specs import claims_decoder
-
     return TASKS[0] if claims_decoder(raw_config) else None
 
 

@@ -29,7 +29,13 @@ from typing import Any
 
 from edgekit.errors import InputError
 from edgekit.models.cache_io import Seq2SeqIO
-from edgekit.models.specs import SEQ2SEQ_TASKS, Seq2SeqSpec, seq2seq_model_types, seq2seq_spec_for
+from edgekit.models.specs import (
+    SEQ2SEQ_TASKS,
+    Seq2SeqSpec,
+    claims_seq2seq,
+    seq2seq_model_types,
+    seq2seq_spec_for,
+)
 
 
 def _modules():
@@ -243,8 +249,6 @@ spec_for = seq2seq_spec_for
 
 
 def claims(raw_config: dict) -> str | None:
-    from edgekit.models.specs import claims_seq2seq
-
     return TASKS[0] if claims_seq2seq(raw_config) else None
 
 

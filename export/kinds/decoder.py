@@ -10,19 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from edgekit.export.job import ExportJob, convert_and_check, io_section, prior_info, reference_session
-from edgekit.export.options import check_cached
+from edgekit.export.options import PARITY_TOKENS, WEIGHT_ONLY_PARITY_TOKENS, check_cached
 from edgekit.models.cache_io import eos_token_ids
 
 log = logging.getLogger("edgekit.export")
-
-PARITY_TOKENS = 8
-"""Greedy tokens compared with transformers' generate on each prompt for an fp32 graph."""
-WEIGHT_ONLY_PARITY_TOKENS = 32
-"""... and for a weight-only graph, where the agreement is reported, not required."""
 
 
 def check(cfg: Any, target: Any) -> None:
@@ -43,7 +38,6 @@ class DecoderCase:
     shapes_for_export: dict
     attention: str = "standard"
     """``standard``, or ``GroupQueryAttention`` (ONNX Runtime's fused op) when a target chose it."""
-    extra: dict = field(default_factory=dict)
 
     def standard_graph(self, attention_context=None) -> tuple[Any, dict]:
         """Convert (inside ``attention_context`` when given) and validate on ONNX Runtime against

@@ -10,13 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgekit.export.job import ExportJob, Named, convert_and_check, prior_info, reference_session
-from edgekit.export.options import check_cached
+from edgekit.export.options import PARITY_TOKENS, WEIGHT_ONLY_PARITY_TOKENS, check_cached
 from edgekit.models.cache_io import eos_token_ids
 
 log = logging.getLogger("edgekit.export")
 
-PARITY_TOKENS = 8
-WEIGHT_ONLY_PARITY_TOKENS = 32
 SEQ2SEQ_HINT = "export with --target onnx, ort or openvino at fp32 (openvino: fp16 too), or weight-only int8/int4 with --target ort or openvino"
 
 

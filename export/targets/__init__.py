@@ -55,8 +55,6 @@ _TARGETS: dict[str, TargetEntry] = {
     )
 }
 
-TARGETS: dict[str, str] = {name: entry.description for name, entry in _TARGETS.items()}
-
 
 def list_targets() -> list[TargetEntry]:
     return list(_TARGETS.values())
@@ -122,7 +120,7 @@ class TargetBase:
         for module, what, extra in self.requires_modules:
             require(module, what, extra)
 
-    def reuses(self, prior: dict, cfg: Any) -> bool:
+    def reuses(self, prior: dict) -> bool:
         """Whether the graph of the prior ONNX artifact ``prior`` can be taken as it is."""
         return self.fused_attention or prior["export"].get("attention") != "GroupQueryAttention"
 
