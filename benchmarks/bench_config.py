@@ -9,6 +9,7 @@ from pathlib import Path
 
 from edgekit.artifacts import check_out_dir, read_manifest
 from edgekit.benchmarks.generation import GENERATING, PER_CONTEXT_STEPS
+from edgekit.calibration.text import load_texts
 from edgekit.errors import InputError, MissingExtraError
 
 log = logging.getLogger("edgekit.bench")
@@ -42,6 +43,8 @@ class BenchConfig:
     """Decoders and encoder-decoders: context lengths at which per-token latency (cached and
     recomputed) is measured; None = DEFAULT_CONTEXTS, less those the artifacts' positions cannot hold."""
     eval_data: Path | None = None
+    encoding: str | None = None
+    """Encoding of --text / --eval-data files; None = UTF-8, strictly."""
     """Encoders: held-out texts for quality against the fp32 PyTorch reference (embedding cosine;
     with labels, 5-fold logistic-regression accuracy and its ratio to the reference's)."""
 
@@ -93,6 +96,9 @@ def check_bench(cfg: BenchConfig) -> tuple[list[tuple[Path, dict]], BenchConfig]
             f"--eval-data '{cfg.eval_data}' does not exist",
             "pass a .txt/.jsonl file or a folder of .txt files (class subfolders give labels)",
         )
+    for data in (cfg.text, cfg.eval_data):
+        if data is not None:  # read once now: a file that does not decode fails before any worker runs
+            load_texts(data, encoding=cfg.encoding)
     if cfg.out is not None:
         check_out_dir(cfg.out, cfg.overwrite, (*cfg.artifacts, cfg.text, cfg.eval_data))
     return loaded, cfg
@@ -118,6 +124,14 @@ def _check_options(cfg: BenchConfig) -> None:
             f"--repeat must be >= 1 and --warmup >= 0 (got {cfg.repeat}, {cfg.warmup})",
             "pass e.g. --warmup 5 --repeat 30",
         )
+    if cfg.new_tokens < 2:
+        raise InputError(f"--new-tokens must be >= 2, got {cfg.new_tokens}", "pass e.g. --new-tokens 128")
+    if cfg.prompt_len < 1:
+        raise InputError(f"--prompt-len must be >= 1, got {cfg.prompt_len}", "pass e.g. --prompt-len 32")
+    if cfg.contexts is not None and (not cfg.contexts or min(cfg.contexts) < 1):
+        raise InputError(
+            f"--contexts needs positive integers, got {list(cfg.contexts)}", "pass e.g. --contexts 16,128,512"
+        )
     if cfg.threads is not None and cfg.threads < 1:
         raise InputError(f"--threads must be >= 1, got {cfg.threads}", "omit it to use every core")
 
@@ -135,8 +149,6 @@ def _check_artifact(cfg: BenchConfig, artifact: Path, manifest: dict) -> None:
             f"generation is benchmarked at batch 1, got --batch {','.join(map(str, cfg.batches))}",
             "drop --batch for decoder artifacts",
         )
-    if generation and (cfg.new_tokens < 2 or cfg.prompt_len < 1):
-        raise InputError(f"--new-tokens must be >= 2 (got {cfg.new_tokens})", "pass e.g. --new-tokens 128")
     if task == "seq2seq":
         # decoder positions: the start token + the new tokens, and each context + its timed steps
         source_limit = export.get("max_source_length")

@@ -117,7 +117,7 @@ def _quality(
     from edgekit.calibration.text import load_labeled, tokenize_natural
     from edgekit.compress.quality import probe_accuracy
 
-    texts, labels = load_labeled(cfg.eval_data)
+    texts, labels = load_labeled(cfg.eval_data, encoding=cfg.encoding)
     max_length = max(cfg.seq_lens)
     if progress:
         progress.update(task, description=f"bench: quality on {len(texts)} texts")
@@ -181,19 +181,14 @@ def _artifact_names(paths: list[Path]) -> list[str]:
 
 def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[str, Any]:
     """Run the benchmark; write bench.json / bench.md (and bench.png when matplotlib is there) to ``cfg.out``."""
-    from transformers import AutoTokenizer
-
-    from edgekit.calibration.text import load_texts, sample_texts
-
     loaded, cfg = check_bench(cfg)
     kind = _kind(loaded)
     generators = kind in GENERATING
-    texts = load_texts(cfg.text) if cfg.text else sample_texts(min_words=max(cfg.seq_lens) * 2)
+    texts, tokenizers = _texts_and_tokenizers(cfg, loaded)
     threads = cfg.threads or os.cpu_count() or 1
     rounds = cfg.rounds or (3 if generators else max(1, cfg.repeat // 3))
     started = now_iso()
     names = _artifact_names([p for p, _ in loaded])
-    tokenizers = {p: AutoTokenizer.from_pretrained(str(p)) for p, _ in loaded}
     input_names = {p: [i["name"] for i in m["export"].get("inputs", [])] for p, m in loaded}
     workers: list[_Worker] = []
     rows: list[dict[str, Any]] = []
@@ -256,6 +251,20 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
     if cfg.out is not None:
         _write_results(cfg, result, started)
     return result
+
+
+def _texts_and_tokenizers(cfg: BenchConfig, loaded: list[tuple[Path, dict]]) -> tuple[list[str], dict]:
+    """The input texts (--text, else the built-in sample) and each artifact's tokenizer."""
+    from edgekit.calibration.text import load_texts, sample_texts
+    from edgekit.models.tokenizer import load_tokenizer
+
+    texts = (
+        load_texts(cfg.text, encoding=cfg.encoding)
+        if cfg.text
+        else sample_texts(min_words=max(cfg.seq_lens) * 2)
+    )
+    needed_for = "--eval-data (quality on text)" if cfg.eval_data is not None else None
+    return texts, {p: load_tokenizer(p, needed_for=needed_for) for p, _ in loaded}
 
 
 def _artifacts_section(loaded: list[tuple[Path, dict]], names: list[str]) -> dict[str, Any]:

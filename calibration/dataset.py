@@ -9,6 +9,7 @@ preprocessor config (see ``images.py``).
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any
 
 from edgekit.calibration.images import IMAGE_SUFFIXES
 from edgekit.errors import InputError
+
+log = logging.getLogger("edgekit.calibration")
 
 DEFAULT_SIZE = 128
 DEFAULT_SEQ_LENS = (128,)
@@ -83,6 +86,7 @@ def text_calibration(
     seq_lens: tuple[int, ...] = DEFAULT_SEQ_LENS,
     seed: int = 0,
     field_name: str = "text",
+    encoding: str | None = None,
 ) -> CalibrationSet:
     """``size`` samples drawn (seeded) from the texts, spread over ``seq_lens``, each padded to its length."""
     import numpy as np
@@ -90,13 +94,23 @@ def text_calibration(
     from edgekit.calibration.text import load_texts
 
     _check_size(size)
-    texts = load_texts(path, field_name)
+    texts = load_texts(path, field_name, encoding=encoding)
+    if size > len(texts) * len(seq_lens):
+        log.warning(
+            "--calib-size %d: '%s' holds %d texts; calibrating on %d samples (each text once at each --seq-len)",
+            size,
+            path,
+            len(texts),
+            len(texts) * len(seq_lens),
+        )
+        size = len(texts) * len(seq_lens)
     order = list(range(len(texts)))
     random.Random(seed).shuffle(order)
-    chosen = [texts[order[i % len(texts)]] for i in range(size)]
     feeds = []
-    for i, text in enumerate(chosen):
-        seq_len = seq_lens[i % len(seq_lens)]
+    for i in range(size):
+        # sample i: text order[i % n] at length (i % n + i // n) % lengths, so each (text, length) pair comes once
+        text = texts[order[i % len(texts)]]
+        seq_len = seq_lens[(i % len(texts) + i // len(texts)) % len(seq_lens)]
         enc = tokenizer(
             [text], padding="max_length", truncation=True, max_length=seq_len, return_tensors="np"
         )

@@ -106,6 +106,9 @@ class ImagePreprocessor:
         return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
+_WARNED: set[str] = set()
+
+
 def load_images(
     files: list[Path], pre: ImagePreprocessor, limit: int | None = None
 ) -> tuple[list[Any], list[str]]:
@@ -113,18 +116,23 @@ def load_images(
 
     An unreadable file is reported by name and skipped; no readable file at all is an error.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     arrays, skipped = [], []
     for file in files:
         if limit is not None and len(arrays) >= limit:
             break
         try:
-            with Image.open(file) as image:
-                arrays.append(pre(image))
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            log.warning("skipped unreadable image %s (%s)", file, type(exc).__name__)
+            with Image.open(file) as opened:
+                opened.load()
+                image = opened.copy()
+        except Exception as exc:  # noqa: BLE001 - pillow raises many types (SyntaxError, struct.error, zlib.error) on damaged files
+            if str(file) not in _WARNED:  # calibration and evaluation may read the same folder
+                _WARNED.add(str(file))
+                log.warning("skipped unreadable image %s (%s)", file, type(exc).__name__)
             skipped.append(str(file))
+            continue
+        arrays.append(pre(image))
     if not arrays:
         raise InputError(
             f"no readable image among {len(files)} file(s) given for calibration",

@@ -12,50 +12,80 @@ from edgekit.errors import InputError
 __all__ = ["load_labeled", "load_texts", "sample_texts", "tokenize_fixed", "tokenize_natural"]
 
 
-def load_texts(path: Path | str, field: str = "text", limit: int | None = None) -> list[str]:
+def read_text_file(path: Path, encoding: str | None = None) -> str:
+    """A user's text file, decoded strictly: UTF-8 (a BOM is dropped) unless ``encoding`` names
+    another. Binary data (NUL bytes) and bytes that do not decode are refused with the offset, so
+    replacement characters never pass as text."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(
+            f"cannot read '{path}': {exc.strerror or exc}", "check the path and its permissions"
+        ) from exc
+    nul = data.find(b"\x00")
+    if nul >= 0 and encoding is None:
+        raise InputError(
+            f"'{path}' is not text: a NUL byte at offset {nul}",
+            "pass a text file (one text per line), a .jsonl file or a folder of .txt files",
+        )
+    name = encoding or "utf-8-sig"
+    try:
+        return data.decode(name)
+    except LookupError as exc:
+        raise InputError(f"unknown --encoding '{encoding}'", "pass e.g. --encoding utf-8 or latin-1") from exc
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputError(
+            f"'{path}' is not {encoding or 'UTF-8'} text: byte 0x{data[exc.start]:02x} at offset {exc.start} (line {line})",
+            "convert it to UTF-8, or pass --encoding with the file's encoding (e.g. --encoding latin-1)",
+        ) from exc
+
+
+def load_texts(
+    path: Path | str, field: str = "text", limit: int | None = None, encoding: str | None = None
+) -> list[str]:
     """Texts from a ``.txt`` file (one per line), a ``.jsonl`` file (``field`` of each record),
-    or a folder of ``.txt`` files (one per file, searched recursively). Blank lines are skipped."""
-    path = Path(path).expanduser()
+    or a folder of ``.txt`` files (one per file, searched recursively). Blank lines are skipped.
+    Files are decoded strictly (see ``read_text_file``)."""
+    texts = _load(Path(path).expanduser(), field, encoding)[0]
+    return texts[:limit] if limit else texts
+
+
+def _load(path: Path, field: str, encoding: str | None) -> tuple[list[str], list]:
+    """(texts, records or class folders); records only for .jsonl, folders only for folders."""
     if not path.exists():
         raise InputError(
             f"text data '{path}' does not exist", "pass a .txt file, a .jsonl file or a folder of .txt files"
         )
     texts: list[str] = []
-    try:
-        if path.is_dir():
-            for file in sorted(path.rglob("*.txt")):
-                content = file.read_text(encoding="utf-8", errors="replace").strip()
-                if content:
-                    texts.append(content)
-        elif path.suffix == ".jsonl":
-            for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(
-                        f"{path}:{lineno} is not valid JSON ({exc.msg})", "fix the line or remove it"
-                    ) from exc
-                if not isinstance(record, dict) or field not in record:
-                    raise InputError(
-                        f"{path}:{lineno} has no field '{field}'",
-                        "give each record that field, or choose another field",
-                    )
-                texts.append(str(record[field]))
-        else:
-            texts = [
-                line.strip()
-                for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
-                if line.strip()
-            ]
-    except (OSError, UnicodeError) as exc:
-        raise InputError(
-            f"cannot read text data '{path}': {exc}", "check the path and its permissions"
-        ) from exc
+    extra: list = []
+    if path.is_dir():
+        for file in sorted(path.rglob("*.txt")):
+            content = read_text_file(file, encoding).strip()
+            if content:
+                texts.append(content)
+                extra.append(file.parent)
+    elif path.suffix == ".jsonl":
+        for lineno, line in enumerate(read_text_file(path, encoding).splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(
+                    f"{path}:{lineno} is not valid JSON ({exc.msg})", "fix the line or remove it"
+                ) from exc
+            if not isinstance(record, dict) or field not in record:
+                raise InputError(
+                    f"{path}:{lineno} has no field '{field}'", f"give each record a '{field}' field"
+                )
+            texts.append(str(record[field]))
+            extra.append(record)
+    else:
+        texts = [line.strip() for line in read_text_file(path, encoding).splitlines() if line.strip()]
     if not texts:
         raise InputError(f"text data '{path}' holds no text", "give a file with at least one non-empty line")
-    return texts[:limit] if limit else texts
+    return texts, extra
 
 
 def tokenize_fixed(
@@ -83,22 +113,16 @@ def tokenize_natural(
 
 
 def load_labeled(
-    path: Path | str, field: str = "text", label_field: str = "label"
+    path: Path | str, field: str = "text", label_field: str = "label", encoding: str | None = None
 ) -> tuple[list[str], list[str] | None]:
     """Texts and, where the data gives them, labels: the ``label_field`` of .jsonl records, or the
     class subfolder of each .txt file in a folder of subfolders. Otherwise labels are None."""
     path = Path(path).expanduser()
-    texts = load_texts(path, field)
+    texts, extra = _load(path, field, encoding)
     if path.is_dir():
-        files = [
-            f for f in sorted(path.rglob("*.txt")) if f.read_text(encoding="utf-8", errors="replace").strip()
-        ]
-        parents = [f.parent for f in files]
-        if all(p != path for p in parents):
-            return texts, [p.relative_to(path).parts[0] for p in parents]
+        if all(p != path for p in extra):
+            return texts, [p.relative_to(path).parts[0] for p in extra]
         return texts, None
-    if path.suffix == ".jsonl":
-        records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        if all(label_field in r for r in records):
-            return texts, [str(r[label_field]) for r in records]
+    if path.suffix == ".jsonl" and all(label_field in r for r in extra):
+        return texts, [str(r[label_field]) for r in extra]
     return texts, None

@@ -72,8 +72,9 @@ def ort_int8(
         if cfg.smooth_alpha > 0:
             src, target, smoothed = smooth_graph(src, target, calib, cfg.smooth_alpha, steps)
             (tmp / "model.fp32.onnx").unlink()
-        with steps.step(f"calibrate ({method.name}, {len(calib.feeds)} samples)"):
-            ranges = cached_ranges(src, calib, target.activations, method)
+        passes = len(calib.feeds) * (2 if method.needs_histogram else 1)
+        with steps.step(f"calibrate ({method.name}, {len(calib.feeds)} samples)", passes) as advance:
+            ranges = cached_ranges(src, calib, target.activations, method, progress=advance)
 
     def build(kept: list[str]):
         nodes = [n for n in target.nodes if n not in kept]

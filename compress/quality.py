@@ -53,7 +53,13 @@ def build_calibration(cfg: Any, model_dir: Path, tokenizer: Any, input_names: li
                 "pass calibration text (.txt, .jsonl, or a folder of .txt files)",
             )
         return image_calibration(model_dir, path, "pixel_values", cfg.calib_size, cfg.seed)
-    return text_calibration(tokenizer, path, input_names, cfg.calib_size, tuple(cfg.seq_lens), cfg.seed)
+    from edgekit.models.tokenizer import is_seeded, missing_tokenizer
+
+    if is_seeded(tokenizer):
+        raise missing_tokenizer(model_dir, "INT8 calibration on text")
+    return text_calibration(
+        tokenizer, path, input_names, cfg.calib_size, tuple(cfg.seq_lens), cfg.seed, encoding=cfg.encoding
+    )
 
 
 def require_images(path: Path, option: str) -> None:
@@ -94,7 +100,7 @@ def build_eval_set(cfg: Any, built: Any, reference: Any, model_dir: Path) -> Eva
         output = "pooler_output" if "pooler_output" in names else "last_hidden_state"
     else:
         if cfg.eval_data is not None:
-            texts, labels = load_labeled(cfg.eval_data)
+            texts, labels = load_labeled(cfg.eval_data, encoding=cfg.encoding)
             source = str(cfg.eval_data)
         else:
             texts, labels, source = sample_texts(min_words=0), None, "edgekit built-in sample text"
@@ -149,6 +155,7 @@ def measure(evalset: EvalSet, candidate: Any, seed: int = 0) -> dict:
     result = {
         "output": evalset.output,
         "texts": int(sum(len(next(iter(f.values()))) for f in evalset.feeds)),
+        "inputs": "images" if any("pixel_values" in f for f in evalset.feeds) else "texts",
         "mean_cosine": float(cos.mean()),
         "min_cosine": float(cos.min()),
         "max_abs_diff": max_diff,

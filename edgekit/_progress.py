@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 log = logging.getLogger("edgekit")
 
@@ -39,16 +39,24 @@ class Steps:
             self._progress.__exit__(*exc)
 
     @contextlib.contextmanager
-    def step(self, description: str) -> Iterator[None]:
-        task = self._progress.add_task(f"{self.title}: {description}", total=1) if self._progress else None
+    def step(self, description: str, total: int | None = None) -> Iterator[Callable[[], None]]:
+        """A step; with ``total``, the line counts items and the step yields ``advance()``, called once per item."""
+        progress = self._progress
+        label = f"{self.title}: {description}"
+        task = progress.add_task(label, total=total or 1) if progress else None
         start = time.perf_counter()
         log.debug("%s: %s ...", self.title, description)
+
+        def advance() -> None:
+            if progress is not None and task is not None and total:
+                progress.advance(task)
+
         try:
-            yield
+            yield advance
         finally:
             self.timings[description] = round(time.perf_counter() - start, 3)
-            if self._progress is not None and task is not None:
-                self._progress.update(task, completed=1)
+            if progress is not None and task is not None:
+                progress.update(task, completed=total or 1)
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
@@ -150,9 +151,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     folder = Path(folder)
     path = folder / MANIFEST
     if not folder.is_dir():
-        raise InputError(
-            f"artifact folder '{folder}' does not exist", "pass a folder written by 'edgekit export'"
-        )
+        what = "is a file, not an artifact folder" if folder.exists() else "does not exist"
+        raise InputError(f"artifact folder '{folder}' {what}", "pass a folder written by 'edgekit export'")
     if not path.is_file():
         raise InputError(
             f"'{folder}' has no {MANIFEST}, so it is not an edgekit artifact",
@@ -165,15 +165,50 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         )
     if manifest["stage"] == "export" and not isinstance(manifest.get("export"), dict):
         raise InputError(f"'{path}' has no 'export' section", "re-create the artifact with 'edgekit export'")
+    verify_files(folder, manifest)
     return manifest
+
+
+def verify_files(folder: Path, manifest: dict, full: bool | None = None) -> None:
+    """Each file the manifest lists is there with its size (always: cheap) and its sha256 (with
+    ``full``, default: the environment variable EDGEKIT_VERIFY=1, which --verify sets), so a damaged
+    artifact is named before anything loads it."""
+    import os
+
+    full = os.environ.get("EDGEKIT_VERIFY") == "1" if full is None else full
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        return
+    hint = "copy the artifact again, or re-create it"
+    for name, entry in files.items():
+        file = folder / name
+        if not isinstance(entry, dict):
+            continue
+        if not file.is_file():
+            raise InputError(f"the artifact '{folder}' is damaged: {name} is missing", hint)
+        size = file.stat().st_size
+        if entry.get("bytes") is not None and size != entry["bytes"]:
+            raise InputError(
+                f"the artifact '{folder}' is damaged: {name} has {size} bytes, its manifest records {entry['bytes']}",
+                hint,
+            )
+        if full and entry.get("sha256") and sha256_file(file) != entry["sha256"]:
+            raise InputError(
+                f"the artifact '{folder}' is damaged: the sha256 of {name} differs from its manifest", hint
+            )
 
 
 def read_json(path: Path, hint: str) -> Any:
     """Parse a JSON file; a syntax error is the user's to fix, reported in one line with ``hint``."""
     try:
-        return json.loads(Path(path).read_text())
+        return json.loads(Path(path).read_bytes().decode("utf-8"))
     except json.JSONDecodeError as exc:
         raise InputError(f"'{path}' is not valid JSON ({exc.msg} at line {exc.lineno})", hint) from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"'{path}' is not valid JSON (byte 0x{exc.object[exc.start]:02x} at offset {exc.start} is not UTF-8)",
+            hint,
+        ) from exc
 
 
 def check_out_dir(out: Path, overwrite: bool, inputs: Iterable[Path | None] = ()) -> Path:
@@ -257,6 +292,16 @@ def _umask_modes(folder: Path) -> None:
             path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
+def disk_full(out: Path, tmp: Path) -> InputError:
+    """The disk filled while ``tmp`` was being written for ``out``: what it held, what is free."""
+    written = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file()) if tmp.is_dir() else 0
+    free = shutil.disk_usage(out.parent).free
+    return InputError(
+        f"the disk holding '{out.parent}' is full: this run needs more than the {written / 1e6:.1f} MB it had written when it failed ({free / 1e6:.1f} MB free there)",
+        "free space there, or choose an --out on another disk; nothing was kept",
+    )
+
+
 @contextlib.contextmanager
 def staged_output(out: Path, overwrite: bool, inputs: Iterable[Path | None] = ()) -> Iterator[Path]:
     """Yield a temporary folder beside ``out``; on success rename it to ``out``.
@@ -266,11 +311,21 @@ def staged_output(out: Path, overwrite: bool, inputs: Iterable[Path | None] = ()
     the other's folder.
     """
     out = check_out_dir(out, overwrite, inputs)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_staging(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
     try:
-        yield tmp
+        out.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_staging(out)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
+    except OSError as exc:
+        raise InputError(
+            f"cannot create '{out}': {exc.strerror or exc}", "choose an --out in a folder you can write to"
+        ) from exc
+    try:
+        try:
+            yield tmp
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise disk_full(out, tmp) from exc
+            raise
         _umask_modes(tmp)
         raced = InputError(
             f"'{out}' was written by another run while this one was working",

@@ -26,12 +26,18 @@ def read_wav(path: Path | str, rate: int = 16000) -> np.ndarray:
                 w.getnframes(),
             )
             raw = w.readframes(frames)
-    except (wave.Error, EOFError) as exc:
+    except (wave.Error, EOFError, ValueError, OverflowError) as exc:
         raise InputError(
             f"'{path}' is not a PCM WAV file ({exc})",
             "convert it first, e.g. ffmpeg -i IN -ar 16000 -ac 1 OUT.wav",
         ) from exc
-    if frames == 0:
+    if width not in (1, 2, 3, 4) or channels < 1 or source_rate < 1:
+        raise InputError(
+            f"'{path}' has {8 * width}-bit samples, {channels} channel(s) at {source_rate} Hz; edgekit reads 8/16/24/32-bit PCM",
+            "convert it first, e.g. ffmpeg -i IN -ar 16000 -ac 1 OUT.wav",
+        )
+    raw = raw[: len(raw) // (width * channels) * (width * channels)]  # a file cut short: its whole frames
+    if frames == 0 or not raw:
         raise InputError(f"'{path}' holds no audio samples", "pass a WAV file with speech in it")
     if width == 3:  # 24-bit: widen to 32-bit little-endian
         bytes3 = np.frombuffer(raw, np.uint8).reshape(-1, 3)

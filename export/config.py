@@ -47,6 +47,8 @@ class ExportConfig:
     tokens); None: the model's maximum for encoders, min(model's maximum, 2048) for decoders."""
     max_float_nodes: int = 16
     """The accuracy guard keeps at most this many quantizable nodes in float before giving up."""
+    encoding: str | None = None
+    """Encoding of --calib / --eval-data text files; None = UTF-8, strictly (undecodable bytes are refused)."""
     gqa: bool = True
     """--target ort, llama-style decoders: export each attention as ONNX Runtime's fused
     GroupQueryAttention (positions from the mask: unpadded or right-padded rows). False keeps the

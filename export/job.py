@@ -5,12 +5,15 @@ a prior ONNX artifact, copy the files a user needs beside the graph)."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgekit.export.config import ExportConfig
+
+log = logging.getLogger("edgekit.export")
 
 # Files a user needs beside the graph to use it (tokenizer, config, sentence-transformers pooling).
 SUPPORT_FILES = (
@@ -161,8 +164,16 @@ def onnx_artifact(folder: Path) -> dict | None:
 
 
 def io_section(built, shapes: dict[str, list], drop: tuple[str, ...] = ()) -> dict:
-    """The manifest's ``inputs``/``outputs``: name, shape (dynamic axes by name) and dtype."""
+    """The manifest's ``inputs``/``outputs``: name, shape (dynamic axes by name) and dtype; and,
+    where the folder had no tokenizer, what the graph was validated on instead."""
+    from edgekit.models.tokenizer import SEEDED_INPUTS, is_seeded
+
+    seeded = {}
+    if is_seeded(getattr(built, "tokenizer", None)):
+        log.warning("no tokenizer in the model folder: validating on %s", SEEDED_INPUTS.split(" (")[0])
+        seeded = {"validation_inputs": SEEDED_INPUTS}
     return {
+        **seeded,
         "inputs": [
             {
                 "name": n,

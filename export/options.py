@@ -65,7 +65,7 @@ def check_int8_options(cfg: Any, target: Any) -> None:
                 )
         return
     if cfg.precision in NEEDS_CALIBRATION:
-        check_calib_path(cfg.calib)
+        check_text_data(check_calib_path(cfg.calib), cfg.encoding)
         RangeMethod(cfg.calib_method, cfg.percentile).check()
     elif cfg.calib is not None:
         raise InputError(
@@ -100,3 +100,15 @@ def check_int8_options(cfg: Any, target: Any) -> None:
             f"--eval-data '{cfg.eval_data}' does not exist",
             "pass a .txt/.jsonl file or a folder of .txt files",
         )
+    if cfg.eval_data is not None:
+        check_text_data(Path(cfg.eval_data).expanduser(), cfg.encoding)
+
+
+def check_text_data(path: Path, encoding: str | None) -> None:
+    """Text data (not a folder of images) is read once before any work, so a file that does not
+    decode or holds no text fails first, not after the export."""
+    from edgekit.calibration.dataset import is_image_folder
+    from edgekit.calibration.text import load_texts
+
+    if not is_image_folder(path):
+        load_texts(path, encoding=encoding)

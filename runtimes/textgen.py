@@ -74,14 +74,14 @@ def generate_text(
 
     Speech models read the WAV file ``audio`` instead (``language``: given, or detected;
     ``translate``: into English)."""
-    from transformers import AutoTokenizer
-
     from edgekit.artifacts import read_manifest
+    from edgekit.models.tokenizer import load_tokenizer
 
     cfg.check()
+    check_prompt(prompt)
     artifact = Path(artifact)
     manifest = read_manifest(artifact)
-    tokenizer = AutoTokenizer.from_pretrained(str(artifact))
+    tokenizer = load_tokenizer(artifact, needed_for="generate")
     req = Request(
         artifact, manifest, tokenizer, prompt, cfg, backend, chat, threads, audio, language, translate
     )
@@ -111,6 +111,20 @@ def generate_text(
     stream = _TextStream(tokenizer, cfg.stop_strings, on_text)
     ids = run(stream.on_token)
     return stream.result(prompt_len, ids, req.eos, language_used)
+
+
+def check_prompt(prompt: str | None) -> None:
+    """A prompt is text: bytes that are not UTF-8 (a shell passes them through as surrogates) are refused."""
+    if prompt is None:
+        return
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raw = prompt[: exc.start + 1].encode("utf-8", "surrogateescape")
+        raise InputError(
+            f"the prompt is not UTF-8 text: byte 0x{raw[-1]:02x} at position {len(raw) - 1}",
+            "pass the prompt in UTF-8 (check the terminal's or the file's encoding)",
+        ) from exc
 
 
 class _TextStream:

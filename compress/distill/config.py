@@ -54,6 +54,8 @@ class DistillConfig:
     momentum_teacher: float | None = None
     """EMA decay of a momentum teacher (an average of the student); None = off."""
     w_momentum: float = 1.0
+    encoding: str | None = None
+    """Encoding of --data text files; None = UTF-8, strictly (undecodable bytes are refused)."""
     freeze: tuple[str, ...] = ()
     """Glob patterns on parameter names kept frozen, e.g. ``embeddings.word_embeddings.*``."""
     amp: str = "no"

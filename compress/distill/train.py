@@ -188,7 +188,7 @@ def _distill(cfg: DistillConfig, place: Placement, quiet: bool) -> Path:
 def _read_data(cfg: DistillConfig) -> _Data:
     from edgekit.calibration.text import load_labeled
 
-    texts, labels = load_labeled(cfg.data)
+    texts, labels = load_labeled(cfg.data, encoding=cfg.encoding)
     if cfg.task == "sequence-classification" and labels is None:
         raise InputError(
             f"sequence classification needs labels, and '{cfg.data}' has none",
@@ -239,11 +239,12 @@ def _load_models(cfg: DistillConfig, teacher_dir: Path, data: _Data) -> _Models:
     """Teacher (frozen), student, both tokenizers and the loss weights that apply to them."""
     import torch
     import transformers
-    from transformers import AutoTokenizer
+
+    from edgekit.models.tokenizer import load_tokenizer
 
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    tokenizer = AutoTokenizer.from_pretrained(str(teacher_dir))
+    tokenizer = load_tokenizer(teacher_dir, needed_for="distillation")
     auto = getattr(transformers, AUTO_CLASSES[cfg.task])
     teacher = auto.from_pretrained(str(teacher_dir), attn_implementation="eager").eval()
     ids = label_ids(data.labels, teacher.config) if cfg.task == "sequence-classification" else None
@@ -251,7 +252,7 @@ def _load_models(cfg: DistillConfig, teacher_dir: Path, data: _Data) -> _Models:
         p.requires_grad_(False)
     student, layers, plan = load_student(cfg, teacher, auto)
     student_tokenizer = (
-        AutoTokenizer.from_pretrained(str(cfg.student)) if cfg.student is not None else tokenizer
+        load_tokenizer(Path(cfg.student), needed_for="distillation") if cfg.student is not None else tokenizer
     )
     same_tokenizer = student_tokenizer.get_vocab() == tokenizer.get_vocab()
     weights = cfg.loss_weights(same_tokenizer)

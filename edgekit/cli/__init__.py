@@ -54,4 +54,27 @@ for _name, _command in COMMANDS:
 
 
 def main() -> None:
-    app()
+    """Run the CLI; a usage error (unknown option, missing argument, a value of the wrong type)
+    is one line like every other bad input, with the command's --help to read."""
+    import sys
+
+    try:  # typer >= 0.2x carries its own copy of click
+        from typer._click import exceptions as click
+    except ImportError:  # pragma: no cover - older typer on the real click
+        import click.exceptions as click
+
+    try:
+        code = app(standalone_mode=False)
+    except click.NoArgsIsHelpError as exc:  # the help is printed; no arguments is not an error
+        if exc.format_message().strip():
+            print(exc.format_message())
+        sys.exit(0)
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx is not None else "edgekit"
+        message = " ".join(exc.format_message().split())
+        print(f"error: {message}; see '{command} --help'", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("interrupted; nothing was written", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-from typing import Annotated, Callable
+from typing import Annotated, Callable, Optional
 
 import typer
 
@@ -15,6 +15,14 @@ Overwrite = Annotated[
     bool,
     typer.Option(
         "--overwrite", help="Replace --out if it exists (the old folder is removed only after success)."
+    ),
+]
+
+Encoding = Annotated[
+    Optional[str],
+    typer.Option(
+        "--encoding",
+        help="Encoding of the text data files (e.g. latin-1); default UTF-8, and bytes that do not decode are refused.",
     ),
 ]
 
@@ -70,6 +78,18 @@ def _terminate_like_interrupt() -> None:
     signal.signal(signal.SIGTERM, on_sigterm)
 
 
+def _os_error_line(exc: OSError) -> str:
+    """An OSError no stage turned into its own line: the file, what the system said, what to do."""
+    import errno
+
+    where = f" '{exc.filename}'" if exc.filename else ""
+    if exc.errno == errno.ENOSPC:
+        return f"no space left on the device writing{where}; free space there, or point EDGEKIT_CACHE / --out at another disk"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"not allowed to write or read{where} ({exc.strerror}); check its permissions"
+    return f"cannot access{where}: {exc.strerror or exc} (rerun with --verbose for the traceback)"
+
+
 def handled(fn):
     """Turn errors into one line on stderr and an exit code; keep the traceback for --verbose."""
 
@@ -90,6 +110,11 @@ def handled(fn):
         except KeyboardInterrupt as exc:
             print("interrupted; nothing was written", file=sys.stderr)
             raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
+        except OSError as exc:
+            if verbose:
+                stderr().print_exception()
+            print(f"error: {_os_error_line(exc)}", file=sys.stderr)
+            raise typer.Exit(1) from None
         except Exception as exc:  # noqa: BLE001 - an unexpected failure: one line unless --verbose
             if verbose:
                 stderr().print_exception()

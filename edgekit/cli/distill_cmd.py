@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgekit.cli._common import Overwrite, Verbose, handled, split_list
+from edgekit.cli._common import Encoding, Overwrite, Verbose, handled, split_list
 
 _H = {
     "teacher": "Teacher: a Hugging Face model folder.",
@@ -73,6 +73,7 @@ def distill(
     seed: Annotated[Optional[int], typer.Option()] = None,
     amp: Annotated[Optional[str], typer.Option(help=_H["amp"])] = None,
     resume: Annotated[bool, typer.Option(help=_H["resume"])] = False,
+    encoding: Encoding = None,
     overwrite: Overwrite = False,
     verbose: Verbose = False,
 ) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgekit.cli._common import Overwrite, Verbose, handled, split_list
+from edgekit.cli._common import Encoding, Overwrite, Verbose, handled, split_list
 
 _HELP_EXPORT = {
     "model": "Hugging Face model folder (config.json, weights, tokenizer).",
@@ -63,6 +63,7 @@ def export(
     max_batch: Annotated[int, typer.Option("--max-batch", help=_HELP_EXPORT["max_batch"])] = 16,
     max_seq: Annotated[Optional[int], typer.Option("--max-seq-len", help=_HELP_EXPORT["max_seq"])] = None,
     gqa: Annotated[bool, typer.Option("--gqa/--no-gqa", help=_HELP_EXPORT["gqa"])] = True,
+    encoding: Encoding = None,
     overwrite: Overwrite = False,
     verbose: Verbose = False,
 ) -> None:
@@ -92,6 +93,7 @@ def export(
         max_batch=max_batch,
         max_seq=max_seq,
         gqa=gqa,
+        encoding=encoding,
     )
     path = export_model(cfg)
     _print_export_summary(path)
@@ -129,7 +131,7 @@ def _print_export_summary(path: Path) -> None:
         )
         kept = f"; {len(quant['float_nodes'])} layer(s) kept in float" if quant.get("float_nodes") else ""
         print(
-            f"wrote {path} ({manifest['export']['format']}, {manifest['export']['precision']}); on {validation['runtime']} vs PyTorch fp32 over {q['texts']} texts: mean cosine {q['mean_cosine']:.4f} (min {q['min_cosine']:.4f}){acc}{kept}"
+            f"wrote {path} ({manifest['export']['format']}, {manifest['export']['precision']}); on {validation['runtime']} vs PyTorch fp32 over {q['texts']} {q.get('inputs', 'texts')}: mean cosine {q['mean_cosine']:.4f} (min {q['min_cosine']:.4f}){acc}{kept}"
         )
         _print_engine_status(manifest, path)
         return
@@ -147,6 +149,8 @@ def _print_export_summary(path: Path) -> None:
             "prompts" if "prompts" in greedy else "inputs"
         )
     fmt = manifest["export"].get("format", "onnx")
+    if "validation_inputs" in manifest["export"]:
+        diffs += "; inputs: seeded random token ids (the folder has no tokenizer)"
     print(
         f"wrote {path} ({fmt}, {manifest['export']['exporter']} exporter, opset {manifest['export']['opset']}); validated on {validation.get('runtime')} on {len(validation['cases'])} inputs: max |diff| {diffs} (atol {validation['atol']:g})"
     )

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgekit.cli._common import Overwrite, Verbose, handled, split_list, stderr
+from edgekit.cli._common import Encoding, Overwrite, Verbose, handled, split_list, stderr
 
 _HELP_GENERATE = {
     "artifact": "A text-generation or seq2seq artifact written by 'edgekit export'.",
@@ -135,6 +135,7 @@ def bench_cmd(
     contexts: Annotated[Optional[str], typer.Option("--contexts", help=_HELP_BENCH["contexts"])] = None,
     eval_data: Annotated[Optional[Path], typer.Option("--eval-data", help=_HELP_BENCH["eval_data"])] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help=_HELP_BENCH["out"])] = None,
+    encoding: Encoding = None,
     overwrite: Overwrite = False,
     verbose: Verbose = False,
 ) -> None:
@@ -158,6 +159,7 @@ def bench_cmd(
         prompt_len=prompt_len,
         contexts=split_list(contexts, int, "--contexts") if contexts else None,
         eval_data=eval_data,
+        encoding=encoding,
     )
     result = bench(cfg, verbose=verbose)
     print_table(result)

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import InputError
 from edgekit.models.cache_io import DecoderIO
 from edgekit.models.source import load_weights
 from edgekit.models.specs import (
@@ -114,29 +113,31 @@ class BuiltDecoder:
 
 
 def load_generator(
-    model_dir: Path, model_class: str, attn_implementation: str | None, with_tokenizer: bool = True
+    model_dir: Path,
+    model_class: str,
+    attn_implementation: str | None,
+    with_tokenizer: bool = True,
+    tokenizer_needed_for: str | None = None,
 ):
-    """(tokenizer or None, fp32 model in eval mode) of an HF folder, loaded with ``transformers.<model_class>``."""
+    """(tokenizer or None, fp32 model in eval mode) of an HF folder, loaded with
+    ``transformers.<model_class>``; without tokenizer files the tokenizer is a SeededTokenizer
+    unless ``tokenizer_needed_for`` says what needs a real one (see ``models/tokenizer.py``)."""
     import torch
     import transformers
     from transformers.utils import logging as hf_logging
 
+    from edgekit.models.tokenizer import has_tokenizer, load_tokenizer, missing_tokenizer
+
     hf_logging.disable_progress_bar()
-    tokenizer = None
-    if with_tokenizer:
-        try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(str(model_dir))
-        except (OSError, ValueError) as exc:
-            raise InputError(
-                f"cannot load a tokenizer from '{model_dir}': {exc}".splitlines()[0],
-                "the folder needs its tokenizer files",
-            ) from exc
+    if with_tokenizer and tokenizer_needed_for and not has_tokenizer(model_dir):
+        raise missing_tokenizer(model_dir, tokenizer_needed_for)  # before the weights load
     kwargs: dict[str, Any] = {"dtype": torch.float32}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     model = load_weights(
         lambda: getattr(transformers, model_class).from_pretrained(str(model_dir), **kwargs), model_dir
     )
+    tokenizer = load_tokenizer(model_dir, model.config, tokenizer_needed_for) if with_tokenizer else None
     return tokenizer, model.eval()
 
 

@@ -173,18 +173,12 @@ def resolve_task(task: str, model_dir: Path) -> tuple[str, Pooling | None]:
 
 def build_encoder(model_dir: Path, spec: EncoderSpec, task: str) -> BuiltEncoder:
     """Load model and tokenizer from ``model_dir`` and wrap them for export (or as the reference)."""
-    from transformers import AutoTokenizer
+    from edgekit.models.tokenizer import load_tokenizer
 
     model_dir = Path(model_dir)
     task, pooling = resolve_task(task, model_dir)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    except (OSError, ValueError) as exc:
-        raise InputError(
-            f"cannot load a tokenizer from '{model_dir}': {exc}".splitlines()[0],
-            "the folder needs its tokenizer files",
-        ) from exc
     model = load_encoder(model_dir, spec)
+    tokenizer = load_tokenizer(model_dir, model.config)
     names = input_names_for(spec, tokenizer, model)
     module = _encoder_module_class()(model, pooling).eval()
     outputs = ["last_hidden_state"] + (["sentence_embedding"] if pooling else [])

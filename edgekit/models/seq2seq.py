@@ -145,6 +145,7 @@ def build_seq2seq(model_dir: Path, spec: Seq2SeqSpec) -> BuiltSeq2Seq:
         spec.model_class or "AutoModelForSeq2SeqLM",
         spec.attn_implementation,
         with_tokenizer=spec.text_encoder,
+        tokenizer_needed_for="an encoder-decoder export",
     )
     encoder_cls, decoder_cls = _modules()
     token = start_token(model)

@@ -11,17 +11,20 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from edgekit.export.job import ExportJob, convert_and_check, io_section, prior_info, reference_session
 from edgekit.export.options import PARITY_TOKENS, WEIGHT_ONLY_PARITY_TOKENS, check_cached
 from edgekit.models.cache_io import eos_token_ids
+from edgekit.models.tokenizer import check_tokenizer
 
 log = logging.getLogger("edgekit.export")
 
 
 def check(cfg: Any, target: Any) -> None:
     check_cached(cfg, target.decoder_precisions, "decoders", target.decoder_hint)
+    check_tokenizer(Path(cfg.model))
 
 
 @dataclass
