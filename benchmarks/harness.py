@@ -52,6 +52,8 @@ class _Worker:
                 if payload["user_error"]
                 else f"{payload['type']}: {payload['message']}".splitlines()[0]
             )
+            if payload["user_error"]:  # the worker's line already says what to do
+                raise EdgekitError(f"backend '{self.backend}' on '{self.name}' {what}: {message}")
             raise EdgekitError(
                 f"backend '{self.backend}' on '{self.name}' {what}: {message}",
                 "rerun with --verbose for the traceback",

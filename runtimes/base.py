@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Protocol, runtime_checkable
 
+from edgekit.errors import InputError
+
 
 @dataclass(frozen=True)
 class TensorSpec:
@@ -103,3 +105,19 @@ def check_inputs(session: Session, inputs: Mapping[str, Any]) -> None:
             f"{session.backend} session got inputs {sorted(inputs)}; missing {missing}, unexpected {extra}",
             f"pass exactly {expected}",
         )
+
+
+def unreadable_model(path: Path, runtime: str, exc: Exception) -> InputError:
+    """A model file its runtime cannot parse: damaged, or not written for it."""
+    lines = [
+        line
+        for line in str(exc).splitlines()
+        if line.strip() and not line.startswith(("Exception from", "Check "))
+    ]
+    reason = (lines or [type(exc).__name__])[-1][
+        :160
+    ]  # OpenVINO puts the reason last, under source locations
+    return InputError(
+        f"{runtime} cannot read '{path}' ({reason})",
+        "the file is damaged or is not this runtime's format; re-create the artifact (EDGEKIT_VERIFY=1 compares every file with its manifest's sha256)",
+    )

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from edgekit.errors import InputError
-from edgekit.runtimes.base import SessionBase, SessionOptions, TensorSpec, check_inputs
+from edgekit.runtimes.base import SessionBase, SessionOptions, TensorSpec, check_inputs, unreadable_model
 
 _OV_TYPES = {
     "f32": "float32",
@@ -83,7 +83,12 @@ class OpenVINOSession(SessionBase):
         if options.threads:
             config["INFERENCE_NUM_THREADS"] = str(options.threads)
         core = ov.Core()
-        self._compiled = core.compile_model(str(self.xml_path), "CPU", config)
+        try:
+            self._compiled = core.compile_model(str(self.xml_path), "CPU", config)
+        except RuntimeError as exc:
+            if "frontend" in str(exc) or "parse" in str(exc).lower():  # the IR files, not the device
+                raise unreadable_model(self.xml_path, "OpenVINO", exc) from exc
+            raise
         self._request = self._compiled.create_infer_request()
         hint = self._compiled.get_property("INFERENCE_PRECISION_HINT")
         self.precision = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)  # "f32"

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from edgekit.errors import InputError
-from edgekit.runtimes.base import SessionBase, SessionOptions, TensorSpec, check_inputs
+from edgekit.runtimes.base import SessionBase, SessionOptions, TensorSpec, check_inputs, unreadable_model
 
 # ONNX Runtime's SkipLayerNormalization CPU kernel took 30 ms of a 280 ms MiniLM run (batch 8,
 # 1 thread) where the unfused Add + LayerNormalization it replaces took 4-14 ms: leaving the
@@ -53,12 +53,17 @@ class OrtSession(SessionBase):
         if options.threads:
             so.intra_op_num_threads = options.threads
         so.log_severity_level = 3
-        self._session = ort.InferenceSession(
-            str(self.model_path),
-            so,
-            providers=["CPUExecutionProvider"],
-            disabled_optimizers=list(CPU_DISABLED_OPTIMIZERS),
-        )
+        try:
+            self._session = ort.InferenceSession(
+                str(self.model_path),
+                so,
+                providers=["CPUExecutionProvider"],
+                disabled_optimizers=list(CPU_DISABLED_OPTIMIZERS),
+            )
+        except Exception as exc:
+            if type(exc).__name__ in ("InvalidProtobuf", "InvalidGraph"):  # the file, not the runtime
+                raise unreadable_model(self.model_path, "ONNX Runtime", exc) from exc
+            raise
         self._inputs = _specs(self._session.get_inputs())
         self._outputs = _specs(self._session.get_outputs())
 

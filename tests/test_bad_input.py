@@ -238,6 +238,14 @@ def test_damaged_model_file_is_named_before_anything_runs(bert_artifact, tmp_pat
     read_manifest(broken)  # same size: only the full check sees it
     with pytest.raises(InputError, match="sha256 of model.onnx differs"):
         verify_files(broken, json.loads((broken / "manifest.json").read_text()), full=True)
+    flipped[10:50] = b"\xff" * 40  # the protobuf header: ONNX Runtime cannot parse it
+    (broken / "model.onnx").write_bytes(bytes(flipped))
+    result = run_cli("bench", str(broken), "--backend", "ort", "--repeat", "1", "--warmup", "0")
+    error = result.stderr.strip().splitlines()[-1]  # after the progress line of the loading workers
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert (
+        "ONNX Runtime cannot read" in error and "re-create the artifact" in error and "--verbose" not in error
+    )
 
 
 # --- item 10: wrong or late messages ------------------------------------------------------------
