@@ -97,7 +97,9 @@ def build_eval_set(cfg: Any, built: Any, reference: Any, model_dir: Path) -> Eva
             source = str(folder) + (
                 "" if cfg.eval_data else " (the calibration images: no --eval-data given)"
             )
-        output = "pooler_output" if "pooler_output" in names else "last_hidden_state"
+        output = getattr(built, "quality_output", None) or (
+            "pooler_output" if "pooler_output" in names else "last_hidden_state"
+        )
     else:
         if cfg.eval_data is not None:
             texts, labels = load_labeled(cfg.eval_data, encoding=cfg.encoding)
@@ -111,7 +113,9 @@ def build_eval_set(cfg: Any, built: Any, reference: Any, model_dir: Path) -> Eva
             )
             for i in range(0, len(texts), EVAL_BATCH)
         ]
-        output = "sentence_embedding" if "sentence_embedding" in names else "last_hidden_state"
+        output = getattr(built, "quality_output", None) or (
+            "sentence_embedding" if "sentence_embedding" in names else "last_hidden_state"
+        )
     evalset = EvalSet(feeds, labels, source, output)
     evalset.reference = [reference.run(f, [output])[output] for f in feeds]
     if labels is not None:

@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from typing import Callable, Iterator
 
 log = logging.getLogger("edgekit")
+
+STOP = threading.Event()
+"""Set by the SIGTERM handler: every step boundary raises ``Terminated`` once it is set, so a
+signal that arrived inside library code that swallows exceptions still stops the run."""
+
+
+def check_stop() -> None:
+    if STOP.is_set():
+        from edgekit.errors import Terminated
+
+        raise Terminated()
 
 
 class Steps:
@@ -41,6 +53,7 @@ class Steps:
     @contextlib.contextmanager
     def step(self, description: str, total: int | None = None) -> Iterator[Callable[[], None]]:
         """A step; with ``total``, the line counts items and the step yields ``advance()``, called once per item."""
+        check_stop()
         progress = self._progress
         label = f"{self.title}: {description}"
         task = progress.add_task(label, total=total or 1) if progress else None
@@ -53,6 +66,7 @@ class Steps:
 
         try:
             yield advance
+            check_stop()
         finally:
             self.timings[description] = round(time.perf_counter() - start, 3)
             if progress is not None and task is not None:

@@ -370,6 +370,22 @@ def build_manifest(
     return manifest
 
 
+@contextlib.contextmanager
+def cache_lock(out: Path) -> Iterator[None]:
+    """One writer at a time for the cache entry ``out``, across processes (parallel test workers,
+    two commands at once): a caller re-checks the entry after taking the lock, so the second one
+    uses what the first wrote instead of writing it again."""
+    import fcntl
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f".{out.name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def cache_dir() -> Path:
     """``$EDGEKIT_CACHE``, else ``$XDG_CACHE_HOME/edgekit``, else ``~/.cache/edgekit``."""
     if os.environ.get("EDGEKIT_CACHE"):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from edgekit.artifacts import cache_dir
+from edgekit.artifacts import cache_dir, cache_lock
 from edgekit.errors import InputError
 
 
@@ -70,12 +70,18 @@ class PackagedGGUF:
 
     def hf_folder(self) -> Path:
         """The fp32 HF folder (config, safetensors, tokenizer), converted on first use (~20 s) and cached."""
+        from edgekit.artifacts import MANIFEST
+
+        out = cache_dir() / "models" / f"{self.dist}-{metadata.version(self.dist)}"
+        with cache_lock(out):
+            if not ((out / MANIFEST).is_file() and (out / "model.safetensors").is_file()):
+                self._convert(out)
+        return out
+
+    def _convert(self, out: Path) -> None:
         from edgekit.artifacts import MANIFEST, build_manifest, now_iso, staged_output, write_json
         from edgekit.errors import require
 
-        out = cache_dir() / "models" / f"{self.dist}-{metadata.version(self.dist)}"
-        if (out / MANIFEST).is_file() and (out / "model.safetensors").is_file():
-            return out
         require("gguf", f"converting {self.name}", "examples")
         require("accelerate", f"converting {self.name}", "examples")
         import torch
@@ -261,13 +267,18 @@ class PackagedCT2:
 
     def ct2_folder(self) -> Path:
         """The joined CTranslate2 folder (model.bin, config.json, tokenizer.json)."""
+
+        out = cache_dir() / "models" / f"{self.dist.rsplit('-part', 1)[0]}-{self.version()}-ct2"
+        with cache_lock(out):
+            if not (out / "model.bin").is_file():
+                self._join(out)
+        return out
+
+    def _join(self, out: Path) -> None:
         import shutil
 
         from edgekit.artifacts import staged_output
 
-        out = cache_dir() / "models" / f"{self.dist.rsplit('-part', 1)[0]}-{self.version()}-ct2"
-        if (out / "model.bin").is_file():
-            return out
         folders = self._parts()
         pieces = sorted(
             (p for folder in folders for p in folder.glob("model.bin.part*")),

@@ -20,6 +20,10 @@ class EdgekitError(Exception):
         return f"{self.message}; {self.hint}" if self.hint else self.message
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so staging folders are removed as for Ctrl-C."""
+
+
 class InputError(EdgekitError):
     """A path, option or value given by the user is wrong."""
 

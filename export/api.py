@@ -32,7 +32,7 @@ def export_model(cfg: ExportConfig, quiet: bool = False) -> Path:
 
     started = now_iso()
     job = plan_export(cfg)
-    inputs = (job.cfg.model, job.model_dir, job.cfg.calib, job.cfg.eval_data)
+    inputs = (job.cfg.model, job.model_dir, job.cfg.calib, job.cfg.calib_text, job.cfg.eval_data)
     out = check_out_dir(job.cfg.out, job.cfg.overwrite, inputs)
     job.target.require(job.cfg)
     with (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgekit.artifacts import cache_dir
+from edgekit.artifacts import cache_dir, cache_lock
 from edgekit.assets import PackagedCT2, PackagedGGUF, PackagedModel
 
 
@@ -15,8 +15,7 @@ def cached_export(model: PackagedModel | PackagedGGUF | PackagedCT2, key: str, *
     A cached folder is reused only when its manifest is complete and its source hash matches.
     """
     from edgekit import __version__
-    from edgekit.artifacts import MANIFEST, hash_folder, read_manifest, sha256_file
-    from edgekit.export import EXPORT_REVISION, ExportConfig, export_model
+    from edgekit.export import EXPORT_REVISION
 
     src = model.source_dir()
     out = (
@@ -24,8 +23,22 @@ def cached_export(model: PackagedModel | PackagedGGUF | PackagedCT2, key: str, *
         / "artifacts"
         / f"{model.dist}-{model.version()}-edgekit{__version__}r{EXPORT_REVISION}-{key}"
     )
+    with cache_lock(out):
+        if _usable(out, src):
+            return out
+        _export(model, key, out, export_options)
+    return out
+
+
+def _usable(out: Path, src: Path) -> bool:
+    from edgekit.artifacts import MANIFEST, hash_folder, read_manifest, sha256_file
+    from edgekit.errors import InputError
+
     if (out / MANIFEST).is_file():
-        manifest = read_manifest(out)
+        try:
+            manifest = read_manifest(out)
+        except InputError:  # damaged: export it again
+            return False
         intact = all(
             (out / name).is_file() and sha256_file(out / name) == entry["sha256"]
             for name, entry in manifest.get("files", {}).items()
@@ -35,7 +48,16 @@ def cached_export(model: PackagedModel | PackagedGGUF | PackagedCT2, key: str, *
             and manifest.get("source", {}).get("sha256") == hash_folder(src)
             and manifest.get("validation", {}).get("passed")
         ):
-            return out
+            return True
+    return False
+
+
+def _export(
+    model: PackagedModel | PackagedGGUF | PackagedCT2, key: str, out: Path, export_options: dict
+) -> None:
+    from edgekit.export import ExportConfig, export_model
+
+    src = model.source_dir()
     target = export_options.get("target", "onnx")
     if target == "ort" and key != "ort":
         src = cached_export(
@@ -46,4 +68,3 @@ def cached_export(model: PackagedModel | PackagedGGUF | PackagedCT2, key: str, *
     elif target != "onnx" and key != "ort":
         src = cached_export(model, "onnx")  # convert the cached, validated ONNX instead of exporting again
     export_model(ExportConfig(model=src, out=out, overwrite=True, **export_options))
-    return out

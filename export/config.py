@@ -28,6 +28,8 @@ class ExportConfig:
     overwrite: bool = False
     calib: Path | None = None
     """INT8 calibration data: a .txt/.jsonl file or a folder of .txt files or images."""
+    calib_text: Path | None = None
+    """Image-text models, INT8: texts for the text tower (``calib`` holds the vision tower's images)."""
     calib_size: int = 128
     calib_method: str = "percentile"
     """``minmax``, ``entropy`` or ``percentile`` (ranges for ONNX Runtime and TensorRT Q/DQ)."""

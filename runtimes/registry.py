@@ -146,6 +146,11 @@ def load_session(
         )
     files = manifest.get("export", {}).get("model_files")
     if files and model_file is None:
+        if set(files) == {"text", "vision"}:
+            raise InputError(
+                f"'{artifact}' is an image-text model: it holds text and vision graphs",
+                "use 'edgekit zero-shot', or edgekit.runtimes.dual.ZeroShot in Python",
+            )
         raise InputError(
             f"'{artifact}' is an encoder-decoder: it holds {' and '.join(sorted(files))} graphs",
             "use 'edgekit generate', or edgekit.runtimes.seq2seq.open_seq2seq in Python",

@@ -361,6 +361,11 @@ def _bad_inputs(tmp: Path, artifact: Path, model: Path) -> dict[str, list[tuple[
             ([str(artifact), "--prompt", "x", "--max-new-tokens", "0"], "--max-new-tokens"),
         ],
         "backends": [(["--nope"], "No such option")],
+        "zero-shot": [
+            ([str(artifact), "--labels", "a,b"], "no image given"),
+            ([str(artifact), "--image", str(tmp / "x.jpg"), "--labels", "a,b"], "not an image-text artifact"),
+            ([str(artifact), "--image", str(tmp / "x.jpg")], "--labels"),
+        ],
     }
 
 

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgekit.cli import distill_cmd, export_cmd, run_cmd
+from edgekit.cli import distill_cmd, export_cmd, run_cmd, zero_shot_cmd
 
 app = typer.Typer(
     name="edgekit",
@@ -47,6 +47,7 @@ COMMANDS = (
     ("bench", run_cmd.bench_cmd),
     ("demo", run_cmd.demo),
     ("generate", run_cmd.generate),
+    ("zero-shot", zero_shot_cmd.zero_shot),
     ("backends", run_cmd.backends),
 )
 for _name, _command in COMMANDS:

@@ -10,6 +10,8 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
+from edgekit.errors import Terminated
+
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks and debug logs.")]
 Overwrite = Annotated[
     bool,
@@ -65,14 +67,13 @@ def split_list(value: str, cast: Callable, option: str) -> tuple:
     return items
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the process is, so staging folders are removed as for Ctrl-C."""
-
-
 def _terminate_like_interrupt() -> None:
     import signal
 
+    from edgekit._progress import STOP
+
     def on_sigterm(signum, frame):
+        STOP.set()  # also seen at the next step, should library code swallow the exception below
         raise Terminated()
 
     signal.signal(signal.SIGTERM, on_sigterm)

@@ -20,6 +20,7 @@ _HELP_EXPORT = {
     "atol": "Max |diff| against PyTorch; default 1e-4 for fp32.",
     "seed": "Random seed (recorded in the manifest).",
     "calib": "INT8 calibration data: .txt (a text per line), .jsonl (field 'text'), or a folder of .txt files or images.",
+    "calib_text": "INT8 of an image-text model (CLIP family): texts for the text tower (--calib holds the images for the vision tower).",
     "calib_size": "INT8: calibration samples (drawn with --seed).",
     "calib_method": "INT8 ranges: percentile, minmax or entropy.",
     "percentile": "INT8 --calib-method percentile: share of |values| kept in range.",
@@ -48,6 +49,9 @@ def export(
     atol: Annotated[Optional[float], typer.Option(help=_HELP_EXPORT["atol"])] = None,
     seed: Annotated[int, typer.Option(help=_HELP_EXPORT["seed"])] = 0,
     calib: Annotated[Optional[Path], typer.Option(help=_HELP_EXPORT["calib"])] = None,
+    calib_text: Annotated[
+        Optional[Path], typer.Option("--calib-text", help=_HELP_EXPORT["calib_text"])
+    ] = None,
     calib_size: Annotated[int, typer.Option("--calib-size", help=_HELP_EXPORT["calib_size"])] = 128,
     calib_method: Annotated[
         str, typer.Option("--calib-method", help=_HELP_EXPORT["calib_method"])
@@ -82,6 +86,7 @@ def export(
         seed=seed,
         overwrite=overwrite,
         calib=calib,
+        calib_text=calib_text,
         calib_size=calib_size,
         calib_method=calib_method,
         percentile=percentile,
@@ -117,6 +122,10 @@ def _print_export_summary(path: Path) -> None:
 
     manifest = read_manifest(path)
     validation = manifest["validation"]
+    if "towers" in validation:
+        for name, tower in manifest["export"]["towers"].items():
+            print(_tower_line(path, name, tower, validation["towers"][name]))
+        return
     if manifest["export"].get("quantization", {}).get("mode") == "weight-only":
         g = validation["greedy_generation"]
         print(
@@ -155,6 +164,17 @@ def _print_export_summary(path: Path) -> None:
         f"wrote {path} ({fmt}, {manifest['export']['exporter']} exporter, opset {manifest['export']['opset']}); validated on {validation.get('runtime')} on {len(validation['cases'])} inputs: max |diff| {diffs} (atol {validation['atol']:g})"
     )
     _print_engine_status(manifest, path)
+
+
+def _tower_line(path: Path, name: str, tower: dict, validation: dict) -> str:
+    """One line per tower of an image-text artifact: its file and how it compared with PyTorch."""
+    if "quality" in validation:
+        q = validation["quality"]
+        got = f"{tower.get('precision', 'int8')} vs PyTorch fp32 over {q['texts']} {q.get('inputs', 'texts')}: mean cosine {q['mean_cosine']:.4f} (min {q['min_cosine']:.4f})"
+    else:
+        diffs = ", ".join(f"{k} {v:.2e}" for k, v in validation["max_abs_diff"].items())
+        got = f"validated on {validation.get('runtime')} on {len(validation['cases'])} inputs: max |diff| {diffs} (atol {validation['atol']:g})"
+    return f"wrote {path}/{tower['model_file']} ({name} tower); {got}"
 
 
 def _print_engine_status(manifest: dict, path: Path) -> None:

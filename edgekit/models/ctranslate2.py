@@ -304,21 +304,20 @@ def convert_ct2_whisper(src: Path, dest: Path) -> dict[str, Any]:
 def ct2_hf_folder(src: Path) -> Path:
     """The Hugging Face folder converted from the CTranslate2 folder ``src``, made once and cached
     under the cache folder, keyed by the hash of ``src``'s files."""
-    from edgekit.artifacts import (
-        MANIFEST,
-        build_manifest,
-        cache_dir,
-        hash_folder,
-        now_iso,
-        staged_output,
-        write_json,
-    )
+    from edgekit.artifacts import MANIFEST, cache_dir, cache_lock, hash_folder
 
     src = Path(src)
     digest = hash_folder(src)
     out = cache_dir() / "models" / f"ct2-{src.name}-{digest[:16]}"
-    if (out / MANIFEST).is_file() and (out / "model.safetensors").is_file():
-        return out
+    with cache_lock(out):
+        if not ((out / MANIFEST).is_file() and (out / "model.safetensors").is_file()):
+            _convert_cached(src, out, digest)
+    return out
+
+
+def _convert_cached(src: Path, out: Path, digest: str) -> None:
+    from edgekit.artifacts import MANIFEST, build_manifest, now_iso, staged_output, write_json
+
     started = now_iso()
     with staged_output(out, overwrite=True) as tmp:
         recorded = convert_ct2_whisper(src, tmp)
@@ -332,4 +331,3 @@ def ct2_hf_folder(src: Path) -> Path:
                 started=started,
             ),
         )
-    return out

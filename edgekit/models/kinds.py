@@ -59,6 +59,7 @@ class ReferenceIO:
 _KINDS: dict[str, KindEntry] = {
     entry.name: entry
     for entry in (
+        KindEntry("dual", "edgekit.models.dual", "edgekit.export.kinds.dual", exclusive=True),
         KindEntry("vision", "edgekit.models.vision", "edgekit.export.kinds.vision", exclusive=True),
         KindEntry("decoder", "edgekit.models.decoder", "edgekit.export.kinds.decoder"),
         KindEntry("seq2seq", "edgekit.models.seq2seq", "edgekit.export.kinds.seq2seq"),

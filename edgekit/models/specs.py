@@ -45,11 +45,11 @@ _SPECS: tuple[EncoderSpec, ...] = (
 )
 
 
-def _by_model_type(specs):
+def by_model_type(specs):
     return {model_type: spec for spec in specs for model_type in spec.model_types}
 
 
-def _lookup(table: dict, model_type: str | None, what: str):
+def lookup_spec(table: dict, model_type: str | None, what: str):
     """The spec registered for ``model_type``, or an error listing the closest supported type."""
     spec = table.get(model_type or "")
     if spec is None:
@@ -60,7 +60,7 @@ def _lookup(table: dict, model_type: str | None, what: str):
     return spec
 
 
-_BY_MODEL_TYPE = _by_model_type(_SPECS)
+_BY_MODEL_TYPE = by_model_type(_SPECS)
 
 
 def list_specs() -> list[EncoderSpec]:
@@ -72,7 +72,7 @@ def supported_model_types() -> list[str]:
 
 
 def spec_for(model_type: str | None) -> EncoderSpec:
-    return _lookup(_BY_MODEL_TYPE, model_type, "export spec")
+    return lookup_spec(_BY_MODEL_TYPE, model_type, "export spec")
 
 
 DECODER_TASKS = ("text-generation",)
@@ -102,7 +102,7 @@ _DECODER_SPECS: tuple[DecoderSpec, ...] = (
     DecoderSpec("gemma3", ("gemma3_text",)),
 )
 
-_DECODERS_BY_TYPE = _by_model_type(_DECODER_SPECS)
+_DECODERS_BY_TYPE = by_model_type(_DECODER_SPECS)
 
 
 def list_decoder_specs() -> list[DecoderSpec]:
@@ -114,7 +114,7 @@ def decoder_model_types() -> list[str]:
 
 
 def decoder_spec_for(model_type: str | None) -> DecoderSpec:
-    return _lookup(_DECODERS_BY_TYPE, model_type, "text-generation export spec")
+    return lookup_spec(_DECODERS_BY_TYPE, model_type, "text-generation export spec")
 
 
 SEQ2SEQ_TASKS = ("seq2seq",)
@@ -154,7 +154,7 @@ _SEQ2SEQ_SPECS: tuple[Seq2SeqSpec, ...] = (
     ),
 )
 
-_SEQ2SEQ_BY_TYPE = _by_model_type(_SEQ2SEQ_SPECS)
+_SEQ2SEQ_BY_TYPE = by_model_type(_SEQ2SEQ_SPECS)
 
 
 def list_seq2seq_specs() -> list[Seq2SeqSpec]:
@@ -166,7 +166,7 @@ def seq2seq_model_types() -> list[str]:
 
 
 def seq2seq_spec_for(model_type: str | None) -> Seq2SeqSpec:
-    return _lookup(_SEQ2SEQ_BY_TYPE, model_type, "seq2seq export spec")
+    return lookup_spec(_SEQ2SEQ_BY_TYPE, model_type, "seq2seq export spec")
 
 
 def claims_decoder(raw_config: dict) -> bool:

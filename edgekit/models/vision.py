@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import InputError, UnsupportedModelError, did_you_mean
+from edgekit.errors import InputError
 from edgekit.models.source import load_weights
+from edgekit.models.specs import by_model_type, lookup_spec
 
 VISION_TASKS = ("image-feature-extraction",)
 
@@ -28,7 +29,7 @@ class VisionSpec:
 
 
 _VISION_SPECS: tuple[VisionSpec, ...] = (VisionSpec("vit", ("vit",)), VisionSpec("deit", ("deit",)))
-_BY_TYPE = {t: s for s in _VISION_SPECS for t in s.model_types}
+_BY_TYPE = by_model_type(_VISION_SPECS)
 
 
 def vision_model_types() -> list[str]:
@@ -36,13 +37,7 @@ def vision_model_types() -> list[str]:
 
 
 def vision_spec_for(model_type: str | None) -> VisionSpec:
-    spec = _BY_TYPE.get(model_type or "")
-    if spec is None:
-        raise UnsupportedModelError(
-            f"model type '{model_type}' has no vision export spec in this edgekit version",
-            did_you_mean(str(model_type), _BY_TYPE),
-        )
-    return spec
+    return lookup_spec(_BY_TYPE, model_type, "vision export spec")
 
 
 @dataclass
