@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -163,8 +162,44 @@ def minilm_openvino() -> Path:
     return cached_export(MINILM, "openvino", target="openvino")
 
 
+_FORKSERVER = None
+
+
+def _forkserver():
+    global _FORKSERVER
+    if _FORKSERVER is None:
+        import multiprocessing
+
+        from edgekit.cli._child import PRELOAD
+
+        _FORKSERVER = multiprocessing.get_context("forkserver")
+        _FORKSERVER.set_forkserver_preload(PRELOAD)
+    return _FORKSERVER
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run the real console entry point in a fresh interpreter."""
-    return subprocess.run(
-        [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout
-    )
+    """Run the real console entry point, ``edgekit.cli:main``, in a process of its own: forked from
+    a server that imported torch and transformers once (edgekit/cli/_child.py), so each command
+    skips seconds of imports. Tests of signals and of raw argv bytes start a real interpreter."""
+    import os
+    import tempfile
+
+    from edgekit.cli import _child
+
+    with tempfile.TemporaryDirectory() as folder:
+        out, err = os.path.join(folder, "out"), os.path.join(folder, "err")
+        env = dict(os.environ)
+        proc = _forkserver().Process(
+            target=_child.run, args=(list(args), str(cwd or os.getcwd()), env, out, err)
+        )
+        proc.start()
+        proc.join(timeout)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+            raise subprocess.TimeoutExpired(["edgekit", *args], timeout)
+
+        def read(path: str) -> str:
+            return Path(path).read_text(encoding="utf-8", errors="replace") if Path(path).exists() else ""
+
+        return subprocess.CompletedProcess(["edgekit", *args], proc.exitcode, read(out), read(err))

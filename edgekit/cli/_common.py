@@ -36,12 +36,19 @@ def _setup_logging(verbose: bool) -> None:
 
     if not verbose:  # transformers' weight-loading bars would break the one-line error contract
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(show_path=False, console=stderr())],
-        force=True,
-    )
+        if (
+            "transformers" in sys.modules
+        ):  # imported already (the Python API, a preloaded process): too late for the variable
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+    if sys.stderr.isatty():
+        handler: logging.Handler = RichHandler(show_path=False, console=stderr())
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:  # a log file or a pipe: whole lines, not wrapped at 80 columns
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler], force=True)
     if not verbose:
         for noisy in ("torch", "transformers", "onnxscript", "httpx"):
             logging.getLogger(noisy).setLevel(logging.ERROR)

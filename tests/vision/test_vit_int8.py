@@ -94,6 +94,9 @@ def test_vit_int8_calibrated_on_real_photos(tiny_vit, photos, tmp_path, target):
     )
     assert result.returncode == 0, result.stderr
     assert "notes.jpg" in result.stderr  # the unreadable file is named and skipped
+    said = " ".join(result.stderr.split())  # rich wraps log lines
+    assert said.count("skipped unreadable image") == 1  # once, though two steps read the folder
+    assert "over 6 images" in result.stdout
     m = json.loads((out / "manifest.json").read_text())
     calib = m["export"]["quantization"]["calibration"]
     assert calib["kind"] == "image" and calib["samples"] == 6 and calib["skipped"][0].endswith("notes.jpg")
