@@ -43,10 +43,10 @@ class BenchConfig:
     """Decoders and encoder-decoders: context lengths at which per-token latency (cached and
     recomputed) is measured; None = DEFAULT_CONTEXTS, less those the artifacts' positions cannot hold."""
     eval_data: Path | None = None
-    encoding: str | None = None
-    """Encoding of --text / --eval-data files; None = UTF-8, strictly."""
     """Encoders: held-out texts for quality against the fp32 PyTorch reference (embedding cosine;
     with labels, 5-fold logistic-regression accuracy and its ratio to the reference's)."""
+    encoding: str | None = None
+    """Encoding of --text / --eval-data files; None = UTF-8, strictly."""
 
 
 def tokens_after_context(task: str, cfg: BenchConfig) -> int:

@@ -53,10 +53,6 @@ def build_calibration(cfg: Any, model_dir: Path, tokenizer: Any, input_names: li
                 "pass calibration text (.txt, .jsonl, or a folder of .txt files)",
             )
         return image_calibration(model_dir, path, "pixel_values", cfg.calib_size, cfg.seed)
-    from edgekit.models.tokenizer import is_seeded, missing_tokenizer
-
-    if is_seeded(tokenizer):
-        raise missing_tokenizer(model_dir, "INT8 calibration on text")
     return text_calibration(
         tokenizer, path, input_names, cfg.calib_size, tuple(cfg.seq_lens), cfg.seed, encoding=cfg.encoding
     )

@@ -171,10 +171,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 
 def verify_files(folder: Path, manifest: dict, full: bool | None = None) -> None:
     """Each file the manifest lists is there with its size (always: cheap) and its sha256 (with
-    ``full``, default: the environment variable EDGEKIT_VERIFY=1, which --verify sets), so a damaged
-    artifact is named before anything loads it."""
-    import os
-
+    ``full``; by default when the environment variable EDGEKIT_VERIFY is 1), so a damaged artifact
+    is named before anything loads it."""
     full = os.environ.get("EDGEKIT_VERIFY") == "1" if full is None else full
     files = manifest.get("files")
     if not isinstance(files, dict):

@@ -114,9 +114,8 @@ def unreadable_model(path: Path, runtime: str, exc: Exception) -> InputError:
         for line in str(exc).splitlines()
         if line.strip() and not line.startswith(("Exception from", "Check "))
     ]
-    reason = (lines or [type(exc).__name__])[-1][
-        :160
-    ]  # OpenVINO puts the reason last, under source locations
+    # OpenVINO puts the reason last, under lines of source locations
+    reason = (lines or [type(exc).__name__])[-1][:160]
     return InputError(
         f"{runtime} cannot read '{path}' ({reason})",
         "the file is damaged or is not this runtime's format; re-create the artifact (EDGEKIT_VERIFY=1 compares every file with its manifest's sha256)",

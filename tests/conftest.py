@@ -162,6 +162,19 @@ def minilm_openvino() -> Path:
     return cached_export(MINILM, "openvino", target="openvino")
 
 
+PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "cat", "camera")
+"""Real photos from scikit-image (offline), for image calibration and zero-shot checks."""
+
+
+def save_photos(folder: Path) -> Path:
+    from PIL import Image
+    from skimage import data
+
+    for name in PHOTOS:
+        Image.fromarray(getattr(data, name)()).save(folder / f"{name}.png")
+    return folder
+
+
 _FORKSERVER = None
 
 

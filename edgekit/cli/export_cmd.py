@@ -124,7 +124,7 @@ def _print_export_summary(path: Path) -> None:
     validation = manifest["validation"]
     if "towers" in validation:
         for name, tower in manifest["export"]["towers"].items():
-            print(_tower_line(path, name, tower, validation["towers"][name]))
+            print(_tower_line(path, name, tower, validation["towers"][name], manifest["export"]["precision"]))
         return
     if manifest["export"].get("quantization", {}).get("mode") == "weight-only":
         g = validation["greedy_generation"]
@@ -166,11 +166,11 @@ def _print_export_summary(path: Path) -> None:
     _print_engine_status(manifest, path)
 
 
-def _tower_line(path: Path, name: str, tower: dict, validation: dict) -> str:
+def _tower_line(path: Path, name: str, tower: dict, validation: dict, precision: str) -> str:
     """One line per tower of an image-text artifact: its file and how it compared with PyTorch."""
     if "quality" in validation:
         q = validation["quality"]
-        got = f"{tower.get('precision', 'int8')} vs PyTorch fp32 over {q['texts']} {q.get('inputs', 'texts')}: mean cosine {q['mean_cosine']:.4f} (min {q['min_cosine']:.4f})"
+        got = f"{precision} vs PyTorch fp32 over {q['texts']} {q.get('inputs', 'texts')}: mean cosine {q['mean_cosine']:.4f} (min {q['min_cosine']:.4f})"
     else:
         diffs = ", ".join(f"{k} {v:.2e}" for k, v in validation["max_abs_diff"].items())
         got = f"validated on {validation.get('runtime')} on {len(validation['cases'])} inputs: max |diff| {diffs} (atol {validation['atol']:g})"

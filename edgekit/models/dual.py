@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import InputError
+from edgekit.models.encoder import given
 from edgekit.models.source import load_weights
 from edgekit.models.specs import by_model_type, lookup_spec
 
@@ -103,11 +104,7 @@ def _tower_classes():
             self.model = model
 
         def forward(self, input_ids, attention_mask=None, token_type_ids=None):
-            kwargs = {"input_ids": input_ids}
-            if attention_mask is not None:
-                kwargs["attention_mask"] = attention_mask
-            if token_type_ids is not None:
-                kwargs["token_type_ids"] = token_type_ids
+            kwargs = given(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
             out = self.model.get_text_features(**kwargs)
             embeds = out if isinstance(out, torch.Tensor) else out.pooler_output
             return (torch.nn.functional.normalize(embeds, p=2.0, dim=-1),)

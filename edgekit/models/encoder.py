@@ -103,6 +103,11 @@ def load_encoder(model_dir: Path, spec: EncoderSpec):
     return load_weights(load, model_dir).eval()
 
 
+def given(**inputs: Any) -> dict[str, Any]:
+    """The inputs a graph was given (its optional ones may be None), as keywords for the model."""
+    return {name: value for name, value in inputs.items() if value is not None}
+
+
 def _encoder_module_class():
     import torch
 
@@ -115,11 +120,7 @@ def _encoder_module_class():
             self.pooling = pooling
 
         def forward(self, input_ids, attention_mask=None, token_type_ids=None):
-            kwargs = {"input_ids": input_ids}
-            if attention_mask is not None:
-                kwargs["attention_mask"] = attention_mask
-            if token_type_ids is not None:
-                kwargs["token_type_ids"] = token_type_ids
+            kwargs = given(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
             hidden = self.model(**kwargs).last_hidden_state  # (B, T, H)
             if self.pooling is None:
                 return (hidden,)

@@ -15,6 +15,8 @@ from typing import Any
 
 from edgekit.errors import InputError
 
+log = logging.getLogger("edgekit")
+
 TOKENIZER_FILES = (
     "tokenizer.json",
     "vocab.txt",
@@ -26,8 +28,6 @@ TOKENIZER_FILES = (
     "vocab.model",
 )
 """Files that hold a vocabulary; a folder with none of them has no tokenizer."""
-log = logging.getLogger("edgekit")
-
 SEEDED_INPUTS = "seeded random token ids from the config's vocabulary (the folder has no tokenizer files)"
 
 
@@ -85,10 +85,16 @@ def load_tokenizer(folder: Path, config: Any = None, needed_for: str | None = No
     return tokenizer
 
 
-def check_tokenizer(folder: Path) -> None:
-    """Before any work: a tokenizer the folder has loads and fits the vocabulary of its config.json."""
+def check_tokenizer(folder: Path, text_data: dict[str, Any] | None = None) -> None:
+    """Before any work: a tokenizer the folder has loads and fits the vocabulary of its config.json;
+    and where it has none, no option in ``text_data`` (what needs text -> the path given, or None)
+    was given."""
     folder = Path(folder).expanduser()
-    if has_tokenizer(folder) and (folder / "config.json").is_file():
+    if not has_tokenizer(folder):
+        for needs, data in (text_data or {}).items():
+            if data is not None:
+                raise missing_tokenizer(folder, needs)
+    elif (folder / "config.json").is_file():
         load_tokenizer(folder)
 
 

@@ -15,12 +15,14 @@ from typing import Any
 from edgekit.errors import InputError
 from edgekit.export.job import ExportJob, reference_session
 from edgekit.export.kinds._graph import check_graph, export_graph
+from edgekit.models.tokenizer import check_tokenizer
 
 EXAMPLE_TEXTS = ["a photo of a cat", "a diagram of a small model running on a phone"]
 
 
 def check(cfg: Any, target: Any) -> None:
     check_graph(cfg, target)
+    check_tokenizer(Path(cfg.model), {"INT8 calibration of the text tower (--calib-text)": cfg.calib_text})
     if cfg.precision == "int8" and cfg.calib_text is None:
         raise InputError(
             "INT8 of an image-text model calibrates the text tower on text, and no --calib-text was given",

@@ -8,17 +8,16 @@ from typing import Any
 
 from edgekit.export.job import ExportJob, io_section, reference_session
 from edgekit.export.kinds._graph import check_graph, export_graph
-from edgekit.models.tokenizer import check_tokenizer, has_tokenizer, missing_tokenizer
+from edgekit.models.tokenizer import check_tokenizer
 
 EXAMPLE_TEXTS = ["Edge devices run small models.", "A second, longer example sentence for the export."]
 
 
 def check(cfg: Any, target: Any) -> None:
     check_graph(cfg, target)
-    check_tokenizer(Path(cfg.model))
-    for option, data in (("INT8 calibration on text (--calib)", cfg.calib), ("--eval-data", cfg.eval_data)):
-        if data is not None and not has_tokenizer(Path(cfg.model).expanduser()):
-            raise missing_tokenizer(Path(cfg.model), option)
+    check_tokenizer(
+        Path(cfg.model), {"INT8 calibration on text (--calib)": cfg.calib, "--eval-data": cfg.eval_data}
+    )
 
 
 def export(job: ExportJob) -> tuple[dict, dict]:

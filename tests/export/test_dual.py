@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from ..conftest import run_cli, write_tokenizer
+from ..conftest import run_cli, save_photos, write_tokenizer
 
 TEXT = dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4)
 VISION = dict(
@@ -92,13 +92,7 @@ def duals(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
-    from PIL import Image
-    from skimage import data
-
-    folder = tmp_path_factory.mktemp("photos")
-    for name in ("chelsea", "coffee", "astronaut", "rocket", "cat", "camera"):
-        Image.fromarray(getattr(data, name)()).save(folder / f"{name}.png")
-    return folder
+    return save_photos(tmp_path_factory.mktemp("photos"))
 
 
 def _torch_scores(model_dir, images, labels):

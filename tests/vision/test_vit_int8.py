@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from ..conftest import run_cli
+from ..conftest import run_cli, save_photos
 
 
 @pytest.fixture(scope="module")
@@ -45,12 +45,7 @@ def tiny_vit(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
-    from PIL import Image
-    from skimage import data
-
-    folder = tmp_path_factory.mktemp("photos")
-    for name in ("chelsea", "coffee", "astronaut", "rocket", "cat", "camera"):
-        Image.fromarray(getattr(data, name)()).save(folder / f"{name}.png")
+    folder = save_photos(tmp_path_factory.mktemp("photos"))
     (folder / "notes.jpg").write_text("this is not a picture")
     return folder
 
