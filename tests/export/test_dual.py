@@ -240,3 +240,51 @@ def test_zero_shot_command_labels_ranks_and_reuses_saved_label_embeddings(duals,
     result = run_cli("zero-shot", str(out), "--image", str(bad), "--labels", labels)
     assert result.returncode != 0 and "cannot read image" in result.stderr and str(bad) in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_bad_zero_shot_and_calibration_options_are_one_line_and_write_nothing(duals, photos, tmp_path):
+    from ..test_cli_errors import _assert_clean_failure
+
+    out = tmp_path / "clip"
+    assert run_cli("export", "--model", str(duals["clip"]), "--out", str(out)).returncode == 0
+    keep = tmp_path / "labels.npz"
+    keep.write_bytes(b"mine")
+    cat = str(photos / "chelsea.png")
+    cases = [
+        (
+            ["zero-shot", str(out), "--image", cat, "--labels", "a,b", "--save-labels", str(keep)],
+            "already exists",
+        ),
+        (
+            [
+                "zero-shot",
+                str(out),
+                "--image",
+                cat,
+                "--labels",
+                "a,b",
+                "--save-labels",
+                str(tmp_path / "l.txt"),
+            ],
+            ".npz",
+        ),
+        (
+            ["zero-shot", str(out), "--image", cat, "--label-embeddings", str(keep)],
+            "not a label-embeddings file",
+        ),
+        (["zero-shot", str(out), "--image", cat, "--labels", "a", "--rank", "a cat"], "pass one of"),
+        (["zero-shot", str(out), "--image", cat, "--labels", "a", "--top", "0"], "--top"),
+        (
+            ["export", "--model", str(duals["clip"]), "--calib-text", cat, "--out", str(tmp_path / "o")],
+            "--calib-text",
+        ),
+        (
+            ["export", "--model", str(duals["clip"]), "--precision", "int8", "--calib", str(photos)]
+            + ["--calib-text", str(photos), "--out", str(tmp_path / "o")],
+            "holds images",
+        ),
+    ]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for args, needle in cases:
+        _assert_clean_failure(run_cli(*args), needle)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and keep.read_bytes() == b"mine"
