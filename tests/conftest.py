@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,51 @@ def int8_dot_products() -> bool:
     from edgekit.artifacts import cpu_info
 
     return bool({"avx512_vnni", "avx_vnni", "amx_int8", "asimddp"} & set(cpu_info()["features"]))
+
+
+def memory_available_gb() -> float:
+    """What this process may still allocate: the kernel's MemAvailable, lowered to what is left
+    under the memory limit of the cgroup it runs in (v2 ``memory.max``, v1 ``limit_in_bytes``)."""
+
+    def read(path: str) -> str:
+        try:
+            return Path(path).read_text().strip()
+        except OSError:
+            return ""
+
+    meminfo = dict(line.split(":", 1) for line in read("/proc/meminfo").splitlines() if ":" in line)
+    free = int(meminfo["MemAvailable"].split()[0]) * 1024
+    for line in read("/proc/self/cgroup").splitlines():
+        _, controllers, path = line.split(":", 2)
+        pairs = (
+            [("memory.max", "memory.current")]
+            if controllers == ""
+            else [("memory.limit_in_bytes", "memory.usage_in_bytes")]
+            if "memory" in controllers.split(",")
+            else []
+        )
+        root = "/sys/fs/cgroup" if controllers == "" else "/sys/fs/cgroup/memory"
+        for limit_name, usage_name in pairs:
+            limit, usage = read(f"{root}{path}/{limit_name}"), read(f"{root}{path}/{usage_name}")
+            if limit.isdigit() and usage.isdigit() and int(limit) < 1 << 60:
+                free = min(free, int(limit) - int(usage))
+    return free / 2**30
+
+
+GB_PER_WORKER = 8
+"""Memory one pytest worker is given room for. Measured on the 24 GB development machine (AMD EPYC,
+2 cores), cold cache: the whole run with two workers peaked at 4.4 GB used, one worker at 3.7 GB
+RSS with real models loaded in-process while its CLI children exported others. A worker the
+kernel kills for memory takes its tests down with it, so a machine with less room runs fewer."""
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto`` (pyproject's addopts): one worker per core, at most two, and no more than the
+    memory allows (``GB_PER_WORKER`` each)."""
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    return max(1, min(2, cores, int(memory_available_gb() // GB_PER_WORKER)))
 
 
 TINY = dict(
@@ -176,6 +222,7 @@ def save_photos(folder: Path) -> Path:
 
 
 _FORKSERVER = None
+_CHILDREN = threading.Lock()
 
 
 def _forkserver():
@@ -194,6 +241,7 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subproce
     """Run the real console entry point, ``edgekit.cli:main``, in a process of its own: forked from
     a server that imported torch and transformers once (edgekit/cli/_child.py), so each command
     skips seconds of imports. Tests of signals and of raw argv bytes start a real interpreter."""
+    import multiprocessing.connection
     import os
     import tempfile
 
@@ -205,11 +253,18 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subproce
         proc = _forkserver().Process(
             target=_child.run, args=(list(args), str(cwd or os.getcwd()), env, out, err)
         )
-        proc.start()
-        proc.join(timeout)
-        if proc.is_alive():
-            proc.kill()
+        # Process.start() polls every other child for its exit status, which a forkserver child
+        # reports once through a pipe: a thread joining one of them at that moment could read the
+        # pipe empty and take 255 for its exit code. Starting and joining hold one lock; waiting
+        # for the child to end (its sentinel) does not read that pipe.
+        with _CHILDREN:
+            proc.start()
+        ended = multiprocessing.connection.wait([proc.sentinel], timeout)
+        with _CHILDREN:
+            if not ended:
+                proc.kill()
             proc.join()
+        if not ended:
             raise subprocess.TimeoutExpired(["edgekit", *args], timeout)
 
         def read(path: str) -> str:
