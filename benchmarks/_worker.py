@@ -12,6 +12,8 @@ import resource
 import time
 import traceback
 
+from edgekit.models.dual import DUAL_TASKS
+
 
 def _rss_mb() -> float:
     with open("/proc/self/statm") as fh:
@@ -35,15 +37,9 @@ def _peak_rss_mb() -> float:
 
 def worker_main(conn, artifact: str, backend: str, threads: int | None, settle_s: float) -> None:
     try:
-        from edgekit.runtimes.registry import load_session
-
         baseline = _rss_mb()
         start = time.perf_counter()
-        if _is_seq2seq(artifact):
-            session, model_bytes = _open_seq2seq(artifact, backend, threads)
-        else:
-            session = load_session(artifact, backend, threads=threads)
-            model_bytes = session.model_bytes()
+        session, towers, model_bytes = _open(artifact, backend, threads)
         conn.send(
             (
                 "ready",
@@ -52,12 +48,15 @@ def worker_main(conn, artifact: str, backend: str, threads: int | None, settle_s
                     "rss_before_load_mb": baseline,
                     "rss_after_load_mb": _rss_mb(),
                     "model_bytes": model_bytes,
+                    "tower_bytes": {name: t.model_bytes() for name, t in towers.items()},
                 },
             )
         )
         inputs = None
         while True:
             command, arg = conn.recv()
+            if isinstance(arg, dict) and "tower" in arg:
+                session = towers[arg["tower"]]
             if command == "inputs":
                 inputs = arg["inputs"]
                 outputs = session.run(inputs)
@@ -193,10 +192,37 @@ def timed_recompute(session, artifact: str, prompt: list[int], repeat: int) -> l
     return times
 
 
-def _is_seq2seq(artifact: str) -> bool:
+def _open(artifact: str, backend: str, threads: int | None) -> tuple[object, dict, int]:
+    """The session the commands run, the towers of an image-text artifact (the parent names the one
+    each command is for), and the bytes of weights held."""
+    from edgekit.runtimes.registry import load_session
+
+    task = _task(artifact)
+    if task == "seq2seq":
+        session, model_bytes = _open_seq2seq(artifact, backend, threads)
+        return session, {}, model_bytes
+    if task in DUAL_TASKS:
+        towers = _open_towers(artifact, backend, threads)
+        return towers["text"], towers, sum(t.model_bytes() for t in towers.values())
+    session = load_session(artifact, backend, threads=threads)
+    return session, {}, session.model_bytes()
+
+
+def _task(artifact: str) -> str | None:
     from edgekit.artifacts import read_manifest
 
-    return read_manifest(artifact).get("export", {}).get("task") == "seq2seq"
+    return read_manifest(artifact).get("export", {}).get("task")
+
+
+def _open_towers(artifact: str, backend: str, threads: int | None) -> dict:
+    """An image-text artifact's two graphs, one session each, keyed 'text' and 'vision'."""
+    from edgekit.artifacts import read_manifest
+    from edgekit.runtimes.registry import load_session
+
+    files = read_manifest(artifact)["export"]["model_files"]
+    return {
+        name: load_session(artifact, backend, threads, model_file=files[name]) for name in ("text", "vision")
+    }
 
 
 def _open_seq2seq(artifact: str, backend: str, threads: int | None):

@@ -9,8 +9,10 @@ from pathlib import Path
 
 from edgekit.artifacts import check_out_dir, read_manifest
 from edgekit.benchmarks.generation import GENERATING, PER_CONTEXT_STEPS
+from edgekit.calibration.pairs import load_pairs
 from edgekit.calibration.text import load_texts
 from edgekit.errors import InputError, MissingExtraError
+from edgekit.models.dual import DUAL_TASKS
 
 log = logging.getLogger("edgekit.bench")
 
@@ -44,7 +46,8 @@ class BenchConfig:
     recomputed) is measured; None = DEFAULT_CONTEXTS, less those the artifacts' positions cannot hold."""
     eval_data: Path | None = None
     """Encoders: held-out texts for quality against the fp32 PyTorch reference (embedding cosine;
-    with labels, 5-fold logistic-regression accuracy and its ratio to the reference's)."""
+    with labels, 5-fold logistic-regression accuracy and its ratio to the reference's). Image-text
+    models: image-text pairs (``calibration/pairs.py``) for recall and zero-shot agreement."""
     encoding: str | None = None
     """Encoding of --text / --eval-data files; None = UTF-8, strictly."""
 
@@ -96,8 +99,14 @@ def check_bench(cfg: BenchConfig) -> tuple[list[tuple[Path, dict]], BenchConfig]
             f"--eval-data '{cfg.eval_data}' does not exist",
             "pass a .txt/.jsonl file or a folder of .txt files (class subfolders give labels)",
         )
+    pairs = all(m.get("export", {}).get("task") in DUAL_TASKS for m in manifests)
     for data in (cfg.text, cfg.eval_data):
-        if data is not None:  # read once now: a file that does not decode fails before any worker runs
+        if data is None:
+            continue
+        # read once now: a file that does not decode, or an image that does not open, fails before any worker runs
+        if data is cfg.eval_data and pairs:
+            load_pairs(data, encoding=cfg.encoding)
+        else:
             load_texts(data, encoding=cfg.encoding)
     if cfg.out is not None:
         check_out_dir(cfg.out, cfg.overwrite, (*cfg.artifacts, cfg.text, cfg.eval_data))

@@ -19,7 +19,9 @@ import numpy as np
 
 from edgekit.artifacts import cpu_info, environment, now_iso, staged_output, to_jsonable, write_json
 from edgekit.benchmarks.bench_config import BenchConfig, check_bench
+from edgekit.benchmarks.dual_bench import timing_images_description
 from edgekit.benchmarks.generation import GENERATING
+from edgekit.benchmarks.measures import agreement, percentiles
 from edgekit.errors import EdgekitError, InputError
 from edgekit.numerics import masked_mean, row_cosines
 
@@ -69,40 +71,6 @@ class _Worker:
                     "rerun with --verbose; if it was killed for memory, bench fewer artifacts at once",
                 )
         return self.conn.recv()
-
-
-def percentiles(latencies_s: list[float]) -> dict[str, float]:
-    ms = np.asarray(latencies_s) * 1e3
-    return {
-        "p50_ms": float(np.percentile(ms, 50)),
-        "p90_ms": float(np.percentile(ms, 90)),
-        "p99_ms": float(np.percentile(ms, 99)),
-        "mean_ms": float(ms.mean()),
-        "std_ms": float(ms.std()),
-        "min_ms": float(ms.min()),
-    }
-
-
-def agreement(
-    reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray], mask: np.ndarray | None
-) -> dict[str, float]:
-    """Max |diff| per output, and the mean cosine similarity of the main output per example
-    (the pooled embedding where there is one, else token states under the attention mask)."""
-    result: dict[str, float] = {}
-    for name, ref in reference.items():
-        if name in outputs and outputs[name].shape == ref.shape:
-            result[f"max_abs_diff.{name}"] = float(np.max(np.abs(outputs[name].astype(np.float64) - ref)))
-    common = [name for name in reference if name in outputs and outputs[name].shape == reference[name].shape]
-    if not common:
-        return result
-    key = "sentence_embedding" if "sentence_embedding" in common else common[0]
-    ref, got = reference[key].astype(np.float64), outputs[key].astype(np.float64)
-    if ref.ndim == 3 and mask is not None:
-        keep = mask.astype(bool)
-        ref, got = ref[keep], got[keep]
-    ref, got = ref.reshape(ref.shape[0], -1), got.reshape(got.shape[0], -1)
-    result[f"cosine.{key}"] = float(row_cosines(ref, got).mean())
-    return result
 
 
 def _quality(
@@ -161,12 +129,77 @@ def _quality(
     return result
 
 
+def bench_kind(manifest: dict) -> str:
+    """'text-generation', 'seq2seq', 'image-text' or 'encoder': what bench times an artifact as."""
+    from edgekit.models.dual import DUAL_TASKS
+
+    task = manifest.get("export", {}).get("task")
+    return task if task in GENERATING else "image-text" if task in DUAL_TASKS else "encoder"
+
+
+@dataclass
+class _Run:
+    """What every kind's cases are run with."""
+
+    cfg: BenchConfig
+    workers: list[_Worker]
+    loaded: list[tuple[Path, dict]]
+    tokenizers: dict
+    input_names: dict
+    texts: list[str]
+    rounds: int
+    progress: Any
+    task: Any
+    verbose: bool
+
+
+def _timed_rows(kind: str, run: _Run) -> list[dict[str, Any]]:
+    """The latency rows of the run's kind: generation, encoder-decoders, image-text towers, encoders."""
+    common = (run.rounds, run.progress, run.task, run.verbose)
+    if kind in GENERATING:
+        from edgekit.benchmarks.generation import run_generation_cases, run_seq2seq_cases
+
+        if run.progress:
+            run.progress.update(run.task, description="bench: generation")
+        if kind == "seq2seq":
+            return run_seq2seq_cases(
+                run.cfg, run.workers, run.tokenizers, dict(run.loaded), run.texts, *common
+            )
+        return run_generation_cases(run.cfg, run.workers, run.tokenizers, run.texts, *common)
+    if kind == "image-text":
+        from edgekit.benchmarks.dual_bench import run_dual_cases
+
+        return run_dual_cases(run.cfg, run.workers, run.loaded, run.tokenizers, run.texts, *common)
+    return _latency_rows(
+        run.cfg, run.workers, run.tokenizers, run.input_names, run.loaded, run.texts, *common
+    )
+
+
+def _quality_rows(kind: str, run: _Run) -> list[dict[str, Any]]:
+    """Quality on --eval-data against the fp32 reference (encoders and image-text models)."""
+    if kind == "image-text":
+        from edgekit.benchmarks.dual_bench import dual_quality
+
+        return dual_quality(
+            run.cfg, run.workers, run.loaded, run.tokenizers, run.progress, run.task, run.verbose
+        )
+    if kind in GENERATING:
+        return []
+    return _quality(
+        run.cfg,
+        run.workers,
+        run.tokenizers,
+        run.input_names,
+        dict(run.loaded),
+        run.progress,
+        run.task,
+        run.verbose,
+    )
+
+
 def _kind(loaded: list[tuple[Path, dict]]) -> str:
-    """What every artifact of the run is: 'text-generation', 'seq2seq' or 'encoder' (one kind per run)."""
-    kinds = {
-        m.get("export", {}).get("task") if m.get("export", {}).get("task") in GENERATING else "encoder"
-        for _, m in loaded
-    }
+    """What every artifact of the run is (one kind per run)."""
+    kinds = {bench_kind(m) for _, m in loaded}
     if len(kinds) > 1:
         raise InputError(
             f"bench got {' and '.join(sorted(kinds))} artifacts together", "bench each kind in its own run"
@@ -197,35 +230,16 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
     progress = None if quiet else _progress_bar()
     try:
         n_cases = len(cfg.batches) * len(cfg.seq_lens)
+        if kind == "image-text":
+            from edgekit.benchmarks.dual_bench import cases_count
+
+            n_cases = cases_count(cfg)
         total = len(loaded) * len(cfg.backends) + (1 if generators else n_cases) * rounds
         task = progress.add_task("bench: loading", total=total) if progress else None
         workers.extend(_start_workers(cfg, loaded, names, threads, progress, task, verbose))
-        if generators:
-            from edgekit.benchmarks.generation import run_generation_cases, run_seq2seq_cases
-
-            if progress:
-                progress.update(task, description="bench: generation")
-            if kind == "seq2seq":
-                rows.extend(
-                    run_seq2seq_cases(
-                        cfg, workers, tokenizers, dict(loaded), texts, rounds, progress, task, verbose
-                    )
-                )
-            else:
-                rows.extend(
-                    run_generation_cases(cfg, workers, tokenizers, texts, rounds, progress, task, verbose)
-                )
-        else:
-            rows.extend(
-                _latency_rows(
-                    cfg, workers, tokenizers, input_names, loaded, texts, rounds, progress, task, verbose
-                )
-            )
-        quality = (
-            _quality(cfg, workers, tokenizers, input_names, dict(loaded), progress, task, verbose)
-            if cfg.eval_data is not None and not generators
-            else []
-        )
+        context = _Run(cfg, workers, loaded, tokenizers, input_names, texts, rounds, progress, task, verbose)
+        rows.extend(_timed_rows(kind, context))
+        quality = _quality_rows(kind, context) if cfg.eval_data is not None else []
         for w in workers:
             w.info.update(w.ask("stop", None, verbose))
     finally:
@@ -244,6 +258,7 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
         "threads": threads,
         "rounds": rounds,
         "inputs": str(cfg.text) if cfg.text else "edgekit built-in sample text",
+        **({"images": timing_images_description(cfg)} if kind == "image-text" else {}),
         "artifacts": _artifacts_section(loaded, names),
         "rows": rows,
         "quality": quality,
@@ -396,7 +411,13 @@ def _add_worker_figures(rows: list[dict[str, Any]], workers: list[_Worker]) -> N
             row["speedup_vs_torch"] = row["tokens_per_s"] / torch_row["tokens_per_s"] if torch_row else None
             continue
         torch_row = next(
-            (x for x in same_source if x["batch"] == row["batch"] and x["seq_len"] == row["seq_len"]), None
+            (
+                x
+                for x in same_source
+                if (x["batch"], x["seq_len"], x.get("tower"))
+                == (row["batch"], row["seq_len"], row.get("tower"))
+            ),
+            None,
         )
         row["speedup_vs_torch"] = torch_row["p50_ms"] / row["p50_ms"] if torch_row else None
 

@@ -55,6 +55,8 @@ def columns_for(result: dict[str, Any]) -> tuple:
             else GEN_COLUMNS
         )
         return head + extra
+    if any("tower" in row for row in result["rows"]):  # image-text: each tower timed on its own
+        return COLUMNS[:2] + (("tower", "tower", "{}"),) + COLUMNS[2:]
     return COLUMNS
 
 
@@ -96,7 +98,8 @@ def _describe(result: dict[str, Any]) -> str:
             f"{runs} runs per backend interleaved; per-token latency at each context over {PER_CONTEXT_STEPS} steps; no-cache = a full "
             f"{'forward' if kind == 'text-generation' else 'decoder pass'} over the context."
         )
-    return f"Threads: {result['threads']}. Inputs: {result['inputs']}. Latency over {runs} timed runs per row, interleaved across backends."
+    images = f" Images: {result['images']}." if result.get("images") else ""
+    return f"Threads: {result['threads']}. Inputs: {result['inputs']}.{images} Latency over {runs} timed runs per row, interleaved across backends."
 
 
 def markdown_table(result: dict[str, Any]) -> str:
@@ -113,17 +116,26 @@ def markdown_table(result: dict[str, Any]) -> str:
     ]
     lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(result)]
     if result.get("quality"):
+        columns = quality_columns(result)
+        lines += ["", f"{quality_title(result)} ({result['config'].get('eval_data')}):", ""]
         lines += [
-            "",
-            f"Quality against the fp32 PyTorch reference on {result['quality'][0]['texts']} eval texts ({result['config'].get('eval_data')}):",
-            "",
-        ]
-        lines += [
-            "| " + " | ".join(title for _, title in QUALITY_COLUMNS) + " |",
-            "|" + "|".join("---" for _ in QUALITY_COLUMNS) + "|",
+            "| " + " | ".join(title for _, title in columns) + " |",
+            "|" + "|".join("---" for _ in columns) + "|",
         ]
         lines += ["| " + " | ".join(cells) + " |" for cells in quality_rows(result)]
     return "\n".join(lines) + "\n"
+
+
+def quality_columns(result: dict[str, Any]) -> tuple:
+    from edgekit.benchmarks.dual_bench import QUALITY_COLUMNS as DUAL_COLUMNS
+
+    return DUAL_COLUMNS if "pairs" in result["quality"][0] else QUALITY_COLUMNS
+
+
+def quality_title(result: dict[str, Any]) -> str:
+    first = result["quality"][0]
+    what = f"{first['pairs']} image-text pairs" if "pairs" in first else f"{first['texts']} eval texts"
+    return f"Quality against the fp32 PyTorch reference on {what}"
 
 
 QUALITY_COLUMNS = (
@@ -142,7 +154,9 @@ def quality_rows(result: dict[str, Any]) -> list[list[str]]:
             return "-"
         return f"{value:.4f}" if isinstance(value, float) else str(value)
 
-    return [[fmt(row, key) for key, _ in QUALITY_COLUMNS] for row in result.get("quality", [])]
+    if not result.get("quality"):
+        return []
+    return [[fmt(row, key) for key, _ in quality_columns(result)] for row in result["quality"]]
 
 
 def wide_console():
@@ -164,8 +178,8 @@ def print_table(result: dict[str, Any]) -> None:
         table.add_row(*cells)
     if result.get("quality"):
         wide_console().print(table)
-        table = Table(title=f"quality vs PyTorch fp32 on {result['quality'][0]['texts']} texts")
-        for _, title in QUALITY_COLUMNS:
+        table = Table(title=quality_title(result))
+        for _, title in quality_columns(result):
             table.add_column(title, justify="left" if title in ("artifact", "backend") else "right")
         for cells in quality_rows(result):
             table.add_row(*cells)
@@ -184,7 +198,7 @@ def plot(result: dict[str, Any], path: Path) -> bool:
     rows = result["rows"]
     if _generating(result):
         return _plot_generation(result, path, plt)
-    cases = sorted({(r["batch"], r["seq_len"]) for r in rows})
+    cases = sorted({_case(r) for r in rows})
     series = sorted({(r["artifact"], r["backend"]) for r in rows})
     width = 0.8 / max(1, len(series))
     fig, ax = plt.subplots(figsize=(max(5, 1.8 * len(cases) * max(1, len(series)) / 2), 3.6))
@@ -194,9 +208,7 @@ def plot(result: dict[str, Any], path: Path) -> bool:
                 (
                     r["p50_ms"]
                     for r in rows
-                    if r["artifact"] == artifact
-                    and r["backend"] == backend
-                    and (r["batch"], r["seq_len"]) == c
+                    if r["artifact"] == artifact and r["backend"] == backend and _case(r) == c
                 ),
                 0,
             )
@@ -209,11 +221,18 @@ def plot(result: dict[str, Any], path: Path) -> bool:
             label=f"{artifact} · {backend}" if len({a for a, _ in series}) > 1 else backend,
         )
     ax.set_xticks([j + width * (len(series) - 1) / 2 for j in range(len(cases))])
-    ax.set_xticklabels([f"batch {b}\nseq {s}" for b, s in cases])
+    ax.set_xticklabels(
+        [(f"{t}\n" if t else "") + f"batch {b}" + (f"\nseq {s}" if s else "") for t, b, s in cases]
+    )
     ax.set_ylabel("p50 latency (ms)")
     ax.set_title("edgekit bench")
     ax.legend(fontsize=8)
     return _save(fig, path, plt)
+
+
+def _case(row: dict[str, Any]) -> tuple[str, int, int]:
+    """(tower, batch, sequence) of a latency row; the vision tower has no sequence (0)."""
+    return row.get("tower", ""), row["batch"], row["seq_len"] or 0
 
 
 def _save(fig, path: Path, plt) -> bool:

@@ -109,6 +109,25 @@ class ImagePreprocessor:
 _WARNED: set[str] = set()
 
 
+def open_image(path: Path, where: str = "") -> Any:
+    """The image at ``path`` as a PIL image; one line naming the file (after ``where``, a file and
+    line that named it) for a missing file or one pillow cannot read."""
+    from PIL import Image
+
+    prefix = f"{where}: " if where else ""
+    if not path.is_file():
+        raise InputError(f"{prefix}image '{path}' does not exist", "fix the path to a JPEG or PNG file")
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            return opened.copy()
+    except Exception as exc:  # noqa: BLE001 - pillow raises many types for a damaged file
+        raise InputError(
+            f"{prefix}cannot read image '{path}' ({type(exc).__name__}: {exc})".splitlines()[0],
+            "replace it with a JPEG or PNG file that opens in an image viewer",
+        ) from exc
+
+
 def load_images(
     files: list[Path], pre: ImagePreprocessor, limit: int | None = None
 ) -> tuple[list[Any], list[str]]:

@@ -19,3 +19,33 @@ def masked_mean(states: Any, mask: Any | None) -> Any:
         return states.mean(1)
     weights = np.asarray(mask)[..., None].astype(np.float32)
     return (states * weights).sum(1) / np.maximum(weights.sum(1), 1)
+
+
+def recall_at(sims: Any, targets: Any, k: int) -> float:
+    """Share of rows of ``sims`` (queries x candidates) whose target column is among the row's
+    ``k`` highest scores (ties broken by column order)."""
+    sims = np.asarray(sims)
+    top = np.argsort(-sims, axis=1, kind="stable")[:, : min(k, sims.shape[1])]
+    return float(np.mean([t in row for t, row in zip(targets, top)]))
+
+
+def retrieval_scores(image: Any, text: Any, ref_image: Any = None, ref_text: Any = None) -> dict[str, float]:
+    """Image-text retrieval on aligned pairs (row i of ``image`` belongs with row i of ``text``):
+    recall of the own caption / image at 1 and 5, and, given a reference's embeddings, top-1
+    agreement and recall at 1 and 5 of the reference's own best match, with each tower's mean
+    cosine to the reference."""
+    sims = np.asarray(image, np.float64) @ np.asarray(text, np.float64).T
+    own = np.arange(sims.shape[0])
+    out = {
+        "i2t_r1": recall_at(sims, own, 1),
+        "i2t_r5": recall_at(sims, own, 5),
+        "t2i_r1": recall_at(sims.T, own, 1),
+    }
+    if ref_image is not None:
+        ref = np.asarray(ref_image, np.float64) @ np.asarray(ref_text, np.float64).T
+        for k in (1, 5):
+            out[f"i2t_r{k}_vs_fp32"] = recall_at(sims, ref.argmax(1), k)
+            out[f"t2i_r{k}_vs_fp32"] = recall_at(sims.T, ref.T.argmax(1), k)
+        out["image_cosine"] = float(row_cosines(image, ref_image).mean())
+        out["text_cosine"] = float(row_cosines(text, ref_text).mean())
+    return out

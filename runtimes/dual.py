@@ -40,7 +40,7 @@ class ZeroShot:
         self.vision = load_session(self.artifact, backend, threads, model_file=files["vision"])
         self.tokenizer = load_tokenizer(self.artifact, needed_for="zero-shot labels")
         self.preprocess = ImagePreprocessor.from_model(self.artifact)
-        self.text_inputs = [i["name"] for i in export["towers"]["text"]["inputs"]]
+        self.text_inputs = tower_text_inputs(manifest)
         self.scoring, self.logit_scale, self.logit_bias = (
             export["scoring"],
             export["logit_scale"],
@@ -54,31 +54,16 @@ class ZeroShot:
         """(texts, dim) normalised text embeddings."""
         if not texts:
             raise InputError("no texts to embed", "pass at least one label or text")
-        padding = "max_length" if self.text_padding == "max_length" else True
-        out = []
-        for i in range(0, len(texts), batch):
-            enc = self.tokenizer(
-                list(texts[i : i + batch]),
-                padding=padding,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="np",
-            )
-            feeds = {n: np.ascontiguousarray(enc[n], dtype=np.int64) for n in self.text_inputs}
-            out.append(self.text.run(feeds, ["text_embeds"])["text_embeds"])
-        return np.concatenate(out)
+        feeds = text_feeds(self.tokenizer, texts, self.text_inputs, self.max_length, self.text_padding, batch)
+        return np.concatenate([self.text.run(feed, ["text_embeds"])["text_embeds"] for feed in feeds])
 
     def embed_images(self, images: Sequence[Any], batch: int = 8) -> np.ndarray:
         """(images, dim) normalised image embeddings; ``images`` are paths or PIL images. A file
         that pillow cannot read is named (a user asked for that image: it is not skipped)."""
         if not images:
             raise InputError("no images to embed", "pass at least one image")
-        arrays = [self.preprocess(_open(image)) for image in images]
-        out = []
-        for i in range(0, len(arrays), batch):
-            feeds = {"pixel_values": np.stack(arrays[i : i + batch]).astype(np.float32)}
-            out.append(self.vision.run(feeds, ["image_embeds"])["image_embeds"])
-        return np.concatenate(out)
+        feeds = image_feeds(self.preprocess, [_open(image) for image in images], batch)
+        return np.concatenate([self.vision.run(feed, ["image_embeds"])["image_embeds"] for feed in feeds])
 
     def scores(self, image_embeds: np.ndarray, text_embeds: np.ndarray) -> np.ndarray:
         from edgekit.models.dual import zero_shot_scores
@@ -111,6 +96,43 @@ class ZeroShot:
                 "compute them again with --save-labels on this artifact",
             )
         return labels
+
+
+def text_feeds(
+    tokenizer: Any,
+    texts: Sequence[str],
+    input_names: Sequence[str],
+    max_length: int,
+    padding: str = "longest",
+    batch: int = 32,
+) -> list[dict[str, np.ndarray]]:
+    """Text-tower feeds in batches, tokenized as the model was trained: padded to the longest text
+    of a batch, or to ``max_length`` where the family pads so (SigLIP)."""
+    out = []
+    for i in range(0, len(texts), batch):
+        enc = tokenizer(
+            list(texts[i : i + batch]),
+            padding="max_length" if padding == "max_length" else True,
+            truncation=True,
+            max_length=max_length,
+            return_tensors="np",
+        )
+        out.append({n: np.ascontiguousarray(enc[n], dtype=np.int64) for n in input_names})
+    return out
+
+
+def image_feeds(preprocess: Any, images: Sequence[Any], batch: int = 8) -> list[dict[str, np.ndarray]]:
+    """Vision-tower feeds in batches: PIL images through the artifact's own preprocessor."""
+    arrays = [preprocess(image) for image in images]
+    return [
+        {"pixel_values": np.stack(arrays[i : i + batch]).astype(np.float32)}
+        for i in range(0, len(arrays), batch)
+    ]
+
+
+def tower_text_inputs(manifest: dict) -> list[str]:
+    """The text tower's input names, as exported."""
+    return [i["name"] for i in manifest["export"]["towers"]["text"]["inputs"]]
 
 
 class LabelSet:
@@ -146,20 +168,7 @@ class LabelSet:
 
 
 def _open(image: Any) -> Any:
-    """A PIL image from a path (or a PIL image as it is), with one line for a file that is not one."""
-    from PIL import Image
+    """A PIL image from a path (or a PIL image as it is)."""
+    from edgekit.calibration.images import open_image
 
-    if not isinstance(image, (str, Path)):
-        return image
-    path = Path(image).expanduser()
-    if not path.is_file():
-        raise InputError(f"image '{path}' does not exist", "pass the path of a JPEG or PNG file")
-    try:
-        with Image.open(path) as opened:
-            opened.load()
-            return opened.copy()
-    except Exception as exc:  # noqa: BLE001 - pillow raises many types for a damaged file
-        raise InputError(
-            f"cannot read image '{path}' ({type(exc).__name__}: {exc})".splitlines()[0],
-            "pass a JPEG or PNG file that opens in an image viewer",
-        ) from exc
+    return image if not isinstance(image, (str, Path)) else open_image(Path(image).expanduser())

@@ -132,3 +132,19 @@ def test_checkpoint_reader(tmp_path):
     shutil.copy(tmp_path / "ok.pt", work / "checkpoint.pt")
     assert _load(work / "checkpoint.pt")["step"] == 3
     assert _fuzz(_load, valid, work / "checkpoint.pt", 7) > 0
+
+
+def test_image_text_pairs_reader(tmp_path):
+    """The .jsonl pairs file, and the images it names, each mutated in turn."""
+    from PIL import Image
+
+    from edgekit.calibration.pairs import load_pairs
+
+    Image.fromarray(np.arange(8 * 8 * 3, dtype=np.uint8).reshape(8, 8, 3)).save(tmp_path / "a.png")
+    valid = b'{"image": "a.png", "text": "a red square", "label": "red"}\n{"image": "a.png", "caption": "again", "label": "red"}\n'
+    (tmp_path / "ok.jsonl").write_bytes(valid)
+    pairs = load_pairs(tmp_path / "ok.jsonl")
+    assert pairs.texts == ["a red square", "again"] and pairs.labels == ["red", "red"]
+    assert _fuzz(load_pairs, valid, tmp_path / "pairs.jsonl", 8) > 0
+    image = (tmp_path / "a.png").read_bytes()
+    assert _fuzz(lambda p: load_pairs(tmp_path / "ok.jsonl"), image, tmp_path / "a.png", 9) > 0

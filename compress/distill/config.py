@@ -8,7 +8,9 @@ from typing import Any
 
 from edgekit.errors import InputError, did_you_mean
 
-TASKS = ("sentence-embedding", "sequence-classification", "masked-lm", "causal-lm")
+TASKS = ("sentence-embedding", "sequence-classification", "masked-lm", "causal-lm", "image-text")
+TASK_STAGES = {"image-text": "edgekit.compress.distill.image_text:STAGES"}
+"""Tasks whose data, models and loss live in a module of their own (``stages.Stages``)."""
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,8 @@ class DistillConfig:
     student_layers: int | None = None
     student_layer_list: tuple[int, ...] | None = None
     """Teacher layers (1-based) the student's layers start from; overrides the uniform choice."""
+    student_vision_layers: int | None = None
+    """image-text: layers the student's vision tower keeps; None = all (``student_layers`` is the text tower's)."""
     student_hidden: int | None = None
     student_heads: int | None = None
     student_ffn: int | None = None
@@ -46,6 +50,8 @@ class DistillConfig:
     w_hidden: float | None = None
     """Layer-wise weights; None = 1.0 when teacher and student share a tokenizer, else 0."""
     w_pred: float = 1.0
+    w_feature: float = 1.0
+    """image-text: 1 - cosine between student and teacher embeddings, per tower."""
     a1: float = 1.0
     a2: float = 0.0
     temperature: float = 1.0
@@ -88,10 +94,19 @@ class DistillConfig:
             raise InputError(
                 f"task '{self.task}' is not available for distillation yet", f"use one of {', '.join(TASKS)}"
             )
-        if self.student is None and self.student_layers is None and self.student_layer_list is None:
+        shrink = (self.student_layers, self.student_layer_list, self.student_vision_layers)
+        if self.student is None and all(v is None for v in shrink):
             raise InputError(
                 "no student given", "pass --student DIR, or --student-layers N to build one from the teacher"
             )
+        if self.task == "image-text":
+            widths = ("student_hidden", "student_heads", "student_ffn", "student_layer_list", "student")
+            asked = [name for name in widths if getattr(self, name) is not None]
+            if asked:
+                raise InputError(
+                    f"--{asked[0].replace('_', '-')} is not available for image-text distillation yet",
+                    "shrink the towers by depth: --student-layers (text) and --student-vision-layers",
+                )
         for name in ("seq_len", "batch_size", "max_steps", "grad_accum", "save_every"):
             if getattr(self, name) < 1:
                 raise InputError(

@@ -24,17 +24,23 @@ def _embed(model: Any, tokenizer: Any, texts: list[str], seq_len: int) -> Any:
 
 
 def _latency_ms(model: Any, tokenizer: Any, texts: list[str], seq_len: int, repeat: int = 5) -> float:
-    import torch
 
     enc = tokenizer(
         (texts * 8)[:8], padding="max_length", truncation=True, max_length=seq_len, return_tensors="pt"
     )
+    return forward_ms(model, dict(enc), repeat)
+
+
+def forward_ms(model: Any, batch: dict, repeat: int = 5) -> float:
+    """Median milliseconds of ``model(**batch)`` over ``repeat`` runs, after one warm-up."""
+    import torch
+
     times = []
     with torch.inference_mode():
-        model(**enc)
+        model(**batch)
         for _ in range(repeat):
             t0 = time.perf_counter()
-            model(**enc)
+            model(**batch)
             times.append(time.perf_counter() - t0)
     return sorted(times)[len(times) // 2] * 1e3
 

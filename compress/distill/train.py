@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.compress.distill.checkpoint import CHECKPOINT, config_key, resume, save_checkpoint, work_dir
-from edgekit.compress.distill.config import DistillConfig
+from edgekit.compress.distill.config import TASK_STAGES, DistillConfig
 from edgekit.compress.distill.data import (
     AUTO_CLASSES,
     LM_TASKS,
@@ -29,6 +29,7 @@ from edgekit.compress.distill.data import (
     split_held_out,
 )
 from edgekit.compress.distill.distiller import Distiller, bert_style
+from edgekit.compress.distill.stages import Stages, run_section, write_distilled
 from edgekit.errors import InputError
 from edgekit.models.source import read_model_config
 
@@ -162,25 +163,26 @@ def _distill(cfg: DistillConfig, place: Placement, quiet: bool) -> Path:
     read_model_config(teacher_dir)
     if cfg.student is not None:
         read_model_config(Path(cfg.student).expanduser())
-    data = _read_data(cfg)
+    stages = _stages(cfg.task)
+    data = stages.read_data(cfg)
     out = Path(cfg.out).expanduser()
     work = _prepare_work(cfg, out, place)
     try:
-        models = _load_models(cfg, teacher_dir, data)
-        loop = _make_loop(cfg, models, place)
+        models = stages.load_models(cfg, teacher_dir, data)
+        loop = _make_loop(cfg, models, place, stages.make_distiller)
         if cfg.resume:
             resume(loop, models.student, work)
     except BaseException:
         if place.main and work.is_dir() and not (work / CHECKPOINT).exists():
             shutil.rmtree(work, ignore_errors=True)  # nothing to resume: leave no work folder behind
         raise
-    _train(cfg, data, models, loop, place, work / CHECKPOINT, quiet)
+    _train(cfg, data, models, loop, place, work / CHECKPOINT, quiet, stages.micro_step)
     place.barrier()
     models.student.eval().cpu()
     models.teacher.cpu()
     if not place.main:
         return out
-    _write_student(cfg, out, teacher_dir, data, models, loop, place, started)
+    stages.write_student(cfg, out, teacher_dir, data, models, loop, place, started)
     shutil.rmtree(work, ignore_errors=True)
     return out
 
@@ -279,7 +281,7 @@ def _load_models(cfg: DistillConfig, teacher_dir: Path, data: _Data) -> _Models:
     return _Models(teacher, student, tokenizer, student_tokenizer, same_tokenizer, layers, plan, weights, ids)
 
 
-def _make_loop(cfg: DistillConfig, models: _Models, place: Placement) -> _Loop:
+def _make_loop(cfg: DistillConfig, models: Any, place: Placement, make_distiller: Any) -> _Loop:
     """Freeze what is asked, place the models, wrap for DDP, and make optimizer and schedule."""
     import torch
     from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
@@ -287,7 +289,7 @@ def _make_loop(cfg: DistillConfig, models: _Models, place: Placement) -> _Loop:
     frozen = freeze(models.student, cfg.freeze)
     models.teacher.to(place.device)
     models.student.to(place.device).train()
-    distiller = Distiller(cfg, models.teacher, models.student, models.layers, models.weights)
+    distiller = make_distiller(cfg, models)
     if distiller.projection is not None:
         distiller.projection.to(place.device)
     if distiller.momentum is not None:
@@ -309,21 +311,28 @@ def _make_loop(cfg: DistillConfig, models: _Models, place: Placement) -> _Loop:
 
 
 def _train(
-    cfg: DistillConfig, data: _Data, models: _Models, loop: _Loop, place: Placement, ckpt: Path, quiet: bool
+    cfg: DistillConfig,
+    data: Any,
+    models: Any,
+    loop: _Loop,
+    place: Placement,
+    ckpt: Path,
+    quiet: bool,
+    micro_step: Any,
 ) -> None:
     """Optimizer steps from ``loop.step`` to ``cfg.max_steps``, checkpointing every ``save_every``."""
     import torch
 
     from edgekit._progress import training_progress
 
-    names = [n for n in ("embed", "attn", "hidden", "pred", "momentum") if models.weights[n]]
+    names = [n for n in ("embed", "attn", "hidden", "pred", "feature", "momentum") if models.weights.get(n)]
     with training_progress(cfg.max_steps, loop.step, names, quiet) as progress:
         while loop.step < cfg.max_steps:
             t0 = time.perf_counter()
             loop.optimizer.zero_grad(set_to_none=True)
             logged_sum: dict[str, float] = {}
             for micro in range(cfg.grad_accum):
-                logged = _micro_step(cfg, data, models, loop, place, loop.step * cfg.grad_accum + micro)
+                logged = micro_step(cfg, data, models, loop, place, loop.step * cfg.grad_accum + micro)
                 for k, v in logged.items():
                     logged_sum[k] = logged_sum.get(k, 0.0) + v / cfg.grad_accum
             if loop.scaler is not None:
@@ -392,8 +401,7 @@ def _write_student(
     started: str,
 ) -> None:
     """Evaluate on the held-out texts and write the student folder with its report and manifest."""
-    from edgekit.artifacts import build_manifest, hash_folder, staged_output, write_json
-    from edgekit.compress.distill.report import evaluate, perplexity, plot_losses
+    from edgekit.compress.distill.report import evaluate, perplexity
     from edgekit.compress.distill.student import save_student
 
     teacher, student, student_tokenizer = models.teacher, models.student, models.student_tokenizer
@@ -408,37 +416,39 @@ def _write_student(
         )
     distiller = loop.distiller
     section = {
-        "processes": place.world,
-        "device": str(place.device),
-        "amp": cfg.amp,
-        "student": models.plan,
-        "layer_map": models.layers,
-        "frozen": loop.frozen,
+        **run_section(cfg, models, loop, place),
         "projection": distiller.projection is not None,
-        "momentum_teacher": cfg.momentum_teacher,
-        "loss_weights": models.weights,
         "same_tokenizer": models.same_tokenizer,
-        "steps": loop.step,
         "train_texts": len(data.train),
         "eval_texts": len(data.held),
     }
-    with staged_output(out, cfg.overwrite, (teacher_dir, cfg.student, cfg.data)) as tmp:
-        save_student(student, student_tokenizer, teacher_dir, tmp)
-        write_json(tmp / "report.json", {"losses": loop.history, **report})
-        plot_losses(loop.history, tmp / "loss_curves.png")
-        source = {
-            "path": str(teacher_dir),
-            "sha256": hash_folder(teacher_dir),
-            "model_type": teacher.config.model_type,
-        }
-        manifest = build_manifest(
-            stage="distill",
-            config=cfg,
-            source=source,
-            folder=tmp,
-            started=started,
-            seed=cfg.seed,
-            distill=section,
-            report=dict(report),
-        )
-        write_json(tmp / "manifest.json", manifest)
+    write_distilled(
+        cfg,
+        out,
+        teacher_dir,
+        teacher.config.model_type,
+        section,
+        report,
+        loop.history,
+        lambda tmp: save_student(student, student_tokenizer, teacher_dir, tmp),
+        started,
+    )
+
+
+_TEXT = Stages(
+    _read_data,
+    _load_models,
+    lambda cfg, m: Distiller(cfg, m.teacher, m.student, m.layers, m.weights),
+    _micro_step,
+    _write_student,
+)
+
+
+def _stages(task: str) -> Stages:
+    """The text tasks' stages, or those of another task's module (image-text pairs)."""
+    if task in TASK_STAGES:
+        import importlib
+
+        module, name = TASK_STAGES[task].split(":")
+        return getattr(importlib.import_module(module), name)
+    return _TEXT

@@ -18,7 +18,9 @@ _H = {
     "student_layers": "Build a student with N layers from the teacher (uniformly chosen teacher layers).",
     "student_layer_list": "Teacher layers (1-based, comma-separated) the student layers start from.",
     "student_hidden": "Narrower student width (a learned projection bridges the widths).",
-    "task": "sentence-embedding, sequence-classification (labels from a jsonl 'label' field or class subfolders), masked-lm or causal-lm.",
+    "task": "sentence-embedding, sequence-classification (labels from a jsonl 'label' field or class subfolders), masked-lm, causal-lm, or image-text (CLIP-family teachers; --data is image-text pairs).",
+    "student_vision_layers": "image-text: layers the student's vision tower keeps (default: all; --student-layers sets the text tower's).",
+    "w_feature": "image-text: weight of 1 - cosine between student and teacher embeddings, per tower.",
     "a2": "Weight of the student's own task loss (cross-entropy on the labels).",
     "a1": "Weight of the distillation loss L_kd.",
     "schedule": "cosine or linear decay after warmup.",
@@ -44,6 +46,7 @@ def distill(
     student: Annotated[Optional[Path], typer.Option(help=_H["student"])] = None,
     student_layers: Annotated[Optional[int], typer.Option(help=_H["student_layers"])] = None,
     student_layer_list: Annotated[Optional[str], typer.Option(help=_H["student_layer_list"])] = None,
+    student_vision_layers: Annotated[Optional[int], typer.Option(help=_H["student_vision_layers"])] = None,
     student_hidden: Annotated[Optional[int], typer.Option(help=_H["student_hidden"])] = None,
     student_heads: Annotated[Optional[int], typer.Option()] = None,
     student_ffn: Annotated[Optional[int], typer.Option()] = None,
@@ -64,6 +67,7 @@ def distill(
     w_attn: Annotated[Optional[float], typer.Option()] = None,
     w_hidden: Annotated[Optional[float], typer.Option()] = None,
     w_pred: Annotated[Optional[float], typer.Option()] = None,
+    w_feature: Annotated[Optional[float], typer.Option(help=_H["w_feature"])] = None,
     temperature: Annotated[Optional[float], typer.Option()] = None,
     attn_loss: Annotated[Optional[str], typer.Option(help=_H["attn_loss"])] = None,
     pred_loss: Annotated[Optional[str], typer.Option(help=_H["pred_loss"])] = None,
@@ -117,12 +121,15 @@ def _print_summary(path: Path) -> None:
     report = json.loads((path / "report.json").read_text())
     cos = report.get("mean_cosine_to_teacher")
     quality = (
-        f", mean cosine to the teacher {cos:.4f} on {report['eval_texts']} held-out texts"
+        f", mean cosine to the teacher {cos:.4f} on {report.get('eval_texts', report.get('eval_pairs'))} held-out examples"
         if cos is not None
         else ""
     )
     if "student_perplexity" in report:
         quality = f", held-out perplexity {report['student_perplexity']:.2f} (teacher {report['teacher_perplexity']:.2f}) on {report['eval_texts']} texts"
+    if "eval_pairs" in report and "student" in report:
+        s, t = report["student"], report["teacher"]
+        quality = f", held-out image-to-text R@1 {s['i2t_r1']:.3f} (teacher {t['i2t_r1']:.3f}), top-1 agreement with the teacher {s['i2t_r1_vs_fp32']:.3f} on {report['eval_pairs']} pairs"
     if "student_accuracy" in report:
         quality = f", held-out accuracy {report['student_accuracy']:.4f} (teacher {report['teacher_accuracy']:.4f}) on {report['eval_texts']} texts"
     print(

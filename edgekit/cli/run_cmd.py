@@ -44,7 +44,7 @@ _HELP_BENCH = {
     "new_tokens": "Decoders: greedy tokens per generation run.",
     "prompt_len": "Decoders: prompt tokens for time-to-first-token and tokens/s.",
     "contexts": "Decoders and encoder-decoders: context lengths for per-token latency, with and without cache (default 16,128,512, less those past the model's positions).",
-    "eval_data": "Encoders: texts to measure quality on against PyTorch fp32 (embedding cosine; labels in .jsonl 'label' or class subfolders add 5-fold accuracy).",
+    "eval_data": "Encoders: texts to measure quality on against PyTorch fp32 (embedding cosine; labels in .jsonl 'label' or class subfolders add 5-fold accuracy). Image-text models: image-text pairs (.jsonl of image/text/label, or images with same-name .txt captions) for recall and zero-shot agreement against fp32.",
     "out": "Folder for bench.json, bench.md and bench.png.",
 }
 

@@ -124,7 +124,7 @@ def _tower_classes():
     return TextTower, VisionTower
 
 
-def _text_input_names(tokenizer: Any, model: Any) -> list[str]:
+def text_input_names(tokenizer: Any, model: Any) -> list[str]:
     accepted = set(inspect.signature(model.get_text_features).parameters)
     names = [n for n in tokenizer.model_input_names if n in TEXT_INPUTS and n in accepted]
     if "input_ids" not in names:
@@ -165,7 +165,7 @@ def build_dual(model_dir: Path, spec: DualSpec) -> BuiltDual:
         "text",
         text_cls(model).eval(),
         text_cfg,
-        _text_input_names(tokenizer, model),
+        text_input_names(tokenizer, model),
         ["text_embeds"],
         dim,
         tokenizer=tokenizer,
