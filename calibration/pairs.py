@@ -72,6 +72,17 @@ def load_pairs(path: Path | str, encoding: str | None = None, limit: int | None 
     )
 
 
+def is_pairs(path: Path | str) -> bool:
+    """Whether ``path`` is laid out as image-text pairs: a .jsonl file, or a folder with an image
+    that has a caption file beside it (a folder of images alone is not)."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        return path.suffix == ".jsonl"
+    return path.is_dir() and any(
+        p.suffix.lower() in IMAGE_SUFFIXES and p.with_suffix(".txt").is_file() for p in path.rglob("*")
+    )
+
+
 def _jsonl_records(path: Path, encoding: str | None) -> list[tuple[Path, str, str | None, str]]:
     records = []
     for lineno, line in enumerate(read_text_file(path, encoding).splitlines(), 1):

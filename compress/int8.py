@@ -7,18 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from edgekit.compress.quality import (
-    build_calibration,
-    build_eval_set,
-    guarded,
-    local_errors,
-    measure,
-    output_cosines,
-    pooled,
-    probe_accuracy,
-)
+from edgekit.compress.quality import build_calibration, build_eval_set, guarded, local_errors, measure, score
 from edgekit.errors import ValidationError
 
 
@@ -150,13 +139,7 @@ def openvino_int8(
 
             def validate(compiled, indices) -> float:
                 outputs = [compiled(evalset.feeds[i])[evalset.output] for i in indices]
-                if evalset.labels is not None:
-                    return probe_accuracy(pooled(evalset, outputs), evalset.labels, cfg.seed)
-                cos = [
-                    output_cosines(o, evalset.reference[i], evalset.feeds[i])
-                    for o, i in zip(outputs, indices)
-                ]
-                return float(np.concatenate(cos).mean())
+                return score(evalset, outputs, list(indices), cfg.seed)
 
             try:
                 quantized = nncf.quantize_with_accuracy_control(

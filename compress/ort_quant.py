@@ -69,6 +69,9 @@ def quantize_static_qdq(
     """Insert Q/DQ for ``nodes`` using the given activation ranges and save to ``out``
     (``fuse``: in ONNX Runtime's fused form, see ``fuse_matmul_bias``)."""
     import numpy as np
+
+    if not nodes:  # ONNX Runtime reads an empty list as "every node", activation MatMuls included
+        raise ValueError("quantize_static_qdq needs at least one node to quantize")
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorsData
     from onnxruntime.quantization.qdq_quantizer import QDQQuantizer

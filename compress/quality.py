@@ -33,6 +33,9 @@ class EvalSet:
     output: str
     reference: list[Any] = field(default_factory=list)
     reference_accuracy: float | None = None
+    partner: Any | None = None
+    """Image-text towers: fp32 embeddings of the other modality (the candidates); quality is then
+    zero-shot top-1 agreement with fp32 and the drop ``1 - agreement``."""
 
 
 def build_calibration(cfg: Any, model_dir: Path, tokenizer: Any, input_names: list[str]):
@@ -74,6 +77,12 @@ def build_eval_set(cfg: Any, built: Any, reference: Any, model_dir: Path) -> Eva
     from edgekit.calibration.text import load_labeled, sample_texts, tokenize_natural
 
     names = built.output_names
+    pairs = getattr(built, "eval_pairs", None)
+    if pairs is not None:
+        feeds, partner, source = pairs
+        evalset = EvalSet(feeds, None, source, built.quality_output, partner=partner)
+        evalset.reference = [reference.run(f, [evalset.output])[evalset.output] for f in feeds]
+        return evalset
     if "pixel_values" in built.input_names:
         from edgekit.calibration.images import image_eval_feeds
 
@@ -175,7 +184,28 @@ def measure(evalset: EvalSet, candidate: Any, seed: int = 0) -> dict:
         if evalset.labels is not None
         else 1.0 - result["mean_cosine"]
     )
+    if evalset.partner is not None:
+        result["zero_shot_agreement"] = top1_agreement(evalset, outputs, range(len(outputs)))
+        result["drop"] = 1.0 - result["zero_shot_agreement"]
     return result
+
+
+def top1_agreement(evalset: EvalSet, outputs: list[Any], indices: Any) -> float:
+    """Share of rows whose best candidate (row of ``evalset.partner``) is the one fp32 picks."""
+    got = np.concatenate(list(outputs)) @ evalset.partner.T
+    ref = np.concatenate([evalset.reference[i] for i in indices]) @ evalset.partner.T
+    return float(np.mean(got.argmax(1) == ref.argmax(1)))
+
+
+def score(evalset: EvalSet, outputs: list[Any], indices: list[int], seed: int) -> float:
+    """The figure the accuracy guard keeps (higher is better) on the eval batches ``indices``:
+    zero-shot agreement for an image-text tower, accuracy with labels, else mean cosine."""
+    if evalset.partner is not None:
+        return top1_agreement(evalset, outputs, indices)
+    if evalset.labels is not None:
+        return probe_accuracy(pooled(evalset, outputs), evalset.labels, seed)
+    cos = [output_cosines(o, evalset.reference[i], evalset.feeds[i]) for o, i in zip(outputs, indices)]
+    return float(np.concatenate(cos).mean())
 
 
 def guarded(
@@ -201,7 +231,7 @@ def guarded(
                 "float_nodes": len(kept),
                 "drop": quality["drop"],
                 "mean_cosine": quality["mean_cosine"],
-                **({"accuracy": quality["accuracy"]} if "accuracy" in quality else {}),
+                **{k: quality[k] for k in ("accuracy", "zero_shot_agreement") if k in quality},
             }
         )
         if max_drop is None or quality["drop"] <= max_drop:
@@ -216,7 +246,7 @@ def guarded(
             with steps.step("rank nodes by quantization error"):
                 ranked = candidates()
         remaining = [n for n in ranked if n not in kept]
-        if len(kept) >= limit or not remaining:
+        if len(kept) >= limit or len(remaining) <= 1:  # keeping the last one would leave nothing in INT8
             raise ValidationError(
                 f"INT8 cannot meet --max-drop {max_drop:g}: the drop is still {quality['drop']:.4f} with {len(kept)} node(s) kept in float",
                 f"nothing was written; raise --max-drop, --max-float-nodes (now {limit}), or try another --calib-method",

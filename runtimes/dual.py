@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgekit.errors import InputError
+from edgekit.models.dual import image_feeds, text_feeds
 
 LABELS_FORMAT = "edgekit-label-embeddings-1"
 
@@ -96,38 +97,6 @@ class ZeroShot:
                 "compute them again with --save-labels on this artifact",
             )
         return labels
-
-
-def text_feeds(
-    tokenizer: Any,
-    texts: Sequence[str],
-    input_names: Sequence[str],
-    max_length: int,
-    padding: str = "longest",
-    batch: int = 32,
-) -> list[dict[str, np.ndarray]]:
-    """Text-tower feeds in batches, tokenized as the model was trained: padded to the longest text
-    of a batch, or to ``max_length`` where the family pads so (SigLIP)."""
-    out = []
-    for i in range(0, len(texts), batch):
-        enc = tokenizer(
-            list(texts[i : i + batch]),
-            padding="max_length" if padding == "max_length" else True,
-            truncation=True,
-            max_length=max_length,
-            return_tensors="np",
-        )
-        out.append({n: np.ascontiguousarray(enc[n], dtype=np.int64) for n in input_names})
-    return out
-
-
-def image_feeds(preprocess: Any, images: Sequence[Any], batch: int = 8) -> list[dict[str, np.ndarray]]:
-    """Vision-tower feeds in batches: PIL images through the artifact's own preprocessor."""
-    arrays = [preprocess(image) for image in images]
-    return [
-        {"pixel_values": np.stack(arrays[i : i + batch]).astype(np.float32)}
-        for i in range(0, len(arrays), batch)
-    ]
 
 
 def tower_text_inputs(manifest: dict) -> list[str]:

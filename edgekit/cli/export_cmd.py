@@ -171,6 +171,8 @@ def _tower_line(path: Path, name: str, tower: dict, validation: dict, precision:
     if "quality" in validation:
         q = validation["quality"]
         got = f"{precision} vs PyTorch fp32 over {q['texts']} {q.get('inputs', 'texts')}: mean cosine {q['mean_cosine']:.4f} (min {q['min_cosine']:.4f})"
+        if "zero_shot_agreement" in q:
+            got += f", zero-shot top-1 agreement {q['zero_shot_agreement']:.3f} on {q['eval_data']}"
     else:
         diffs = ", ".join(f"{k} {v:.2e}" for k, v in validation["max_abs_diff"].items())
         got = f"validated on {validation.get('runtime')} on {len(validation['cases'])} inputs: max |diff| {diffs} (atol {validation['atol']:g})"

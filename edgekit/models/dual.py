@@ -73,6 +73,8 @@ class BuiltTower:
     image_size: tuple[int, int] = (0, 0)
     channels: int = 3
     pooling: Any = None
+    eval_pairs: Any = None
+    """(feeds, fp32 embeddings of the other modality, description) where image-text pairs judge INT8."""
 
     @property
     def quality_output(self) -> str:
@@ -186,6 +188,42 @@ def build_dual(model_dir: Path, spec: DualSpec) -> BuiltDual:
     return BuiltDual(model, text, vision, scale, bias)
 
 
+def text_feeds(
+    tokenizer: Any,
+    texts: list[str],
+    input_names: list[str],
+    max_length: int,
+    padding: str = "longest",
+    batch: int = 32,
+) -> list[dict[str, Any]]:
+    """Text-tower feeds in batches, tokenized as the model was trained: padded to the longest text
+    of a batch, or to ``max_length`` where the family pads so (SigLIP)."""
+    import numpy as np
+
+    out = []
+    for i in range(0, len(texts), batch):
+        enc = tokenizer(
+            list(texts[i : i + batch]),
+            padding="max_length" if padding == "max_length" else True,
+            truncation=True,
+            max_length=max_length,
+            return_tensors="np",
+        )
+        out.append({n: np.ascontiguousarray(enc[n], dtype=np.int64) for n in input_names})
+    return out
+
+
+def image_feeds(preprocess: Any, images: list[Any], batch: int = 8) -> list[dict[str, Any]]:
+    """Vision-tower feeds in batches: PIL images through the artifact's own preprocessor."""
+    import numpy as np
+
+    arrays = [preprocess(image) for image in images]
+    return [
+        {"pixel_values": np.stack(arrays[i : i + batch]).astype(np.float32)}
+        for i in range(0, len(arrays), batch)
+    ]
+
+
 def zero_shot_scores(
     image_embeds: Any, text_embeds: Any, logit_scale: float, logit_bias: float | None, scoring: str
 ):
@@ -198,6 +236,35 @@ def zero_shot_scores(
     logits = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(logits)
     return exp / exp.sum(axis=1, keepdims=True)
+
+
+def attach_eval_pairs(
+    built: "BuiltDual", references: dict[str, Any], pairs: Any, model_dir: Path, text_padding: str
+) -> None:
+    """Give each tower of ``built`` the pairs it is judged on: its own modality's feeds, and the
+    fp32 embeddings of the other modality as the candidates (``compress/quality.py`` then measures
+    a compressed tower by zero-shot top-1 agreement with fp32, the other tower held at fp32)."""
+    import numpy as np
+
+    from edgekit.calibration.images import ImagePreprocessor
+
+    text, vision = built.text, built.vision
+    feeds = {
+        "text": text_feeds(text.tokenizer, pairs.texts, text.input_names, text.max_length, text_padding, 8),
+        "vision": image_feeds(ImagePreprocessor.from_model(model_dir), pairs.images),
+    }
+    embeds = {
+        tower.name: np.concatenate(
+            [
+                references[tower.name].run(f, [tower.quality_output])[tower.quality_output]
+                for f in feeds[tower.name]
+            ]
+        )
+        for tower in built.towers
+    }
+    source = f"{len(pairs)} image-text pairs"
+    text.eval_pairs = (feeds["text"], embeds["vision"], source)
+    vision.eval_pairs = (feeds["vision"], embeds["text"], source)
 
 
 # --- the kind protocol (edgekit/models/kinds.py) ---

@@ -3,7 +3,8 @@ exported, validated against PyTorch and handed to the target's ``graph`` role on
 target that takes an encoder takes both towers, INT8 included.
 
 INT8 calibrates each tower on its own modality: the vision tower on ``--calib`` (images), the text
-tower on ``--calib-text`` (texts).
+tower on ``--calib-text`` (texts). With ``--eval-data`` image-text pairs, each INT8 tower is judged
+(and ``--max-drop`` guarded) on zero-shot top-1 agreement with fp32, the other tower held at fp32.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from edgekit.calibration.pairs import is_pairs
 from edgekit.errors import InputError
 from edgekit.export.job import ExportJob, reference_session
 from edgekit.export.kinds._graph import check_graph, export_graph
@@ -115,6 +117,14 @@ def export(job: ExportJob) -> tuple[dict, dict]:
 
     with job.steps.step("load model"):
         built = build_dual(job.model_dir, job.spec)
+    if job.cfg.precision == "int8" and job.cfg.eval_data is not None and is_pairs(job.cfg.eval_data):
+        from edgekit.calibration.pairs import load_pairs
+        from edgekit.models.dual import attach_eval_pairs
+
+        with job.steps.step("fp32 embeddings of the image-text pairs (the accuracy guard's candidates)"):
+            references = {tower.name: reference_session(job, tower) for tower in built.towers}
+            pairs = load_pairs(job.cfg.eval_data, job.cfg.encoding)
+            attach_eval_pairs(built, references, pairs, job.model_dir, job.spec.text_padding)
     towers, validations = {}, {}
     for tower in built.towers:
         towers[tower.name], validations[tower.name] = _export_tower(tower_job(job, tower), tower)

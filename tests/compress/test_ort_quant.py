@@ -185,3 +185,35 @@ def test_calibration_set_fingerprint_tracks_the_bytes():
     b = CalibrationSet([{"x": np.zeros((1, 4), np.int64)}], "text", "b")
     c = CalibrationSet([{"x": np.ones((1, 4), np.int64)}], "text", "a")
     assert a.fingerprint == b.fingerprint != c.fingerprint
+
+
+def test_the_guard_never_builds_a_model_with_every_node_in_float():
+    """ONNX Runtime reads an empty node list as "quantize every node": the guard stops with its
+    own error one node before that, however high --max-float-nodes is."""
+    from edgekit.compress.quality import EvalSet, guarded
+    from edgekit.errors import ValidationError
+
+    class Steps:
+        def step(self, *_):
+            import contextlib
+
+            return contextlib.nullcontext()
+
+    class Noisy:  # a built candidate whose embeddings never agree with the reference
+        def run(self, feeds, names):
+            return {"e": np.array([[1.0, 0.0], [0.0, 1.0]])}
+
+    evalset = EvalSet([{"x": np.zeros(2)}], None, "two rows", "e", partner=np.eye(2))
+    evalset.reference = [np.array([[0.0, 1.0], [1.0, 0.0]])]
+    builds: list[list[str]] = []
+    with pytest.raises(ValidationError, match="cannot meet --max-drop 0"):
+        guarded(
+            lambda kept: builds.append(list(kept)) or Noisy(),
+            lambda: ["a", "b", "c"],
+            evalset,
+            0.0,
+            99,
+            0,
+            Steps(),
+        )
+    assert builds == [[], ["a"], ["a", "b"]]

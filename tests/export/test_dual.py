@@ -192,6 +192,47 @@ def test_int8_calibrates_each_tower_on_its_own_modality(duals, photos, tmp_path,
     assert np.abs(got - expected[:, order]).max() < 0.15  # random tiny towers: near-uniform scores move
 
 
+PHOTO_CAPTIONS = {
+    "chelsea": "a tabby cat with orange fur",
+    "coffee": "a cup of coffee on a saucer",
+    "astronaut": "an astronaut in a white space suit",
+    "rocket": "a rocket on its launch pad",
+    "cat": "a small cat looking up",
+    "camera": "a man behind a camera on a tripod",
+}
+
+
+def test_int8_with_image_text_pairs_is_judged_on_zero_shot_agreement(duals, photos, tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(
+        "".join(
+            json.dumps({"image": str(photos / f"{k}.png"), "text": v}) + "\n"
+            for k, v in PHOTO_CAPTIONS.items()
+        )
+    )
+    args = ["export", "--model", str(duals["clip"]), "--target", "ort", "--precision", "int8"]
+    args += ["--calib", str(photos), "--calib-text", str(pairs), "--eval-data", str(pairs)]
+    out = tmp_path / "int8"
+    result = run_cli(*args, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("zero-shot top-1 agreement") == 2
+    validation = json.loads((out / "manifest.json").read_text())["validation"]["towers"]
+    for tower in ("text", "vision"):  # each tower against fp32 with the other held at fp32
+        q = validation[tower]["quality"]
+        assert q["eval_data"] == "6 image-text pairs" and q["drop"] == pytest.approx(
+            1 - q["zero_shot_agreement"]
+        )
+    strict = run_cli(
+        *args, "--max-drop", "0.001", "--max-float-nodes", "2", "--out", str(tmp_path / "strict")
+    )
+    if strict.returncode == 0:  # the guard met agreement 1.0, keeping at most two nodes in float
+        validation = json.loads((tmp_path / "strict" / "manifest.json").read_text())["validation"]["towers"]
+        assert all(validation[t]["quality"]["zero_shot_agreement"] == 1.0 for t in ("text", "vision"))
+    else:
+        assert "cannot meet --max-drop 0.001" in strict.stderr and "Traceback" not in strict.stderr
+        assert not (tmp_path / "strict").exists()
+
+
 def test_int8_without_text_calibration_is_refused_first(duals, photos, tmp_path):
     result = run_cli(
         "export",
