@@ -439,34 +439,49 @@ def _trt_int8(cfg: Any, model_dir: Path, built: Any, tmp: Path, steps: Any) -> d
     }
 
 
+def graph_folders(folder: Path, export: dict) -> list[tuple[Path, dict]]:
+    """The folders of an artifact that each hold a TensorRT graph (model.onnx + profiles), with
+    the manifest section of each: the artifact itself, or one per tower of an image-text model."""
+    if "towers" in export:
+        return [(folder / name, tower["tensorrt"]) for name, tower in export["towers"].items()]
+    return [(folder, export["tensorrt"])]
+
+
 def build_artifact(folder: Path) -> dict[str, Any]:
-    """``edgekit build DIR``: build the engine of a ``--target trt`` artifact on this device and
-    stamp it in the manifest (written atomically)."""
+    """``edgekit build DIR``: build the engine of each graph of a ``--target trt`` artifact on this
+    device and stamp it in the manifest (written atomically). Returns the last stamp, and the
+    engines' paths under ``engines``."""
     from edgekit.artifacts import file_table, read_manifest, write_json
     from edgekit.errors import InputError
 
     folder = Path(folder).expanduser()
     manifest = read_manifest(folder)
-    if manifest.get("export", {}).get("target") != "trt":
+    export = manifest.get("export", {})
+    if export.get("target") != "trt":
         raise InputError(
-            f"'{folder}' is not a TensorRT artifact (target {manifest.get('export', {}).get('target')})",
+            f"'{folder}' is not a TensorRT artifact (target {export.get('target')})",
             "export it with 'edgekit export --target trt'",
         )
-    for name in ("model.onnx", PROFILE_FILE):
-        if not (folder / name).is_file():
-            raise InputError(
-                f"'{folder}' has no {name}", "export it again with 'edgekit export --target trt'"
-            )
+    graphs = graph_folders(folder, export)
+    for graph, _ in graphs:
+        for name in ("model.onnx", PROFILE_FILE):
+            if not (graph / name).is_file():
+                raise InputError(
+                    f"'{graph}' has no {name}", "export it again with 'edgekit export --target trt'"
+                )
     ok, why = tensorrt_status()
     if not ok:
         raise InputError(
             f"cannot build the TensorRT engine here: {why}",
             f"run 'edgekit build' (or {COMMAND_FILE}) on the device that has TensorRT and a GPU",
         )
-    stamp = build_engine(folder)
-    manifest["export"]["tensorrt"].update(engine_built=True, engine=stamp, not_built_because=None)
+    stamp: dict[str, Any] = {}
+    for graph, section in graphs:
+        stamp = build_engine(graph)
+        section.update(engine_built=True, engine=stamp, not_built_because=None)
+    export.setdefault("tensorrt", {})["engine_built"] = True
     manifest["files"] = file_table(folder)
     tmp = folder / "manifest.json.tmp"
     write_json(tmp, manifest)
     tmp.replace(folder / "manifest.json")
-    return stamp
+    return {**stamp, "engines": [str(graph / ENGINE_FILE) for graph, _ in graphs]}

@@ -192,9 +192,19 @@ class TrtBackend:
             raise InputError(
                 f"the TensorRT backend cannot run here: {why}", "run it on the device with TensorRT and a GPU"
             )
-        if model_file is not None:
-            raise InputError(
-                "the TensorRT backend runs single-graph artifacts only",
-                "export encoder-decoders with --target onnx or openvino",
-            )
-        return TrtSession(Path(artifact) / ENGINE_FILE, options)
+        return TrtSession(engine_path(Path(artifact), model_file), options)
+
+
+def engine_path(artifact: Path, model_file: str | None = None) -> Path:
+    """Where the engine of a graph lies: ``model.engine`` beside its ONNX, in the artifact or in a
+    tower's folder (``text/model.onnx`` -> ``text/model.engine``). Graphs that share one folder
+    (an encoder-decoder's two) have no engine of their own."""
+    if model_file is None:
+        return artifact / ENGINE_FILE
+    parent = Path(model_file).parent
+    if parent == Path("."):
+        raise InputError(
+            "the TensorRT backend runs single-graph artifacts and image-text towers only",
+            "export encoder-decoders with --target onnx or openvino",
+        )
+    return artifact / parent / ENGINE_FILE

@@ -113,7 +113,7 @@ def build_cmd(
 
     stamp = build_artifact(artifact)
     print(
-        f"built {artifact}/model.engine with TensorRT {stamp['tensorrt_version']} for {stamp['gpu']} (compute {stamp['compute_capability']})"
+        f"built {', '.join(stamp['engines'])} with TensorRT {stamp['tensorrt_version']} for {stamp['gpu']} (compute {stamp['compute_capability']})"
     )
 
 

@@ -145,4 +145,8 @@ def export(job: ExportJob) -> tuple[dict, dict]:
         "max_length": built.text.max_length,
         "image_size": list(built.vision.image_size),
     }
+    if all("tensorrt" in t for t in towers.values()):  # what the TensorRT backend's reads() looks at
+        section["tensorrt"] = {
+            "engine_built": all(t["tensorrt"].get("engine_built") for t in towers.values())
+        }
     return section, {"towers": validations, "runtime": validations["vision"].get("runtime")}

@@ -391,3 +391,55 @@ def test_decoder_engine_generates_what_onnx_runtime_does(
     )
     assert trt_run.returncode == 0, trt_run.stderr
     assert trt_run.stdout.strip() == ort_run.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def trt_dual(tmp_path_factory):
+    """A tiny random CLIP for --target trt fp16: a graph, profiles and a build script per tower."""
+    from .test_dual import make_dual
+
+    root = tmp_path_factory.mktemp("trt-dual")
+    out = root / "trt"
+    result = run_cli("export", "--model", str(make_dual(root / "clip", "clip")), "--target", "trt", "--precision", "fp16", "--out", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_trt_image_text_towers_each_get_a_graph_profiles_and_a_build_script(trt_dual):
+    from edgekit.runtimes.trt_backend import engine_path
+
+    export = json.loads((trt_dual / "manifest.json").read_text())["export"]
+    assert export["tensorrt"]["engine_built"] is TRT_READY
+    for tower, axis in (("text", "input_ids"), ("vision", "pixel_values")):
+        folder = trt_dual / tower
+        assert {"model.onnx", "trt_profiles.json", "build_trt.sh"} <= {p.name for p in folder.iterdir()}
+        section = export["towers"][tower]["tensorrt"]
+        assert section["precision"] == "fp16" and axis in section["profiles"][0]["shapes"]
+        assert engine_path(trt_dual, export["model_files"][tower]) == folder / "model.engine"
+    with pytest.raises(InputError, match="encoder-decoders"):
+        engine_path(trt_dual, "decoder.onnx")  # two graphs in one folder: no engine each
+
+
+def test_build_of_image_text_towers_refuses_clearly_without_tensorrt(trt_dual):
+    if TRT_READY:
+        pytest.skip("TensorRT and a GPU are present: the engines are built instead")
+    result = run_cli("build", str(trt_dual))
+    assert result.returncode != 0 and "cannot build the TensorRT engine here" in result.stderr
+    assert "Traceback" not in result.stderr and not (trt_dual / "text" / "model.engine").exists()
+
+
+@pytest.mark.skipif(not TRT_READY, reason=f"TensorRT engine build needs TensorRT and a GPU: {TRT_WHY}")
+def test_image_text_engines_embed_like_onnx_runtime(trt_dual):  # pragma: no cover - GPU machines only
+    from PIL import Image
+
+    from edgekit.runtimes.dual import ZeroShot
+
+    assert run_cli("build", str(trt_dual)).returncode == 0
+    image, labels = (
+        Image.fromarray(np.full((40, 40, 3), 128, np.uint8)),
+        ["a photo of a cat", "a cup of coffee"],
+    )
+    engines, onnx_runtime = ZeroShot(trt_dual, "trt"), ZeroShot(trt_dual, "ort")
+    for embed, arg in (("embed_images", [image]), ("embed_texts", labels)):
+        a, b = getattr(engines, embed)(arg), getattr(onnx_runtime, embed)(arg)
+        assert (a * b).sum(1).min() > 0.99  # fp16 engines against the fp32-run graph, unit vectors
