@@ -134,3 +134,41 @@ def test_bad_image_text_options_fail_in_one_line(setup, tmp_path, extra, needle)
     result = run_cli(*_args(teacher, data, out, "--max-steps", "2", *extra))
     assert result.returncode == 2 and needle in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and not out.exists() and not (tmp_path / "student.work").exists()
+
+
+def test_resume_after_sigkill_equals_an_uninterrupted_run(setup, tmp_path):
+    """The shared loop's checkpoints hold the image-text student and its momentum copy too."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    teacher, data = setup
+    steps = [
+        "--max-steps",
+        "40",
+        "--save-every",
+        "4",
+        "--lr",
+        "1e-3",
+        "--momentum-teacher",
+        "0.99",
+        "--a2",
+        "0.5",
+    ]
+    whole = tmp_path / "whole"
+    assert run_cli(*_args(teacher, data, whole, *steps)).returncode == 0
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, "-m", "edgekit", *_args(teacher, data, cut, *steps)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    checkpoint = tmp_path / "cut.work" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if cut.exists():
+        pytest.skip("the run finished before it could be killed")
+    resumed = run_cli(*_args(teacher, data, cut, *steps, "--resume"))
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = _weights(whole), _weights(cut)
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
