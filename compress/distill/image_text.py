@@ -78,17 +78,26 @@ def read_pairs(cfg: DistillConfig) -> PairData:
     return PairData(pairs, train_idx, held_idx)
 
 
-def tower_layers(model: Any, tower: str) -> Any:
-    """The ModuleList of a tower's transformer layers (CLIP/SigLIP ``encoder.layers``, BERT/ViT ``encoder.layer``)."""
+def _layer_slot(model: Any, tower: str) -> tuple[Any, str]:
+    """The module holding a tower's ModuleList of transformer layers, and its attribute name:
+    ``encoder.layers`` (CLIP, SigLIP), ``encoder.layer`` (BERT) or ``layers`` (ViT in transformers 5)."""
+    import torch
+
     module = getattr(model, f"{tower}_model")
-    encoder = getattr(module, "encoder", None)
-    for name in ("layers", "layer"):
-        if encoder is not None and hasattr(encoder, name):
-            return getattr(encoder, name)
+    for parent in (getattr(module, "encoder", None), module):
+        for name in ("layers", "layer"):
+            if parent is not None and isinstance(getattr(parent, name, None), torch.nn.ModuleList):
+                return parent, name
     raise InputError(
         f"cannot find the layers of the {tower} tower ({type(module).__name__})",
         "distil a CLIP, Chinese CLIP, SigLIP or vision-text dual encoder model",
     )
+
+
+def tower_layers(model: Any, tower: str) -> Any:
+    """The ModuleList of a tower's transformer layers."""
+    parent, name = _layer_slot(model, tower)
+    return getattr(parent, name)
 
 
 def build_dual_student(teacher: Any, keep: dict[str, list[int]]) -> Any:
@@ -97,13 +106,9 @@ def build_dual_student(teacher: Any, keep: dict[str, list[int]]) -> Any:
 
     student = copy.deepcopy(teacher)
     for tower, layers in keep.items():
-        full = tower_layers(student, tower)
-        parent = getattr(student, f"{tower}_model").encoder
-        setattr(
-            parent,
-            "layers" if hasattr(parent, "layers") else "layer",
-            torch.nn.ModuleList(full[i - 1] for i in layers),
-        )
+        parent, name = _layer_slot(student, tower)
+        full = getattr(parent, name)
+        setattr(parent, name, torch.nn.ModuleList(full[i - 1] for i in layers))
         for config in {id(c): c for c in _tower_configs(student, tower)}.values():
             config.num_hidden_layers = len(layers)
     for p in student.parameters():
