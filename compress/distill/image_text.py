@@ -133,13 +133,14 @@ def load_dual_models(cfg: DistillConfig, teacher_dir: Path, data: PairData) -> D
     from edgekit.calibration.images import ImagePreprocessor
     from edgekit.compress.distill.losses import layer_map
     from edgekit.models.dual import dual_spec_for, text_input_names
+    from edgekit.models.source import read_model_config
     from edgekit.models.tokenizer import load_tokenizer
 
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
+    spec = dual_spec_for(read_model_config(teacher_dir).get("model_type"))  # before any weights load
     tokenizer = load_tokenizer(teacher_dir, needed_for="image-text distillation")
     teacher = transformers.AutoModel.from_pretrained(str(teacher_dir), attn_implementation="eager").eval()
-    spec = dual_spec_for(teacher.config.model_type)
     for p in teacher.parameters():
         p.requires_grad_(False)
     depth = {t: len(tower_layers(teacher, t)) for t in TOWERS}

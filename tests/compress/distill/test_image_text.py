@@ -172,3 +172,10 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(setup, tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     a, b = _weights(whole), _weights(cut)
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_a_teacher_that_is_not_an_image_text_model_is_refused_before_loading(tiny_models, setup, tmp_path):
+    _, data = setup
+    result = run_cli(*_args(tiny_models("bert"), data, tmp_path / "student", "--max-steps", "2"))
+    assert result.returncode == 2 and "model type 'bert' has no image-text" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "student.work").exists()
