@@ -100,7 +100,7 @@ class DistillConfig:
                 "no student given", "pass --student DIR, or --student-layers N to build one from the teacher"
             )
         if self.task == "image-text":
-            widths = ("student_hidden", "student_heads", "student_ffn", "student_layer_list", "student")
+            widths = ("student_hidden", "student_heads", "student_ffn", "student_layer_list")
             asked = [name for name in widths if getattr(self, name) is not None]
             if asked:
                 raise InputError(

@@ -144,20 +144,24 @@ def load_dual_models(cfg: DistillConfig, teacher_dir: Path, data: PairData) -> D
     for p in teacher.parameters():
         p.requires_grad_(False)
     depth = {t: len(tower_layers(teacher, t)) for t in TOWERS}
-    asked = {
-        "text": cfg.student_layers or depth["text"],
-        "vision": cfg.student_vision_layers or depth["vision"],
-    }
-    for tower, n in asked.items():
-        if not 1 <= n <= depth[tower]:
-            raise InputError(
-                f"the {tower} tower has {depth[tower]} layers, so a student cannot keep {n}",
-                f"pass a count from 1 to {depth[tower]}",
-            )
-    keep = {t: layer_map(asked[t], depth[t], "uniform") for t in TOWERS}
-    student = build_dual_student(teacher, keep)
+    if cfg.student is not None:
+        student, asked = _given_student(cfg, teacher, tokenizer, transformers)
+        plan: dict = {"from": str(cfg.student), "teacher_layers": depth}
+    else:
+        asked = {
+            "text": cfg.student_layers or depth["text"],
+            "vision": cfg.student_vision_layers or depth["vision"],
+        }
+        for tower, n in asked.items():
+            if not 1 <= n <= depth[tower]:
+                raise InputError(
+                    f"the {tower} tower has {depth[tower]} layers, so a student cannot keep {n}",
+                    f"pass a count from 1 to {depth[tower]}",
+                )
+        keep = {t: layer_map(asked[t], depth[t], "uniform") for t in TOWERS}
+        student = build_dual_student(teacher, keep)
+        plan = {"built_from_teacher": {"kept_layers": keep, "teacher_layers": depth}}
     layers = {t: layer_map(asked[t], depth[t], cfg.layer_map) for t in TOWERS}
-    plan = {"built_from_teacher": {"kept_layers": keep, "teacher_layers": depth}}
     return DualModels(
         teacher,
         student,
@@ -174,6 +178,36 @@ def load_dual_models(cfg: DistillConfig, teacher_dir: Path, data: PairData) -> D
             int(getattr(teacher.config.text_config, "max_position_embeddings", None) or cfg.seq_len),
         ),
     )
+
+
+def _given_student(cfg: DistillConfig, teacher: Any, tokenizer: Any, transformers: Any) -> tuple[Any, dict]:
+    """``--student DIR``: a model of the teacher's family, widths and tokenizer (the per-tower losses
+    compare hidden states and embeddings as they are), with at most the teacher's layers."""
+    from edgekit.models.source import read_model_config
+    from edgekit.models.tokenizer import load_tokenizer
+
+    folder = Path(cfg.student).expanduser()
+    kind = read_model_config(folder).get("model_type")
+    if kind != teacher.config.model_type:
+        raise InputError(
+            f"--student '{folder}' is a {kind} model and the teacher a {teacher.config.model_type}",
+            "give a student of the teacher's family, or build one with --student-layers",
+        )
+    if load_tokenizer(folder, needed_for="image-text distillation").get_vocab() != tokenizer.get_vocab():
+        raise InputError(
+            f"--student '{folder}' has another tokenizer than the teacher", "give it the teacher's tokenizer"
+        )
+    student = transformers.AutoModel.from_pretrained(str(folder), attn_implementation="eager")
+    for tower in TOWERS:
+        widths = [
+            c.hidden_size for c in (_tower_configs(student, tower)[0], _tower_configs(teacher, tower)[0])
+        ]
+        if widths[0] != widths[1] or len(tower_layers(student, tower)) > len(tower_layers(teacher, tower)):
+            raise InputError(
+                f"--student '{folder}': its {tower} tower is {widths[0]} wide with {len(tower_layers(student, tower))} layers, the teacher's {widths[1]} wide with {len(tower_layers(teacher, tower))}",
+                "give a student with the teacher's widths and no more layers (narrower students are not available yet)",
+            )
+    return student.train(), {t: len(tower_layers(student, t)) for t in TOWERS}
 
 
 def dual_weights(cfg: DistillConfig) -> dict[str, float]:

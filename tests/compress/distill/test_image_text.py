@@ -179,3 +179,23 @@ def test_a_teacher_that_is_not_an_image_text_model_is_refused_before_loading(tin
     result = run_cli(*_args(tiny_models("bert"), data, tmp_path / "student", "--max-steps", "2"))
     assert result.returncode == 2 and "model type 'bert' has no image-text" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "student.work").exists()
+
+
+def test_a_given_student_is_trained_and_a_mismatched_one_refused(setup, tmp_path):
+    teacher, data = setup
+    first = tmp_path / "first"
+    assert run_cli(*_args(teacher, data, first, "--max-steps", "2")).returncode == 0  # a 1-layer text tower
+    again = tmp_path / "again"
+    args = list(_args(teacher, data, again, "--max-steps", "3", "--student", str(first)))
+    args.remove("--student-layers")
+    args.remove("1")
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((again / "manifest.json").read_text())["distill"]
+    assert manifest["student"]["from"] == str(first) and manifest["layer_map"]["text"] == [2]
+    other = make_dual(tmp_path / "siglip", "siglip")
+    swap = {str(first): str(other), str(again): str(tmp_path / "x")}
+    result = run_cli(*[swap.get(a, a) for a in args])
+    assert result.returncode == 2 and "is a siglip model and the teacher a clip" in result.stderr, (
+        result.stderr
+    )
