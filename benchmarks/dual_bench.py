@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.benchmarks.measures import agreement, percentiles, reference_worker
+
 SYNTHETIC_IMAGES = 8
 
 
@@ -55,6 +57,7 @@ def tower_cases(cfg, loaded, tokenizers, texts) -> list[tuple[str, int, int | No
     from edgekit.runtimes.dual import image_feeds, tower_text_inputs
 
     images = _timing_images(cfg)
+    preprocess = {p: ImagePreprocessor.from_model(p) for p, _ in loaded}
     cases = []
     for batch in cfg.batches:
         for seq in cfg.seq_lens:
@@ -64,15 +67,13 @@ def tower_cases(cfg, loaded, tokenizers, texts) -> list[tuple[str, int, int | No
             cases.append(("text", batch, seq, feeds))
     for batch in cfg.batches:
         chosen = [images[i % len(images)] for i in range(batch)]
-        feeds = {p: image_feeds(ImagePreprocessor.from_model(p), chosen, batch)[0] for p, _ in loaded}
+        feeds = {p: image_feeds(preprocess[p], chosen, batch)[0] for p, _ in loaded}
         cases.append(("vision", batch, None, feeds))
     return cases
 
 
 def run_dual_cases(cfg, workers, loaded, tokenizers, texts, rounds, progress, task, verbose) -> list[dict]:
     """Per tower and case: the same inputs to every worker, then interleaved timed blocks."""
-    from edgekit.benchmarks.measures import agreement, percentiles
-
     rows = []
     per_block = max(1, math.ceil(cfg.repeat / rounds))
     for tower, batch, seq, inputs in tower_cases(cfg, loaded, tokenizers, texts):
@@ -104,7 +105,7 @@ def run_dual_cases(cfg, workers, loaded, tokenizers, texts, rounds, progress, ta
             row.update(percentiles(latencies[id(w)]))
             row["throughput_per_s"] = batch / (row["mean_ms"] / 1e3)
             row["model_mb"] = w.info["tower_bytes"][tower] / 2**20
-            ref = _reference(w, workers)
+            ref = reference_worker(w, workers)
             if ref is not None:
                 row.update(agreement(outputs[id(ref)], outputs[id(w)], None))
             rows.append(row)
@@ -113,10 +114,6 @@ def run_dual_cases(cfg, workers, loaded, tokenizers, texts, rounds, progress, ta
 
 def cases_count(cfg) -> int:
     return len(cfg.batches) * len(cfg.seq_lens) + len(cfg.batches)
-
-
-def _reference(w, workers):
-    return next((x for x in workers if x.source == w.source and x.backend == "torch"), None)
 
 
 def _embeddings(cfg, workers, loaded, tokenizers, pairs, label_names, verbose) -> dict[int, dict]:
@@ -162,7 +159,7 @@ def dual_quality(cfg, workers, loaded, tokenizers, progress, task, verbose) -> l
     result = []
     for w in workers:
         e = embeds[id(w)]
-        ref = _reference(w, workers)
+        ref = reference_worker(w, workers)
         r = embeds[id(ref)] if ref is not None else None
         row: dict[str, Any] = {"artifact": w.name, "backend": w.backend, "pairs": len(pairs)}
         row.update(retrieval_scores(e["image"], e["text"], *((r["image"], r["text"]) if r else ())))

@@ -21,7 +21,7 @@ from edgekit.artifacts import cpu_info, environment, now_iso, staged_output, to_
 from edgekit.benchmarks.bench_config import BenchConfig, check_bench
 from edgekit.benchmarks.dual_bench import timing_images_description
 from edgekit.benchmarks.generation import GENERATING
-from edgekit.benchmarks.measures import agreement, percentiles
+from edgekit.benchmarks.measures import agreement, percentiles, reference_worker
 from edgekit.errors import EdgekitError, InputError
 from edgekit.numerics import masked_mean, row_cosines
 
@@ -117,7 +117,7 @@ def _quality(
     )
     result = []
     for w in workers:
-        ref = next((x for x in workers if x.source == w.source and x.backend == "torch"), None)
+        ref = reference_worker(w, workers)
         row: dict[str, Any] = {"artifact": w.name, "backend": w.backend, "texts": len(texts)}
         if ref is not None:
             a, b = pooled[id(w)], pooled[id(ref)]
@@ -389,7 +389,7 @@ def _latency_rows(
                 row.update(percentiles(latencies[id(w)]))
                 row["throughput_per_s"] = batch / (row["mean_ms"] / 1e3)
                 row["model_mb"] = w.info["model_bytes"] / 2**20
-                ref = next((x for x in workers if x.source == w.source and x.backend == "torch"), None)
+                ref = reference_worker(w, workers)
                 if ref is not None:
                     row.update(
                         agreement(outputs[id(ref)], outputs[id(w)], inputs[w.artifact].get("attention_mask"))

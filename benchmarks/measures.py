@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from edgekit.numerics import row_cosines
@@ -39,3 +41,8 @@ def agreement(
     ref, got = ref.reshape(ref.shape[0], -1), got.reshape(got.shape[0], -1)
     result[f"cosine.{key}"] = float(row_cosines(ref, got).mean())
     return result
+
+
+def reference_worker(worker: Any, workers: list) -> Any:
+    """The PyTorch worker of ``worker``'s source model (the fp32 reference its rows compare with), or None."""
+    return next((x for x in workers if x.source == worker.source and x.backend == "torch"), None)
