@@ -93,7 +93,7 @@ def text_calibration(
 
     from edgekit.calibration.text import load_texts
 
-    _check_size(size)
+    check_size(size)
     texts = load_texts(path, field_name, encoding=encoding)
     if size > len(texts) * len(seq_lens):
         log.warning(
@@ -129,7 +129,7 @@ def image_calibration(
 ) -> CalibrationSet:
     from edgekit.calibration.images import ImagePreprocessor, load_images
 
-    _check_size(size)
+    check_size(size)
     pre = ImagePreprocessor.from_model(model_dir)
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     random.Random(seed).shuffle(files)
@@ -144,6 +144,6 @@ def image_calibration(
     return CalibrationSet(feeds, "image", str(path), details)
 
 
-def _check_size(size: int) -> None:
+def check_size(size: int) -> None:
     if size < 1:
         raise InputError(f"--calib-size must be at least 1, got {size}", "pass e.g. --calib-size 128")

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgekit.errors import InputError, ValidationError
-from edgekit.numerics import masked_mean, row_cosines
+from edgekit.numerics import error_rate, masked_mean, row_cosines
 
 log = logging.getLogger("edgekit.export")
 
@@ -36,6 +36,9 @@ class EvalSet:
     partner: Any | None = None
     """Image-text towers: fp32 embeddings of the other modality (the candidates); quality is then
     zero-shot top-1 agreement with fp32 and the drop ``1 - agreement``."""
+    transcribe: Callable[[Any], str] | None = None
+    """CTC speech encoders: logits of one utterance -> its greedy transcript; quality is then the
+    character error rate against fp32's transcripts, and the drop that rate."""
 
 
 def build_calibration(cfg: Any, model_dir: Path, tokenizer: Any, input_names: list[str]):
@@ -47,6 +50,10 @@ def build_calibration(cfg: Any, model_dir: Path, tokenizer: Any, input_names: li
     )
 
     path = check_calib_path(cfg.calib)
+    if "input_values" in input_names:
+        from edgekit.calibration.audio import audio_calibration
+
+        return audio_calibration(model_dir, path, input_names, cfg.calib_size, cfg.seed)
     if "pixel_values" in input_names:
         require_images(path, "--calib")
     if is_image_folder(path):
@@ -56,6 +63,13 @@ def build_calibration(cfg: Any, model_dir: Path, tokenizer: Any, input_names: li
                 "pass calibration text (.txt, .jsonl, or a folder of .txt files)",
             )
         return image_calibration(model_dir, path, "pixel_values", cfg.calib_size, cfg.seed)
+    from edgekit.calibration.audio import audio_files
+
+    if audio_files(path):
+        raise InputError(
+            f"--calib '{path}' holds WAV files but this model reads text",
+            "pass calibration text (.txt, .jsonl, or a folder of .txt files)",
+        )
     return text_calibration(
         tokenizer, path, input_names, cfg.calib_size, tuple(cfg.seq_lens), cfg.seed, encoding=cfg.encoding
     )
@@ -83,6 +97,8 @@ def build_eval_set(cfg: Any, built: Any, reference: Any, model_dir: Path) -> Eva
         evalset = EvalSet(feeds, None, source, built.quality_output, partner=partner)
         evalset.reference = [reference.run(f, [evalset.output])[evalset.output] for f in feeds]
         return evalset
+    if "input_values" in built.input_names:
+        return _speech_eval_set(cfg, built, reference, model_dir)
     if "pixel_values" in built.input_names:
         from edgekit.calibration.images import image_eval_feeds
 
@@ -126,6 +142,35 @@ def build_eval_set(cfg: Any, built: Any, reference: Any, model_dir: Path) -> Eva
     if labels is not None:
         evalset.reference_accuracy = probe_accuracy(pooled(evalset, evalset.reference), labels, cfg.seed)
     return evalset
+
+
+def _speech_eval_set(cfg: Any, built: Any, reference: Any, model_dir: Path) -> EvalSet:
+    """WAV files (``--eval-data``, else the calibration files), one utterance per feed."""
+    from edgekit.calibration.audio import audio_eval_feeds
+    from edgekit.models.ctc import transcript
+
+    folder = cfg.eval_data or cfg.calib
+    if folder is None:
+        from edgekit.models.ctc import ctc_cases
+
+        feeds, source = (
+            [case for _, case in ctc_cases(built, cfg.seed)],
+            "seeded waveforms (no --eval-data given)",
+        )
+    else:
+        feeds = audio_eval_feeds(model_dir, Path(folder), built.input_names)
+        source = str(folder) + ("" if cfg.eval_data else " (the calibration files: no --eval-data given)")
+    blank = int(getattr(built.tokenizer, "pad_token_id", None) or 0)
+    evalset = EvalSet(
+        feeds, None, source, "logits", transcribe=lambda logits: transcript(built.tokenizer, logits, blank)
+    )
+    evalset.reference = [reference.run(f, ["logits"])["logits"] for f in feeds]
+    return evalset
+
+
+def transcripts(evalset: EvalSet, outputs: list[Any]) -> list[str]:
+    assert evalset.transcribe is not None
+    return [evalset.transcribe(out[0]) for out in outputs]
 
 
 def pooled(evalset: EvalSet, outputs: list[Any]) -> Any:
@@ -187,6 +232,12 @@ def measure(evalset: EvalSet, candidate: Any, seed: int = 0) -> dict:
     if evalset.partner is not None:
         result["zero_shot_agreement"] = top1_agreement(evalset, outputs, range(len(outputs)))
         result["drop"] = 1.0 - result["zero_shot_agreement"]
+    if evalset.transcribe is not None:
+        result["inputs"] = "utterances"
+        result["cer_vs_fp32"] = error_rate(
+            transcripts(evalset, evalset.reference), transcripts(evalset, outputs)
+        )
+        result["drop"] = result["cer_vs_fp32"]
     return result
 
 
@@ -202,6 +253,9 @@ def score(evalset: EvalSet, outputs: list[Any], indices: list[int], seed: int) -
     zero-shot agreement for an image-text tower, accuracy with labels, else mean cosine."""
     if evalset.partner is not None:
         return top1_agreement(evalset, outputs, indices)
+    if evalset.transcribe is not None:
+        refs = [evalset.reference[i] for i in indices]
+        return 1.0 - error_rate(transcripts(evalset, refs), transcripts(evalset, outputs))
     if evalset.labels is not None:
         return probe_accuracy(pooled(evalset, outputs), evalset.labels, seed)
     cos = [output_cosines(o, evalset.reference[i], evalset.feeds[i]) for o, i in zip(outputs, indices)]
@@ -231,7 +285,7 @@ def guarded(
                 "float_nodes": len(kept),
                 "drop": quality["drop"],
                 "mean_cosine": quality["mean_cosine"],
-                **{k: quality[k] for k in ("accuracy", "zero_shot_agreement") if k in quality},
+                **{k: quality[k] for k in ("accuracy", "zero_shot_agreement", "cer_vs_fp32") if k in quality},
             }
         )
         if max_drop is None or quality["drop"] <= max_drop:
@@ -293,4 +347,7 @@ def local_errors(
 def output_cosines(got: Any, ref: Any, feed: dict[str, Any]) -> Any:
     """Cosine per embedding, or per real token of token states."""
     cos = row_cosines(got.reshape(-1, got.shape[-1]), ref.reshape(-1, ref.shape[-1]))
-    return cos[feed["attention_mask"].reshape(-1) > 0] if got.ndim == 3 and "attention_mask" in feed else cos
+    mask = feed.get("attention_mask")
+    if got.ndim == 3 and mask is not None and mask.shape == got.shape[:2]:  # token states, not audio frames
+        return cos[mask.reshape(-1) > 0]
+    return cos

@@ -49,3 +49,21 @@ def retrieval_scores(image: Any, text: Any, ref_image: Any = None, ref_text: Any
         out["image_cosine"] = float(row_cosines(image, ref_image).mean())
         out["text_cosine"] = float(row_cosines(text, ref_text).mean())
     return out
+
+
+def edit_distance(a: Any, b: Any) -> int:
+    """Levenshtein distance between two sequences (characters of a string, or token ids)."""
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]
+
+
+def error_rate(references: list[str], hypotheses: list[str]) -> float:
+    """Character error rate: edits over reference characters, summed over all pairs (both empty: 0)."""
+    edits = sum(edit_distance(r, h) for r, h in zip(references, hypotheses))
+    chars = sum(len(r) for r in references)
+    return edits / chars if chars else float(any(hypotheses))

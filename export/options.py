@@ -105,10 +105,11 @@ def check_int8_options(cfg: Any, target: Any) -> None:
 
 
 def check_text_data(path: Path, encoding: str | None) -> None:
-    """Text data (not a folder of images) is read once before any work, so a file that does not
+    """Text data (not images, not WAV files) is read once before any work, so a file that does not
     decode or holds no text fails first, not after the export."""
+    from edgekit.calibration.audio import audio_files
     from edgekit.calibration.dataset import is_image_folder
     from edgekit.calibration.text import load_texts
 
-    if not is_image_folder(path):
+    if not is_image_folder(path) and not audio_files(path):
         load_texts(path, encoding=encoding)

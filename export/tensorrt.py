@@ -42,7 +42,8 @@ def profiles(
 
     ``batch`` 1..max_batch; ``sequence`` 1..max_seq; a KV cache's ``past_sequence`` 0..max_seq-1
     (an empty past for the prefill); ``total_sequence`` (attention mask of a decoder) 1..max_seq;
-    numbers are fixed dimensions."""
+    a speech encoder's ``samples`` 0.1 s..20 s at 16 kHz (20 s: the window edgekit runs long
+    audio in), optimised for 10 s; numbers are fixed dimensions."""
     return _shapes(
         inputs,
         {
@@ -50,6 +51,7 @@ def profiles(
             "sequence": (1, opt_seq, max_seq),
             "past_sequence": (0, opt_seq, max_seq - 1),
             "total_sequence": (1, opt_seq, max_seq),
+            "samples": (1_600, 160_000, 320_000),
         },
     )
 

@@ -28,7 +28,7 @@ class TextResult:
     token_ids: list[int]
     text: str
     stopped_by: str
-    """``eos``, ``stop_string`` or ``max_new_tokens``."""
+    """``eos``, ``stop_string``, ``max_new_tokens`` (``end_of_audio``: a CTC transcript)."""
     language: str | None = None
     """Speech models: the language transcribed (given, or detected from the audio)."""
 
@@ -91,6 +91,10 @@ def generate_text(
             "drop --chat and write the prompt in the model's own format",
         )
     export = req.export
+    from edgekit.runtimes.ctc import is_ctc
+
+    if is_ctc(manifest):
+        return _transcribe_ctc(req, on_text)
     speech = (
         export.get("task") == "seq2seq" and export.get("seq2seq", {}).get("encoder_input") == "input_features"
     )
@@ -111,6 +115,28 @@ def generate_text(
     stream = _TextStream(tokenizer, cfg.stop_strings, on_text)
     ids = run(stream.on_token)
     return stream.result(prompt_len, ids, req.eos, language_used)
+
+
+def _transcribe_ctc(req: Request, on_text: Callable[[str], None] | None) -> TextResult:
+    """A CTC speech model: the greedy transcript of ``--audio`` (there are no tokens to sample or search)."""
+    from edgekit.runtimes.ctc import CtcTranscriber
+
+    if req.audio is None or req.prompt is not None or req.chat:
+        raise InputError(
+            f"'{req.artifact}' is a CTC speech model: it reads audio, not a text prompt",
+            "pass a WAV file with --audio (and no --prompt)",
+        )
+    cfg = req.cfg
+    if req.language or req.translate or cfg.do_sample or cfg.num_beams > 1 or cfg.stop_strings:
+        raise InputError(
+            "a CTC speech model transcribes in its one language by the best letter per frame; "
+            "--language, --translate, --do-sample, --num-beams and --stop do not apply",
+            "drop them",
+        )
+    result = CtcTranscriber(req.artifact, req.backend, req.threads).transcribe_file(req.audio)
+    if on_text is not None and result.text:
+        on_text(result.text)
+    return TextResult(0, result.token_ids, result.text, "end_of_audio")
 
 
 def check_prompt(prompt: str | None) -> None:

@@ -32,6 +32,8 @@ class TorchSession(SessionBase):
         self._past_names = list(ref.past_names)
 
     def input_specs(self) -> list[TensorSpec]:
+        if self._ref.input_specs:
+            return [TensorSpec(n, *self._ref.input_specs[n]) for n in self._input_names]
         if self._ref.image_inputs:
             return [TensorSpec(n, ("batch", None, None, None), "float32") for n in self._input_names]
         return [

@@ -138,6 +138,8 @@ def _print_export_summary(path: Path) -> None:
         acc = (
             f", accuracy {q['accuracy']:.4f} vs fp32 {q['reference_accuracy']:.4f}" if "accuracy" in q else ""
         )
+        if "cer_vs_fp32" in q:
+            acc += f", character error rate against fp32's transcripts {100 * q['cer_vs_fp32']:.2f}%"
         kept = f"; {len(quant['float_nodes'])} layer(s) kept in float" if quant.get("float_nodes") else ""
         print(
             f"wrote {path} ({manifest['export']['format']}, {manifest['export']['precision']}); on {validation['runtime']} vs PyTorch fp32 over {q['texts']} {q.get('inputs', 'texts')}: mean cosine {q['mean_cosine']:.4f} (min {q['min_cosine']:.4f}){acc}{kept}"

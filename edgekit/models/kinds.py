@@ -1,4 +1,4 @@
-"""The model kinds edgekit serves, in one registry: encoder, vision, decoder, seq2seq.
+"""The model kinds edgekit serves, in one registry: dual, vision, ctc, decoder, seq2seq, encoder.
 
 A kind is a shape of model (what goes in, what comes out, which graphs it exports to). Each entry
 names two modules, imported only when asked for:
@@ -54,6 +54,8 @@ class ReferenceIO:
     image_inputs: bool = False
     first_input_as: str | None = None
     """The keyword the module takes its first input under (an encoder-decoder's ``features``)."""
+    input_specs: dict[str, tuple[tuple, str]] | None = None
+    """Input name -> (axes, dtype), where the inputs are neither token ids nor images (audio)."""
 
 
 _KINDS: dict[str, KindEntry] = {
@@ -61,6 +63,7 @@ _KINDS: dict[str, KindEntry] = {
     for entry in (
         KindEntry("dual", "edgekit.models.dual", "edgekit.export.kinds.dual", exclusive=True),
         KindEntry("vision", "edgekit.models.vision", "edgekit.export.kinds.vision", exclusive=True),
+        KindEntry("ctc", "edgekit.models.ctc", "edgekit.export.kinds.ctc", exclusive=True),
         KindEntry("decoder", "edgekit.models.decoder", "edgekit.export.kinds.decoder"),
         KindEntry("seq2seq", "edgekit.models.seq2seq", "edgekit.export.kinds.seq2seq"),
         KindEntry("encoder", "edgekit.models.encoder", "edgekit.export.kinds.encoder"),

@@ -72,3 +72,21 @@ def load_weights(load: Callable[[], Any], model_dir: Path) -> Any:
                 "the weight files are damaged or incomplete; copy them again",
             ) from exc
         raise
+
+
+def load_model(
+    auto_class: str, model_dir: Path, attn_implementation: str | None, what: str, needs: str
+) -> Any:
+    """``transformers.<auto_class>.from_pretrained(model_dir)`` in fp32 and eval mode; a folder it
+    cannot load is named in one line (``what``: "the vision model"; ``needs``: what the folder must hold)."""
+    import torch
+    import transformers
+
+    cls = getattr(transformers, auto_class)
+    load = lambda: cls.from_pretrained(  # noqa: E731
+        str(model_dir), attn_implementation=attn_implementation, dtype=torch.float32
+    )
+    try:
+        return load_weights(load, Path(model_dir)).eval()
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot load {what} in '{model_dir}': {exc}".splitlines()[0], needs) from exc

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import InputError
-from edgekit.models.source import load_weights
+from edgekit.models.source import load_model
 from edgekit.models.specs import by_model_type, lookup_spec
 
 VISION_TASKS = ("image-feature-extraction",)
@@ -74,20 +73,14 @@ def _module_class():
 
 
 def build_vision(model_dir: Path, spec: VisionSpec) -> BuiltVision:
-    import torch
-    from transformers import AutoModel
-
     model_dir = Path(model_dir)
-    try:
-        load = lambda: AutoModel.from_pretrained(  # noqa: E731
-            str(model_dir), attn_implementation=spec.attn_implementation, dtype=torch.float32
-        )
-        model = load_weights(load, model_dir).eval()
-    except (OSError, ValueError) as exc:
-        raise InputError(
-            f"cannot load the vision model in '{model_dir}': {exc}".splitlines()[0],
-            "the folder needs config.json and the weights",
-        ) from exc
+    model = load_model(
+        "AutoModel",
+        model_dir,
+        spec.attn_implementation,
+        "the vision model",
+        "the folder needs config.json and the weights",
+    )
     with_pooler = getattr(model, "pooler", None) is not None
     size = model.config.image_size
     image_size = (size, size) if isinstance(size, int) else tuple(size)

