@@ -8,10 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit.artifacts import check_out_dir, read_manifest
+from edgekit.audio import read_wav
 from edgekit.benchmarks.generation import GENERATING, PER_CONTEXT_STEPS
+from edgekit.calibration.audio import require_audio
 from edgekit.calibration.pairs import load_pairs
 from edgekit.calibration.text import load_texts
 from edgekit.errors import InputError, MissingExtraError
+from edgekit.models.ctc import CTC_TASKS
 from edgekit.models.dual import DUAL_TASKS
 
 log = logging.getLogger("edgekit.bench")
@@ -100,11 +103,15 @@ def check_bench(cfg: BenchConfig) -> tuple[list[tuple[Path, dict]], BenchConfig]
             "pass a .txt/.jsonl file or a folder of .txt files (class subfolders give labels)",
         )
     pairs = all(m.get("export", {}).get("task") in DUAL_TASKS for m in manifests)
+    speech = all(m.get("export", {}).get("task") in CTC_TASKS for m in manifests)
     for data in (cfg.text, cfg.eval_data):
         if data is None:
             continue
         # read once now: a file that does not decode, or an image that does not open, fails before any worker runs
-        if data is cfg.eval_data and pairs:
+        if data is cfg.eval_data and speech:
+            for f in require_audio(data, "--eval-data"):
+                read_wav(f)
+        elif data is cfg.eval_data and pairs:
             load_pairs(data, encoding=cfg.encoding)
         else:
             load_texts(data, encoding=cfg.encoding)

@@ -100,15 +100,19 @@ def seq2seq_encoder_inputs(
     for speech (Whisper), seeded log-mel-shaped features of one full window: the encoder always
     reads the whole window and decoding runs a fixed number of steps, so timings do not depend on
     what the audio says."""
-    import json
-    from pathlib import Path
 
     io = manifest["export"]["seq2seq"]
-    if io["encoder_input"] == "input_features":
-        config = json.loads((Path(artifact) / "config.json").read_text())
-        shape = (1, int(config["num_mel_bins"]), 2 * int(config["max_source_positions"]))
+    if io["encoder_input"] != "input_ids":  # speech features or a captioner's pixels: a fixed shape
+        from transformers import AutoConfig
+
+        from edgekit.models.seq2seq import feature_shape
+        from edgekit.models.specs import seq2seq_spec_for
+
+        config = AutoConfig.from_pretrained(str(artifact))
+        shape = feature_shape(config, seq2seq_spec_for(config.model_type), 1)
         features = np.random.default_rng(0).normal(0.0, 0.5, shape).astype(np.float32)
-        return {"input_features": features}, f"seeded features {list(shape)} (one full window)"
+        what = "features" if io["encoder_input"] == "input_features" else "pixels"
+        return {io["encoder_input"]: features}, f"seeded {what} {list(shape)} (one full input)"
     ids = np.asarray([prompt_ids(tokenizer, texts, source_len)], dtype=np.int64)
     inputs = {"input_ids": ids}
     if io["encoder_mask"]:

@@ -19,6 +19,7 @@ import numpy as np
 
 from edgekit.artifacts import cpu_info, environment, now_iso, staged_output, to_jsonable, write_json
 from edgekit.benchmarks.bench_config import BenchConfig, check_bench
+from edgekit.benchmarks.ctc_bench import utterance_description
 from edgekit.benchmarks.dual_bench import timing_images_description
 from edgekit.benchmarks.generation import GENERATING
 from edgekit.benchmarks.measures import agreement, percentiles, reference_worker
@@ -130,11 +131,14 @@ def _quality(
 
 
 def bench_kind(manifest: dict) -> str:
-    """'text-generation', 'seq2seq', 'image-text' or 'encoder': what bench times an artifact as."""
+    """'text-generation', 'seq2seq', 'image-text', 'speech-ctc' or 'encoder': what bench times an artifact as."""
+    from edgekit.models.ctc import CTC_TASKS
     from edgekit.models.dual import DUAL_TASKS
 
     task = manifest.get("export", {}).get("task")
-    return task if task in GENERATING else "image-text" if task in DUAL_TASKS else "encoder"
+    if task in GENERATING:
+        return task
+    return "image-text" if task in DUAL_TASKS else "speech-ctc" if task in CTC_TASKS else "encoder"
 
 
 @dataclass
@@ -166,6 +170,10 @@ def _timed_rows(kind: str, run: _Run) -> list[dict[str, Any]]:
                 run.cfg, run.workers, run.tokenizers, dict(run.loaded), run.texts, *common
             )
         return run_generation_cases(run.cfg, run.workers, run.tokenizers, run.texts, *common)
+    if kind == "speech-ctc":
+        from edgekit.benchmarks.ctc_bench import run_ctc_cases
+
+        return run_ctc_cases(run.cfg, run.workers, run.loaded, *common)
     if kind == "image-text":
         from edgekit.benchmarks.dual_bench import run_dual_cases
 
@@ -183,7 +191,7 @@ def _quality_rows(kind: str, run: _Run) -> list[dict[str, Any]]:
         return dual_quality(
             run.cfg, run.workers, run.loaded, run.tokenizers, run.progress, run.task, run.verbose
         )
-    if kind in GENERATING:
+    if kind in GENERATING or kind == "speech-ctc":  # CTC rows carry their transcripts' error rate
         return []
     return _quality(
         run.cfg,
@@ -230,10 +238,10 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
     progress = None if quiet else _progress_bar()
     try:
         n_cases = len(cfg.batches) * len(cfg.seq_lens)
-        if kind == "image-text":
-            from edgekit.benchmarks.dual_bench import cases_count
+        if kind in ("image-text", "speech-ctc"):
+            from edgekit.benchmarks import ctc_bench, dual_bench
 
-            n_cases = cases_count(cfg)
+            n_cases = (dual_bench if kind == "image-text" else ctc_bench).cases_count(cfg)
         total = len(loaded) * len(cfg.backends) + (1 if generators else n_cases) * rounds
         task = progress.add_task("bench: loading", total=total) if progress else None
         workers.extend(_start_workers(cfg, loaded, names, threads, progress, task, verbose))
@@ -259,6 +267,7 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
         "rounds": rounds,
         "inputs": str(cfg.text) if cfg.text else "edgekit built-in sample text",
         **({"images": timing_images_description(cfg)} if kind == "image-text" else {}),
+        **({"audio": utterance_description(cfg)} if kind == "speech-ctc" else {}),
         "artifacts": _artifacts_section(loaded, names),
         "rows": rows,
         "quality": quality,

@@ -12,15 +12,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-# Optimum: export (and with "dynamic-int8", ORTQuantizer's dynamic INT8 for AVX-512 VNNI, the
-# configuration Optimum's docs give for this CPU; per-tensor weights, its default).
-_OPTIMUM = r"""
-import sys
-model_dir, out, mode = sys.argv[1], sys.argv[2], sys.argv[3]
-from transformers import AutoTokenizer
-from optimum.onnxruntime import ORTModelForFeatureExtraction
-model = ORTModelForFeatureExtraction.from_pretrained(model_dir, export=True)
-AutoTokenizer.from_pretrained(model_dir).save_pretrained(out)
+# What both Optimum scripts end with: the fp32 graph saved, or ORTQuantizer's dynamic INT8 of it.
+_SAVE_OR_QUANTIZE = r"""
 if mode == "fp32":
     model.save_pretrained(out)
     print("model.onnx")
@@ -30,6 +23,20 @@ else:
     ORTQuantizer.from_pretrained(model).quantize(save_dir=out, quantization_config=AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=False))
     print("model_quantized.onnx")
 """
+
+# Optimum: export (and with "dynamic-int8", ORTQuantizer's dynamic INT8 for AVX-512 VNNI, the
+# configuration Optimum's docs give for this CPU; per-tensor weights, its default).
+_OPTIMUM = (
+    r"""
+import sys
+model_dir, out, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+from transformers import AutoTokenizer
+from optimum.onnxruntime import ORTModelForFeatureExtraction
+model = ORTModelForFeatureExtraction.from_pretrained(model_dir, export=True)
+AutoTokenizer.from_pretrained(model_dir).save_pretrained(out)
+"""
+    + _SAVE_OR_QUANTIZE
+)
 
 # optimum-intel: OVModelForFeatureExtraction, then OVQuantizer with its default static INT8 config
 # (NNCF, transformer model type) calibrated on the same texts as edgekit, padded to ``seq_len``.
@@ -50,6 +57,22 @@ print("openvino_model.xml")
 """
 
 
+# Optimum: ORTModelForCTC's export of a *ForCTC folder (fp32), or with "dynamic-int8" ORTQuantizer's
+# dynamic INT8 for AVX-512 VNNI as above; the feature extractor and tokenizer saved beside it.
+_OPTIMUM_CTC = (
+    r"""
+import sys
+model_dir, out, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+from transformers import AutoFeatureExtractor, AutoTokenizer
+from optimum.onnxruntime import ORTModelForCTC
+model = ORTModelForCTC.from_pretrained(model_dir, export=True)
+AutoTokenizer.from_pretrained(model_dir).save_pretrained(out)
+AutoFeatureExtractor.from_pretrained(model_dir).save_pretrained(out)
+"""
+    + _SAVE_OR_QUANTIZE
+)
+
+
 def _version(python: str, dist: str) -> str:
     done = subprocess.run(
         [python, "-c", f"import importlib.metadata as m; print(m.version('{dist}'))"],
@@ -68,9 +91,12 @@ def _run_peer(python: str, script: str, args: list[str], what: str) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def wrap_peer(out: Path, tool: str, model_dir: Path, model_file: str, fmt: str = "onnx") -> Path:
+def wrap_peer(
+    out: Path, tool: str, model_dir: Path, model_file: str, fmt: str = "onnx", export: dict | None = None
+) -> Path:
     """Write the manifest that lets ``edgekit bench`` load a peer's graph beside edgekit's: the same
-    source (so one PyTorch reference serves both) and the graph's input names."""
+    source (so one PyTorch reference serves both) and the graph's input names (``export``: the
+    kind's own fields, for kinds other than text encoders)."""
     from edgekit.artifacts import hash_folder, write_json
 
     if fmt == "onnx":
@@ -88,13 +114,18 @@ def wrap_peer(out: Path, tool: str, model_dir: Path, model_file: str, fmt: str =
         {
             "stage": "peer-export",
             "tool": tool,
-            "source": {"path": str(model_dir), "sha256": hash_folder(model_dir), "model_type": "bert"},
+            "source": {
+                "path": str(model_dir),
+                "sha256": hash_folder(model_dir),
+                "model_type": (export or {}).pop("model_type", "bert"),
+            },
             "export": {
                 "task": "feature-extraction",
                 "model_file": model_file,
                 "inputs": [{"name": n} for n in inputs],
                 "max_length": 512,
                 **extra,
+                **(export or {}),
             },
         },
     )
@@ -121,4 +152,19 @@ def optimum_intel_int8_encoder(python: str, model_dir: Path, out: Path, calib: P
         model_dir,
         model_file,
         fmt="openvino",
+    )
+
+
+def optimum_ctc(python: str, model_dir: Path, out: Path, ctc: dict, mode: str = "fp32") -> Path:
+    """Optimum's ``ORTModelForCTC`` export of ``model_dir`` (``mode`` "fp32" or "dynamic-int8"),
+    wrapped with edgekit's ``ctc`` section of the same model (rate, frame, blank)."""
+    from edgekit.artifacts import read_json
+
+    model_file = _run_peer(
+        python, _OPTIMUM_CTC, [str(model_dir), str(out), mode], f"Optimum CTC {mode} export"
+    )
+    model_type = read_json(model_dir / "config.json", "fix the file")["model_type"]
+    export = {"task": "automatic-speech-recognition", "ctc": ctc, "model_type": model_type}
+    return wrap_peer(
+        out, f"optimum {_version(python, 'optimum')} ({mode})", model_dir, model_file, export=export
     )

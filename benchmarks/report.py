@@ -55,6 +55,10 @@ def columns_for(result: dict[str, Any]) -> tuple:
             else GEN_COLUMNS
         )
         return head + extra
+    if any("utterance" in row for row in result["rows"]):  # CTC speech: per utterance, real-time factor
+        from edgekit.benchmarks.ctc_bench import CTC_COLUMNS
+
+        return CTC_COLUMNS
     if any("tower" in row for row in result["rows"]):  # image-text: each tower timed on its own
         return COLUMNS[:2] + (("tower", "tower", "{}"),) + COLUMNS[2:]
     return COLUMNS

@@ -254,11 +254,11 @@ def seq2seq_cases(built, encoder_reference, seed: int = 0) -> dict[str, Any]:
         padded = tokenize_natural(built.tokenizer, ["Rain later.", texts[1]], names, max_length=32)
         prompts = [tokenize_natural(built.tokenizer, [t], names, max_length=24) for t in texts[2:5]]
     else:
-        frames = 2 * int(built.config.max_source_positions)
-        mels = int(built.config.num_mel_bins)
+        from edgekit.models.seq2seq import feature_shape
 
         def features(batch: int) -> dict[str, np.ndarray]:
-            return {"input_features": rng.standard_normal((batch, mels, frames)).astype(np.float32)}
+            shape = feature_shape(built.config, built.spec, batch)
+            return {built.spec.encoder_input: rng.standard_normal(shape).astype(np.float32)}
 
         single, padded, prompts = features(1), features(2), [features(1) for _ in range(3)]
     encoder_cases = [
@@ -267,7 +267,7 @@ def seq2seq_cases(built, encoder_reference, seed: int = 0) -> dict[str, Any]:
     ]
     ref = encoder_reference.run(padded)
     cross = {p: ref[q] for p, q in zip(io.cross_names("past_key_values"), io.cross_names("present"))}
-    vocab = int(built.config.vocab_size)
+    vocab = int(built.text_config.vocab_size)
     ids = np.asarray([[built.start_token] + list(rng.integers(4, vocab, 3))] * 2, dtype=np.int64)
     prefill: dict[str, np.ndarray] = {"input_ids": ids, **io.empty_self_past(2), **cross}
     if built.spec.text_encoder:

@@ -48,6 +48,7 @@ class Request:
     audio: Any
     language: str | None
     translate: bool
+    image: Any = None
 
     @property
     def export(self) -> dict:
@@ -69,6 +70,7 @@ def generate_text(
     audio=None,
     language: str | None = None,
     translate: bool = False,
+    image=None,
 ) -> TextResult:
     """Tokenise ``prompt`` (through the chat template with ``chat``), generate, and stream text pieces to ``on_text``.
 
@@ -83,7 +85,7 @@ def generate_text(
     manifest = read_manifest(artifact)
     tokenizer = load_tokenizer(artifact, needed_for="generate")
     req = Request(
-        artifact, manifest, tokenizer, prompt, cfg, backend, chat, threads, audio, language, translate
+        artifact, manifest, tokenizer, prompt, cfg, backend, chat, threads, audio, language, translate, image
     )
     if chat and not getattr(tokenizer, "chat_template", None):
         raise InputError(
@@ -95,9 +97,13 @@ def generate_text(
 
     if is_ctc(manifest):
         return _transcribe_ctc(req, on_text)
-    speech = (
-        export.get("task") == "seq2seq" and export.get("seq2seq", {}).get("encoder_input") == "input_features"
+    encoder_input = (
+        export.get("seq2seq", {}).get("encoder_input") if export.get("task") == "seq2seq" else None
     )
+    if encoder_input == "pixel_values" or image is not None:
+        _check_image_request(req, encoder_input)
+        return _stream(req, _open_captioner, on_text)
+    speech = encoder_input == "input_features"
     if speech and (audio is None or prompt or chat):
         raise InputError(
             f"'{artifact}' is a speech model: it reads audio, not a text prompt",
@@ -110,21 +116,78 @@ def generate_text(
         )
     if not speech and (language or translate):
         raise InputError("--language and --translate apply to speech models only", "drop them")
-    opener = _open_speech if speech else _OPENERS.get(export.get("task"), _open_decoder)
+    return _stream(req, _open_speech if speech else _OPENERS.get(export.get("task"), _open_decoder), on_text)
+
+
+def _stream(req: Request, opener, on_text: Callable[[str], None] | None) -> TextResult:
     prompt_len, run, cfg, language_used = opener(req)
-    stream = _TextStream(tokenizer, cfg.stop_strings, on_text)
+    stream = _TextStream(req.tokenizer, cfg.stop_strings, on_text)
     ids = run(stream.on_token)
     return stream.result(prompt_len, ids, req.eos, language_used)
+
+
+def _check_image_request(req: Request, encoder_input: str | None) -> None:
+    """A captioner reads an image and no prompt; an image for any other model says what that model reads."""
+    if encoder_input != "pixel_values":
+        reads = {"input_features": "audio (--audio)"}.get(encoder_input or "", "a text prompt (--prompt)")
+        raise InputError(f"'{req.artifact}' reads {reads}, not an image", "drop --image")
+    if req.image is None or req.prompt is not None or req.chat or req.audio is not None:
+        raise InputError(
+            f"'{req.artifact}' is an image captioner: it reads an image, not a text prompt or audio",
+            "pass the picture with --image (and no --prompt)",
+        )
+    if req.language or req.translate:
+        raise InputError("--language and --translate apply to speech models only", "drop them")
+
+
+def _seq2seq_runner(req: Request, encoder_inputs: dict[str, np.ndarray]) -> Runner:
+    """Generation from the decoder's start token after one encoder pass (the new tokens checked
+    against the decoder's positions first)."""
+    from edgekit.runtimes.seq2seq import generate_seq2seq, open_seq2seq
+
+    export, cfg = req.export, req.cfg
+    if cfg.max_new_tokens + 1 > int(export.get("max_length") or 1 << 30):
+        raise InputError(
+            f"--max-new-tokens {cfg.max_new_tokens} exceeds the decoder's {export['max_length']} positions",
+            f"use --max-new-tokens {int(export['max_length']) - 1} or less",
+        )
+    stepper, _ = open_seq2seq(req.artifact, req.backend, req.threads)
+    start = [int(export["decoder_start_token_id"])]
+
+    def run(on_token):
+        return generate_seq2seq(stepper, encoder_inputs, start, cfg, eos_token_ids=req.eos, on_token=on_token)
+
+    return run
+
+
+def _open_captioner(req: Request) -> tuple[int, Runner, GenerationConfig, str | None]:
+    """An image captioner: the picture through the artifact's own preprocessor into the encoder
+    once, then the decoder from its start token (greedy, sampling or beam search)."""
+    from edgekit.calibration.images import ImagePreprocessor, open_image
+
+    pixels = ImagePreprocessor.from_model(req.artifact)(open_image(Path(req.image).expanduser()))
+    encoder_inputs = {"pixel_values": np.ascontiguousarray(pixels[None], dtype=np.float32)}
+    run = _seq2seq_runner(req, encoder_inputs)
+
+    return 0, run, req.cfg, None
 
 
 def _transcribe_ctc(req: Request, on_text: Callable[[str], None] | None) -> TextResult:
     """A CTC speech model: the greedy transcript of ``--audio`` (there are no tokens to sample or search)."""
     from edgekit.runtimes.ctc import CtcTranscriber
 
+    if req.image is not None:
+        raise InputError(
+            f"'{req.artifact}' is a CTC speech model: it reads audio, not an image", "pass --audio instead"
+        )
     if req.audio is None or req.prompt is not None or req.chat:
         raise InputError(
             f"'{req.artifact}' is a CTC speech model: it reads audio, not a text prompt",
             "pass a WAV file with --audio (and no --prompt)",
+        )
+    if req.image is not None:
+        raise InputError(
+            f"'{req.artifact}' is a CTC speech model: it reads audio, not an image", "pass --audio instead"
         )
     cfg = req.cfg
     if req.language or req.translate or cfg.do_sample or cfg.num_beams > 1 or cfg.stop_strings:
@@ -227,7 +290,6 @@ def _open_speech(req: Request) -> tuple[int, Runner, GenerationConfig, str | Non
 
 
 def _open_seq2seq(req: Request) -> tuple[int, Runner, GenerationConfig, str | None]:
-    from edgekit.runtimes.seq2seq import generate_seq2seq, open_seq2seq
 
     export, cfg = req.export, req.cfg
     encoded = req.tokenizer([req.prompt], return_tensors="np").items()
@@ -240,16 +302,7 @@ def _open_seq2seq(req: Request) -> tuple[int, Runner, GenerationConfig, str | No
         raise InputError(
             f"the input is {prompt_len} tokens; the encoder reads at most {limit}", "shorten the input"
         )
-    if cfg.max_new_tokens + 1 > int(export.get("max_length") or 1 << 30):
-        raise InputError(
-            f"--max-new-tokens {cfg.max_new_tokens} exceeds the decoder's {export['max_length']} positions",
-            f"use --max-new-tokens {int(export['max_length']) - 1} or less",
-        )
-    stepper, _ = open_seq2seq(req.artifact, req.backend, req.threads)
-    start = [int(export["decoder_start_token_id"])]
-
-    def run(on_token):
-        return generate_seq2seq(stepper, encoder_inputs, start, cfg, eos_token_ids=req.eos, on_token=on_token)
+    run = _seq2seq_runner(req, encoder_inputs)
 
     return prompt_len, run, cfg, None
 

@@ -13,7 +13,8 @@ from edgekit.cli._common import Encoding, Overwrite, Verbose, handled, split_lis
 _HELP_GENERATE = {
     "artifact": "A text-generation or seq2seq artifact written by 'edgekit export'.",
     "prompt": "The prompt text (text models).",
-    "audio": "A WAV file to transcribe (speech models such as Whisper; at most 30 s).",
+    "audio": "A WAV file to transcribe (speech models: Whisper reads at most 30 s; CTC models any length, in 20 s windows).",
+    "image": "A picture to caption (image captioners: a vision encoder with a text decoder).",
     "language": "Speech models: the spoken language code, e.g. en (default: detected from the audio).",
     "translate": "Speech models: translate into English instead of transcribing.",
     "max_new_tokens": "Stop after this many new tokens.",
@@ -61,6 +62,7 @@ def generate(
     artifact: Annotated[Path, typer.Argument(help=_HELP_GENERATE["artifact"])],
     prompt: Annotated[Optional[str], typer.Option("--prompt", "-p", help=_HELP_GENERATE["prompt"])] = None,
     audio: Annotated[Optional[Path], typer.Option("--audio", help=_HELP_GENERATE["audio"])] = None,
+    image: Annotated[Optional[Path], typer.Option("--image", help=_HELP_GENERATE["image"])] = None,
     language: Annotated[Optional[str], typer.Option("--language", help=_HELP_GENERATE["language"])] = None,
     translate: Annotated[bool, typer.Option("--translate", help=_HELP_GENERATE["translate"])] = False,
     max_new_tokens: Annotated[int, typer.Option(help=_HELP_GENERATE["max_new_tokens"])] = 32,
@@ -79,7 +81,7 @@ def generate(
     threads: Annotated[Optional[int], typer.Option(help=_HELP_GENERATE["threads"])] = None,
     verbose: Verbose = False,
 ) -> None:
-    """Generate text with a KV-cache decoder (continues the prompt), an encoder-decoder (reads the prompt, writes a new text) or a speech model (transcribes --audio); tokens are printed as they come (beam search: at the end)."""
+    """Generate text with a KV-cache decoder (continues the prompt), an encoder-decoder (reads the prompt, writes a new text) a speech model (transcribes --audio) or an image captioner (describes --image); tokens are printed as they come (beam search: at the end)."""
     from edgekit.runtimes.generate import GenerationConfig
     from edgekit.runtimes.textgen import generate_text
 
@@ -106,6 +108,7 @@ def generate(
         threads=threads,
         on_text=lambda piece: print(piece, end="", flush=True),
         audio=audio,
+        image=image,
         language=language,
         translate=translate,
     )

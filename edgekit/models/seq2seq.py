@@ -1,8 +1,9 @@
-"""Encoder-decoders (T5, BART, Whisper): an encoder graph that also computes the cross-attention
+"""Encoder-decoders (T5, BART, Whisper, captioners): an encoder graph that also computes the cross-attention
 cache once, and one decoder graph for every step, its self-attention cache growing.
 
     encoder.onnx
-      input_ids [batch, encoder_sequence] (Whisper: input_features [batch, mels, frames]) ─┐
+      input_ids [batch, encoder_sequence] (Whisper: input_features [batch, mels, frames];  ─┐
+                                           captioners: pixel_values [batch, 3, height, width])  │
       attention_mask [batch, encoder_sequence]                          (text families) ─┴─> encoder
           ├─> last_hidden_state            [batch, encoder_sequence, hidden]
           └─> present.{i}.encoder.key/value [batch, heads, encoder_sequence, head_dim]  (cross-attention K/V, once)
@@ -74,6 +75,8 @@ def _modules():
         def __init__(self, model, num_layers: int):
             super().__init__()
             self.model, self.num_layers = model, num_layers
+            encoder = getattr(model.config, "encoder", None)
+            self.stand_in_width = int(getattr(encoder, "hidden_size", 1) or 1)
 
         def forward(self, input_ids, encoder_attention_mask=None, past=()):
             config = self.model.config
@@ -84,8 +87,12 @@ def _modules():
             cache = EncoderDecoderCache(self_cache, cross_cache)
             cache.is_updated = {i: True for i in range(self.num_layers)}
             # The cross-attention K/V come from the cache; the encoder output only lends its batch
-            # size and length to the mask helpers, so a [batch, encoder_sequence, 1] stand-in is enough.
+            # size and length to the mask helpers, so a [batch, encoder_sequence, width] stand-in of
+            # zeros is enough (width 1, or a captioner's encoder width where it is projected first:
+            # that projection feeds nothing once the cache is filled, and the exporter drops it).
             stand_in = past[2][:, 0, :, :1]
+            if self.stand_in_width > 1:
+                stand_in = stand_in.expand(-1, -1, self.stand_in_width) * 0
             kwargs = {
                 "encoder_outputs": (stand_in,),
                 "decoder_input_ids": input_ids,
@@ -110,6 +117,13 @@ class BuiltSeq2Seq:
     spec: Seq2SeqSpec
     io: Seq2SeqIO
     start_token: int
+    encoder_length: int = 0
+    """Positions the encoder gives (fixed for speech and images; text: that of the example)."""
+
+    @property
+    def text_config(self) -> Any:
+        """The decoder's config (a captioner's ``decoder``; the model's own for the others)."""
+        return self.config.get_text_config(decoder=True)
 
     def encoder_names(self) -> tuple[list[str], list[str]]:
         inputs = [self.spec.encoder_input] + (["attention_mask"] if self.spec.text_encoder else [])
@@ -162,7 +176,9 @@ def build_seq2seq(model_dir: Path, spec: Seq2SeqSpec) -> BuiltSeq2Seq:
         encoder_mask=spec.text_encoder,
     )
     decoder = decoder_cls(model, io.num_layers).eval()
-    return BuiltSeq2Seq(encoder, decoder, model, tokenizer, model.config, spec, io, token)
+    return BuiltSeq2Seq(
+        encoder, decoder, model, tokenizer, model.config, spec, io, token, int(cross[0].shape[2])
+    )
 
 
 def encoder_example(
@@ -175,8 +191,17 @@ def encoder_example(
     if spec.text_encoder:
         ids = torch.randint(4, int(model.config.vocab_size), (batch, length), generator=generator)
         return {"features": ids, "attention_mask": torch.ones(batch, length, dtype=torch.long)}
-    frames = 2 * int(model.config.max_source_positions)
-    return {"features": torch.randn(batch, int(model.config.num_mel_bins), frames, generator=generator)}
+    return {"features": torch.randn(*feature_shape(model.config, spec, batch), generator=generator)}
+
+
+def feature_shape(config: Any, spec: Seq2SeqSpec, batch: int) -> tuple[int, ...]:
+    """The fixed shape of a speech or image encoder's input: Whisper's log-mel window, or a
+    captioner's pixels at the vision encoder's size."""
+    if spec.encoder_input == "pixel_values":
+        size = config.encoder.image_size
+        h, w = (size, size) if isinstance(size, int) else tuple(size)
+        return (batch, int(getattr(config.encoder, "num_channels", 3)), int(h), int(w))
+    return (batch, int(config.num_mel_bins), 2 * int(config.max_source_positions))
 
 
 def decoder_example(built: BuiltSeq2Seq) -> dict[str, Any]:
@@ -185,7 +210,7 @@ def decoder_example(built: BuiltSeq2Seq) -> dict[str, Any]:
 
     batch, past_len, new_len, enc_len = 2, 3, 4, 5
     if not built.spec.text_encoder:
-        enc_len = int(built.config.max_source_positions)
+        enc_len = built.encoder_length
     io = built.io
     generator = torch.Generator().manual_seed(0)
     past = []
@@ -193,7 +218,9 @@ def decoder_example(built: BuiltSeq2Seq) -> dict[str, Any]:
         past += [torch.randn(batch, io.heads, past_len, io.head_dim, generator=generator) for _ in range(2)]
         past += [torch.randn(batch, io.heads, enc_len, io.head_dim, generator=generator) for _ in range(2)]
     kwargs: dict[str, Any] = {
-        "input_ids": torch.randint(4, int(built.config.vocab_size), (batch, new_len), generator=generator)
+        "input_ids": torch.randint(
+            4, int(built.text_config.vocab_size), (batch, new_len), generator=generator
+        )
     }
     if built.spec.text_encoder:
         kwargs["encoder_attention_mask"] = torch.ones(batch, enc_len, dtype=torch.long)

@@ -127,7 +127,8 @@ class Seq2SeqSpec:
     family: str
     model_types: tuple[str, ...]
     encoder_input: str = "input_ids"
-    """``input_ids`` for text, ``input_features`` for speech (log-mel frames, no mask)."""
+    """``input_ids`` for text, ``input_features`` for speech (log-mel frames, no mask),
+    ``pixel_values`` for images (captioners: a fixed number of patches, no mask)."""
     model_class: str | None = None
     """The transformers class to load (default AutoModelForSeq2SeqLM)."""
     atol: float = 1e-4
@@ -151,6 +152,13 @@ _SEQ2SEQ_SPECS: tuple[Seq2SeqSpec, ...] = (
         encoder_input="input_features",
         model_class="WhisperForConditionalGeneration",
         atol=1e-3,
+    ),
+    # Captioners (ViT-GPT2, TrOCR): any vision encoder joined to a text decoder with cross-attention.
+    Seq2SeqSpec(
+        "vision-encoder-decoder",
+        ("vision-encoder-decoder",),
+        encoder_input="pixel_values",
+        model_class="VisionEncoderDecoderModel",
     ),
 )
 

@@ -1,4 +1,4 @@
-"""Encoder-decoders (T5, BART, Whisper): an encoder graph that returns the cross-attention cache with
+"""Encoder-decoders (T5, BART, Whisper, captioners): an encoder graph that returns the cross-attention cache with
 its output, computed once per input, and one decoder graph for every step; both validated against
 PyTorch, then greedy generation compared token for token with transformers. The target's
 ``seq2seq`` role then converts or compresses both graphs."""
@@ -83,7 +83,7 @@ def export(job: ExportJob) -> tuple[dict, dict]:
     section, validation = job.target.seq2seq(job, case)
     enc_in, enc_out = built.encoder_names()
     dec_in, dec_out = built.decoder_names()
-    config = built.config
+    config = built.text_config
     return {
         "task": job.task,
         "exporter": info.exporter,
@@ -98,7 +98,9 @@ def export(job: ExportJob) -> tuple[dict, dict]:
         },
         "seq2seq": built.io.as_dict(),
         "decoder_start_token_id": built.start_token,
-        "eos_token_ids": list(eos_token_ids(built.model.generation_config.eos_token_id)),
+        "eos_token_ids": list(
+            eos_token_ids(built.model.generation_config.eos_token_id or getattr(config, "eos_token_id", None))
+        ),
         "max_length": int(
             getattr(config, "max_target_positions", None)
             or getattr(config, "max_position_embeddings", None)

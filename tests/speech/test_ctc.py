@@ -219,3 +219,31 @@ def test_openvino_and_tensorrt_take_the_speech_graph(ctc_exports, speech, tmp_pa
     inputs = json.loads((artifact / "manifest.json").read_text())["export"]["inputs"]
     shapes = profiles(inputs, 4, 1, 128, 512)
     assert shapes["input_values"] == {"min": [1, 1600], "opt": [1, 160000], "max": [4, 320000]}
+
+
+def test_bench_times_each_utterance_and_scores_transcripts_against_fp32(ctc_exports, speech, tmp_path):
+    _, artifact = ctc_exports["wav2vec2"]
+    out = tmp_path / "bench"
+    result = run_cli(
+        "bench",
+        str(artifact),
+        "--backend",
+        "torch,ort",
+        "--repeat",
+        "3",
+        "--eval-data",
+        str(speech),
+        "--out",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    bench = json.loads((out / "bench.json").read_text())
+    rows = bench["rows"]
+    assert {(r["backend"], r["utterance"]) for r in rows} == {
+        (b, f.name) for b in ("torch", "ort") for f in speech.glob("*.wav")
+    }
+    for r in rows:
+        assert r["rtf"] == pytest.approx(r["p50_ms"] / 1e3 / r["audio_s"])
+        assert r["audio_s"] == pytest.approx(len(read_wav(speech / r["utterance"], 16000)) / 16000)
+        assert r["cer_vs_fp32"] == 0.0 and r["transcript"]  # fp32 ONNX reads what PyTorch reads
+    assert "RTF" in (out / "bench.md").read_text() and "WAV files" in bench["audio"]

@@ -1,0 +1,141 @@
+"""Image captioners (``VisionEncoderDecoderModel``: ViT + GPT-2 as ViT-GPT2 captioners are built,
+ViT + TrOCR's decoder with the encoder-to-decoder projection as TrOCR-base has), tiny random
+models: two graphs validated against PyTorch, beam search with OFA's settings (5 beams, no
+repeated 3-grams, a length limit) equal to transformers' ``generate`` on real photos, and
+``edgekit generate --image``. No captioner weights install here; the photos are real."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ..conftest import PHOTOS, run_cli, save_photos
+from .captioner_models import make_tiny_captioner
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    return save_photos(tmp_path_factory.mktemp("photos"))
+
+
+@pytest.fixture(scope="module")
+def captioners(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
+    """decoder -> (model folder, ONNX artifact); TrOCR's encoder is wider than its decoder."""
+    root = tmp_path_factory.mktemp("captioners")
+    out = {}
+    for decoder, width in (("gpt2", 32), ("trocr", 48)):
+        model = make_tiny_captioner(root / decoder, decoder, encoder_width=width, peaked=25.0)
+        result = run_cli("export", "--model", str(model), "--out", str(root / f"{decoder}-onnx"))
+        assert result.returncode == 0, result.stderr
+        assert "greedy tokens identical to transformers on 3 inputs" in result.stdout
+        out[decoder] = (model, root / f"{decoder}-onnx")
+    return out
+
+
+def _photo_cases(model: Path, photos: Path) -> dict:
+    from edgekit.calibration.images import ImagePreprocessor, open_image
+
+    pre = ImagePreprocessor.from_model(model)
+    return {"prompts": [{"pixel_values": pre(open_image(photos / f"{n}.png"))[None]} for n in PHOTOS]}
+
+
+@pytest.mark.parametrize("decoder", ["gpt2", "trocr"])
+def test_captioner_exports_two_graphs_and_beams_like_transformers(captioners, photos, decoder):
+    from edgekit.export.validate import seq2seq_greedy_parity
+    from edgekit.models.seq2seq import build_seq2seq
+    from edgekit.models.specs import seq2seq_spec_for
+    from edgekit.runtimes.generate import GenerationConfig
+    from edgekit.runtimes.registry import load_session
+
+    model, artifact = captioners[decoder]
+    export = json.loads((artifact / "manifest.json").read_text())["export"]
+    assert export["graphs"]["encoder"]["inputs"] == ["pixel_values"]
+    assert export["seq2seq"]["encoder_input"] == "pixel_values" and export["max_length"] == 64
+    sessions = {p: load_session(artifact, "ort", model_file=f) for p, f in export["model_files"].items()}
+    built = build_seq2seq(model, seq2seq_spec_for("vision-encoder-decoder"))
+    cases = _photo_cases(model, photos)
+    for extra in (
+        {},
+        dict(num_beams=5, no_repeat_ngram_size=3),  # OFA's captioning settings
+        dict(num_beams=5, no_repeat_ngram_size=3, length_penalty=0.5),
+    ):
+        cfg = GenerationConfig(max_new_tokens=16, **extra)
+        result = seq2seq_greedy_parity(built, sessions, cases, 16, strict=False, cfg=cfg)
+        assert result["identical"], (extra, result)
+    from edgekit.runtimes.seq2seq import Seq2SeqStepper, generate_seq2seq
+
+    stepper = Seq2SeqStepper(sessions["encoder"], sessions["decoder"], built.io)
+    beams = [
+        generate_seq2seq(
+            stepper, p, [built.start_token], GenerationConfig(max_new_tokens=16, num_beams=5), (102,)
+        )
+        for p in cases["prompts"]
+    ]
+    if decoder == "gpt2":  # the parity above covered beams that end at different lengths
+        assert len({len(b) for b in beams}) > 1, beams
+
+
+def test_generate_image_cli_and_bad_inputs(captioners, photos, tmp_path):
+    _, artifact = captioners["gpt2"]
+    photo = str(photos / "chelsea.png")
+    greedy = run_cli("generate", str(artifact), "--image", photo, "--max-new-tokens", "8")
+    torch_ = run_cli(
+        "generate", str(artifact), "--image", photo, "--max-new-tokens", "8", "--backend", "torch"
+    )
+    assert greedy.returncode == 0, greedy.stderr
+    assert greedy.stdout.strip() and greedy.stdout == torch_.stdout
+    beams = run_cli(
+        "generate", str(artifact), "--image", photo, "--num-beams", "5", "--no-repeat-ngram-size", "3",
+        "--max-new-tokens", "12",
+    )  # fmt: skip
+    assert beams.returncode == 0, beams.stderr
+    words = beams.stdout.split()
+    assert len({tuple(words[i : i + 3]) for i in range(len(words) - 2)}) == max(0, len(words) - 2)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a picture")
+    for args, message in (
+        (["--prompt", "a cat"], "is an image captioner: it reads an image"),
+        (["--image", str(broken)], "cannot read image"),
+        (["--image", photo, "--max-new-tokens", "100"], "exceeds the decoder's 64 positions"),
+    ):
+        result = run_cli("generate", str(artifact), *args)
+        assert result.returncode != 0 and message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_openvino_captioner_generates_like_onnx_runtime(captioners, photos, tmp_path):
+    _, artifact = captioners["trocr"]
+    result = run_cli(
+        "export", "--model", str(artifact), "--target", "openvino", "--out", str(tmp_path / "ov")
+    )
+    assert result.returncode == 0, result.stderr
+    for name in PHOTOS[:3]:
+        args = ["--image", str(photos / f"{name}.png"), "--num-beams", "5", "--max-new-tokens", "10"]
+        ov = run_cli("generate", str(tmp_path / "ov"), *args)
+        ort = run_cli("generate", str(artifact), *args)
+        assert ov.returncode == 0, ov.stderr
+        assert ov.stdout == ort.stdout
+
+
+def test_bench_times_the_captioner_encoder_and_decoding(captioners, tmp_path):
+    _, artifact = captioners["gpt2"]
+    out = tmp_path / "bench"
+    args = [
+        "--backend",
+        "torch,ort",
+        "--repeat",
+        "2",
+        "--new-tokens",
+        "4",
+        "--contexts",
+        "4",
+        "--out",
+        str(out),
+    ]
+    result = run_cli("bench", str(artifact), *args)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((out / "bench.json").read_text())["rows"]
+    assert {r["backend"] for r in rows} == {"torch", "ort"}
+    assert all(r["encoder_ms"] > 0 and r["tokens_per_s"] > 0 for r in rows)
