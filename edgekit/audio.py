@@ -69,29 +69,45 @@ def write_wav(path: Path | str, samples: np.ndarray, rate: int) -> None:
         w.writeframes(pcm.tobytes())
 
 
+_ESPEAK: tuple | None = None
+
+
+def _espeak() -> tuple:
+    """libespeak-ng, started once per process (starting it again on every call corrupts its state
+    after a few sentences), with its rate and the list its callback fills."""
+    global _ESPEAK
+    if _ESPEAK is None:
+        import ctypes
+
+        loader = require("espeakng_loader", "synthesising speech", "examples")
+        lib = ctypes.CDLL(loader.get_library_path())
+        rate = lib.espeak_Initialize(
+            2, 0, loader.get_data_path().encode(), 0
+        )  # 2: synchronous, to the callback
+        if rate <= 0:
+            raise InputError("eSpeak NG did not start", "reinstall espeakng-loader")
+        chunks: list[np.ndarray] = []
+        callback_type = ctypes.CFUNCTYPE(
+            ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
+        )
+
+        def collect(wav, count, _events):
+            if wav and count > 0:
+                chunks.append(np.ctypeslib.as_array(wav, shape=(count,)).copy())
+            return 0
+
+        callback = callback_type(collect)  # kept alive with the library below
+        lib.espeak_SetSynthCallback(callback)
+        _ESPEAK = (lib, int(rate), chunks, callback)
+    return _ESPEAK[:3]
+
+
 def speak(text: str, voice: str = "en", words_per_minute: int = 150) -> tuple[np.ndarray, int]:
     """``text`` spoken by eSpeak NG: float32 mono samples and their rate (22050 Hz)."""
     import ctypes
 
-    loader = require("espeakng_loader", "synthesising speech", "examples")
-    lib = ctypes.CDLL(loader.get_library_path())
-    rate = lib.espeak_Initialize(
-        2, 0, loader.get_data_path().encode(), 0
-    )  # 2: synchronous, samples to the callback
-    if rate <= 0:
-        raise InputError("eSpeak NG did not start", "reinstall espeakng-loader")
-    chunks: list[np.ndarray] = []
-    callback_type = ctypes.CFUNCTYPE(
-        ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
-    )
-
-    def collect(wav, count, _events):
-        if wav and count > 0:
-            chunks.append(np.ctypeslib.as_array(wav, shape=(count,)).copy())
-        return 0
-
-    callback = callback_type(collect)
-    lib.espeak_SetSynthCallback(callback)
+    lib, rate, chunks = _espeak()
+    chunks.clear()
     if lib.espeak_SetVoiceByName(voice.encode()) != 0:
         raise InputError(f"eSpeak NG has no voice '{voice}'", "use a language code such as en, de or fr")
     lib.espeak_SetParameter(1, int(words_per_minute), 0)  # 1: espeakRATE

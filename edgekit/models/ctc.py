@@ -105,6 +105,7 @@ def build_ctc(model_dir: Path, spec: CtcSpec) -> BuiltCtc:
         "the CTC speech model",
         "the folder needs config.json and the weights of a *ForCTC model",
     )
+    fold_weight_norm(model)
     takes_mask = uses_mask(model.config)
     return BuiltCtc(
         _module_class()(model, takes_mask).eval(),
@@ -115,6 +116,20 @@ def build_ctc(model_dir: Path, spec: CtcSpec) -> BuiltCtc:
         sampling_rate(model_dir),
         int(math.prod(model.config.conv_stride)),
     )
+
+
+def fold_weight_norm(model: Any) -> int:
+    """Replace weight-normalised weights (the positional convolution's) by the weight they compute,
+    the same numbers: the graph then holds one constant weight, which the runtimes fold and the
+    quantizers see, instead of recomputing it from its norm and direction on every run."""
+    from torch.nn.utils import parametrize
+
+    folded = 0
+    for module in model.modules():
+        if parametrize.is_parametrized(module, "weight"):
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+            folded += 1
+    return folded
 
 
 def check_ctc_head(model_dir: Path) -> None:
