@@ -112,7 +112,8 @@ def seq2seq_encoder_inputs(
         shape = feature_shape(config, seq2seq_spec_for(config.model_type), 1)
         features = np.random.default_rng(0).normal(0.0, 0.5, shape).astype(np.float32)
         what = "features" if io["encoder_input"] == "input_features" else "pixels"
-        return {io["encoder_input"]: features}, f"seeded {what} {list(shape)} (one full input)"
+        whole = "one full window" if what == "features" else "one image"
+        return {io["encoder_input"]: features}, f"seeded {what} {list(shape)} ({whole})"
     ids = np.asarray([prompt_ids(tokenizer, texts, source_len)], dtype=np.int64)
     inputs = {"input_ids": ids}
     if io["encoder_mask"]:

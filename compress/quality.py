@@ -169,8 +169,9 @@ def _speech_eval_set(cfg: Any, built: Any, reference: Any, model_dir: Path) -> E
 
 
 def transcripts(evalset: EvalSet, outputs: list[Any]) -> list[str]:
+    """The transcript of every utterance (every row of every batch) of ``outputs``."""
     assert evalset.transcribe is not None
-    return [evalset.transcribe(out[0]) for out in outputs]
+    return [evalset.transcribe(row) for out in outputs for row in out]
 
 
 def pooled(evalset: EvalSet, outputs: list[Any]) -> Any:
