@@ -74,11 +74,11 @@ def cases_count(cfg) -> int:
     return len(audio_files(cfg.eval_data)) if cfg.eval_data is not None else len(SENTENCES)
 
 
-def run_ctc_cases(cfg, workers, loaded, rounds, progress, task, verbose) -> list[dict[str, Any]]:
+def run_ctc_cases(cfg, workers, loaded, tokenizers, rounds, progress, task, verbose) -> list[dict[str, Any]]:
     """Per utterance: the same audio to every worker (each normalised by its artifact's own
-    extractor), then interleaved timed blocks; transcripts from the outputs of the first pass."""
+    extractor), then interleaved timed blocks; transcripts from the outputs of the first pass, with
+    the tokenizers bench loaded for every artifact."""
     from edgekit.models.ctc import audio_inputs, load_extractor, transcript
-    from edgekit.models.tokenizer import load_tokenizer
     from edgekit.numerics import error_rate
 
     manifests = dict(loaded)
@@ -88,7 +88,6 @@ def run_ctc_cases(cfg, workers, loaded, rounds, progress, task, verbose) -> list
             f"the speech artifacts read audio at different rates ({sorted(rates)} Hz)", "bench them apart"
         )
     extractors = {p: load_extractor(p) for p in manifests}
-    tokenizers = {p: load_tokenizer(p, needed_for="a transcript") for p in manifests}
     names = {p: [i["name"] for i in m["export"]["inputs"]] for p, m in manifests.items()}
     blank = {p: int(m["export"]["ctc"]["blank_token_id"]) for p, m in manifests.items()}
     per_block = max(1, math.ceil(cfg.repeat / rounds))

@@ -173,7 +173,7 @@ def _timed_rows(kind: str, run: _Run) -> list[dict[str, Any]]:
     if kind == "speech-ctc":
         from edgekit.benchmarks.ctc_bench import run_ctc_cases
 
-        return run_ctc_cases(run.cfg, run.workers, run.loaded, *common)
+        return run_ctc_cases(run.cfg, run.workers, run.loaded, run.tokenizers, *common)
     if kind == "image-text":
         from edgekit.benchmarks.dual_bench import run_dual_cases
 

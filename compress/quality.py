@@ -160,9 +160,12 @@ def _speech_eval_set(cfg: Any, built: Any, reference: Any, model_dir: Path) -> E
     else:
         feeds = audio_eval_feeds(model_dir, Path(folder), built.input_names)
         source = str(folder) + ("" if cfg.eval_data else " (the calibration files: no --eval-data given)")
-    blank = int(getattr(built.tokenizer, "pad_token_id", None) or 0)
     evalset = EvalSet(
-        feeds, None, source, "logits", transcribe=lambda logits: transcript(built.tokenizer, logits, blank)
+        feeds,
+        None,
+        source,
+        "logits",
+        transcribe=lambda logits: transcript(built.tokenizer, logits, built.blank_token_id),
     )
     evalset.reference = [reference.run(f, ["logits"])["logits"] for f in feeds]
     return evalset

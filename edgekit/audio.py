@@ -12,6 +12,14 @@ import numpy as np
 from edgekit.errors import InputError, require
 
 
+def sampling_rate(folder: Path | str) -> int:
+    """The rate a model folder's (or artifact's) ``preprocessor_config.json`` reads audio at; 16 kHz without one."""
+    from edgekit.artifacts import read_json
+
+    path = Path(folder) / "preprocessor_config.json"
+    return int(read_json(path, "fix the file").get("sampling_rate", 16000)) if path.is_file() else 16000
+
+
 def read_wav(path: Path | str, rate: int = 16000) -> np.ndarray:
     """Mono float32 samples in [-1, 1] at ``rate`` Hz from a PCM WAV file (8/16/24/32-bit, any channels)."""
     path = Path(path)

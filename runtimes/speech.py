@@ -92,8 +92,3 @@ def audio_features(artifact: Path, samples: np.ndarray) -> dict[str, np.ndarray]
         )
     features = extractor(samples, sampling_rate=rate, return_tensors="np")["input_features"]
     return {"input_features": np.asarray(features, dtype=np.float32)}
-
-
-def sampling_rate(artifact: Path) -> int:
-    path = Path(artifact) / "preprocessor_config.json"
-    return int(json.loads(path.read_text()).get("sampling_rate", 16000)) if path.is_file() else 16000

@@ -253,9 +253,9 @@ class _TextStream:
 
 
 def _open_speech(req: Request) -> tuple[int, Runner, GenerationConfig, str | None]:
-    from edgekit.audio import read_wav
+    from edgekit.audio import read_wav, sampling_rate
     from edgekit.runtimes.seq2seq import open_seq2seq
-    from edgekit.runtimes.speech import SpeechPrompt, audio_features, sampling_rate
+    from edgekit.runtimes.speech import SpeechPrompt, audio_features
 
     artifact, export, cfg = req.artifact, req.export, req.cfg
     encoder_inputs = audio_features(artifact, read_wav(req.audio, sampling_rate(artifact)))

@@ -69,6 +69,14 @@ class BuiltCtc:
     def takes_mask(self) -> bool:
         return "attention_mask" in self.input_names
 
+    @property
+    def blank_token_id(self) -> int:
+        """The CTC blank: the tokenizer's pad token (how wav2vec2 fine-tuning sets it), else the config's."""
+        token = getattr(self.tokenizer, "pad_token_id", None)
+        if token is None:
+            token = getattr(self.config, "pad_token_id", None)
+        return int(token or 0)
+
 
 def _module_class():
     import torch
@@ -94,6 +102,7 @@ def uses_mask(config: Any) -> bool:
 def build_ctc(model_dir: Path, spec: CtcSpec) -> BuiltCtc:
     import math
 
+    from edgekit.audio import sampling_rate
     from edgekit.models.tokenizer import load_tokenizer
 
     model_dir = Path(model_dir)
@@ -142,13 +151,6 @@ def check_ctc_head(model_dir: Path) -> None:
             f"'{model_dir}' is a {', '.join(architectures)}, not a model fine-tuned for CTC (a *ForCTC head)",
             "export a CTC fine-tuned checkpoint (e.g. a wav2vec2 '-960h' model)",
         )
-
-
-def sampling_rate(folder: Path) -> int:
-    from edgekit.artifacts import read_json
-
-    path = Path(folder) / "preprocessor_config.json"
-    return int(read_json(path, "fix the file").get("sampling_rate", 16000)) if path.is_file() else 16000
 
 
 def ctc_cases(built: BuiltCtc, seed: int = 0) -> list[tuple[str, dict[str, Any]]]:

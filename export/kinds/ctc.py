@@ -46,17 +46,9 @@ def export(job: ExportJob) -> tuple[dict, dict]:
         "ctc": {
             "sampling_rate": built.sampling_rate,
             "frame_samples": built.frame_samples,
-            "blank_token_id": ctc_blank(built),
+            "blank_token_id": built.blank_token_id,
             "vocab_size": int(built.config.vocab_size),
         },
         **target_section,
     }
     return section, validation
-
-
-def ctc_blank(built: Any) -> int:
-    """The CTC blank: the tokenizer's pad token (how wav2vec2 fine-tuning sets it), else the config's."""
-    token = getattr(built.tokenizer, "pad_token_id", None)
-    if token is None:
-        token = getattr(built.config, "pad_token_id", None)
-    return int(token or 0)
