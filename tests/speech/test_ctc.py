@@ -163,6 +163,10 @@ def test_bad_inputs_name_the_problem(ctc_exports, speech, tmp_path):
         (["generate", str(artifact), "--audio", str(photo)], "photo.wav' is not a PCM WAV file"),
         (["generate", str(artifact), "--audio", str(speech / "s0.wav"), "--num-beams", "5"], "do not apply"),
         ([*int8, "--calib", str(tmp_path / "imgs")], "holds no WAV files but this model reads audio"),
+        (
+            ["generate", str(artifact), "--image", str(tmp_path / "imgs" / "a.png")],
+            "reads audio, not an image",
+        ),
     ]
     pretrained = make_tiny_ctc(tmp_path / "pretrained", "wav2vec2")
     config = json.loads((pretrained / "config.json").read_text())
@@ -180,6 +184,27 @@ def test_bad_inputs_name_the_problem(ctc_exports, speech, tmp_path):
         assert result.returncode != 0 and message in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_wav_calibration_for_a_text_model_is_refused(minilm_dir, speech, tmp_path):
+    out = tmp_path / "minilm8"
+    args = [
+        "export",
+        "--model",
+        str(minilm_dir),
+        "--out",
+        str(out),
+        "--precision",
+        "int8",
+        "--calib",
+        str(speech),
+    ]
+    result = run_cli(*args)
+    assert result.returncode != 0 and "holds WAV files but this model reads text" in result.stderr, (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr and not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".minilm8")]  # no staging folder left
 
 
 def test_resampled_audio_reads_the_same_speech(ctc_exports, speech, tmp_path):
