@@ -55,3 +55,9 @@ def sample_texts(n: int | None = None, min_words: int = 0) -> list[str]:
                 break
         texts.append(" ".join(words))
     return texts
+
+
+def greedy_prompts() -> list[str]:
+    """The 3 fixed prompts (5, 9 and 13 words of real text) that decoder exports and the decode
+    benchmark compare greedy tokens on."""
+    return [" ".join(t.split()[:n]) for t, n in zip(sample_texts(3), (5, 9, 13))]

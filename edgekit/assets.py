@@ -69,64 +69,13 @@ class PackagedGGUF:
         return self.hf_folder()
 
     def hf_folder(self) -> Path:
-        """The fp32 HF folder (config, safetensors, tokenizer), converted on first use (~20 s) and cached."""
-        from edgekit.artifacts import MANIFEST
+        """The fp32 HF folder (config, safetensors, tokenizer), converted on first use (~20 s) and
+        cached: the same folder ``edgekit export --model <this .gguf>`` converts to."""
+        from edgekit.models.gguf import gguf_hf_folder
 
-        out = cache_dir() / "models" / f"{self.dist}-{metadata.version(self.dist)}"
-        with cache_lock(out):
-            if not ((out / MANIFEST).is_file() and (out / "model.safetensors").is_file()):
-                self._convert(out)
-        return out
-
-    def _convert(self, out: Path) -> None:
-        from edgekit.artifacts import MANIFEST, build_manifest, now_iso, staged_output, write_json
-        from edgekit.errors import require
-
-        require("gguf", f"converting {self.name}", "examples")
-        require("accelerate", f"converting {self.name}", "examples")
-        import torch
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-        started = now_iso()
-        src = self.gguf_dir()
-        with staged_output(out, overwrite=True) as tmp:
-            tokenizer = AutoTokenizer.from_pretrained(str(src), gguf_file=self.gguf_file)
-            loaded = AutoModelForCausalLM.from_pretrained(
-                str(src), gguf_file=self.gguf_file, dtype=torch.float32
-            )
-            # A GGUF-loaded model refuses save_pretrained: rebuild a plain model from its config.
-            config_dict = loaded.config.to_dict()
-            config_dict.pop("quantization_config", None)
-            rope = config_dict.get("rope_parameters") or {}
-            if config_dict.get("rope_theta") is None and "rope_theta" in rope:
-                config_dict["rope_theta"] = rope[
-                    "rope_theta"
-                ]  # older transformers (peer tools) read this key
-            config = AutoConfig.for_model(**config_dict)
-            plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-            missing, unexpected = plain.load_state_dict(loaded.state_dict(), strict=False)
-            missing = [
-                k for k in missing if not k.endswith("lm_head.weight") or not config.tie_word_embeddings
-            ]
-            if missing or unexpected:
-                raise InputError(
-                    f"converting {self.name}: weights did not line up (missing {missing[:3]}, unexpected {unexpected[:3]})",
-                    "report this with the package version",
-                )
-            plain.generation_config = loaded.generation_config
-            plain.save_pretrained(str(tmp))
-            tokenizer.save_pretrained(str(tmp))
-            write_json(
-                tmp / MANIFEST,
-                build_manifest(
-                    stage="convert-gguf",
-                    config={"gguf_file": self.gguf_file},
-                    source={"package": self.dist, "version": metadata.version(self.dist), "path": str(src)},
-                    folder=tmp,
-                    started=started,
-                ),
-            )
-        return out
+        return gguf_hf_folder(
+            self.gguf_dir() / self.gguf_file, {"package": self.dist, "version": self.version()}
+        )
 
 
 SMOLLM2 = PackagedGGUF(

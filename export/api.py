@@ -82,17 +82,27 @@ def plan_export(cfg: ExportConfig) -> ExportJob:
     from edgekit.export.onnx_export import EXPORTERS
     from edgekit.export.targets import get_target
     from edgekit.models.ctranslate2 import ct2_hf_folder, is_ct2_folder
+    from edgekit.models.gguf import find_gguf, gguf_hf_folder, source_gguf
     from edgekit.models.kinds import resolve_kind
 
     model_dir = Path(cfg.model).expanduser().resolve()
-    if model_dir.is_dir() and is_ct2_folder(
-        model_dir
-    ):  # a CTranslate2 Whisper: convert once (cached), export that
+    gguf_file = find_gguf(model_dir)
+    if gguf_file is not None:  # llama.cpp's format: convert once (cached), export that
+        model_dir = gguf_hf_folder(gguf_file)
+    elif model_dir.is_dir() and is_ct2_folder(model_dir):  # a CTranslate2 Whisper: the same
         model_dir = ct2_hf_folder(model_dir)
+    cfg = replace(cfg, precision=_precision(cfg, gguf_file))
     raw_config = read_model_config(model_dir)
     prior = onnx_artifact(model_dir)
     if prior is not None:  # an edgekit ONNX artifact: convert its validated graph, reference = its source
         cfg, model_dir = _from_prior(cfg, model_dir, prior)
+        gguf_file = source_gguf(model_dir)  # an artifact of a GGUF can still take its blocks
+    if cfg.precision == "gguf" and gguf_file is None:
+        raise InputError(
+            "--precision gguf keeps a GGUF file's own quantized weights, and --model is no GGUF file"
+            + (" (nor an artifact of one that is still in place)" if prior else ""),
+            "pass --model model.gguf, or pick fp32, int8 or int4",
+        )
     target = get_target(cfg.target)
     target.check_precision(cfg.precision)
     if cfg.exporter not in EXPORTERS:
@@ -113,7 +123,22 @@ def plan_export(cfg: ExportConfig) -> ExportJob:
         prior = None  # that graph is for one runtime only (GroupQueryAttention): export again from its source
     check_weights(model_dir)
     atol = cfg.atol if cfg.atol is not None else spec.atol
-    return ExportJob(cfg, model_dir, raw_config, spec, task, atol, kind, target, prior)
+    return ExportJob(cfg, model_dir, raw_config, spec, task, atol, kind, target, prior, gguf_file=gguf_file)
+
+
+def _precision(cfg: ExportConfig, gguf_file: Path | None) -> str:
+    """--precision as given; unset: a GGUF's own blocks where the target keeps them (ort), else fp32."""
+    from edgekit.export.targets import get_target
+
+    if cfg.precision is None:
+        keeps = gguf_file is not None and "gguf" in get_target(cfg.target).decoder_precisions
+        if gguf_file is not None and not keeps:
+            log.info(
+                "--target %s does not keep a GGUF's blocks: exporting its dequantized fp32 weights",
+                cfg.target,
+            )
+        return "gguf" if keeps else "fp32"
+    return cfg.precision
 
 
 def _from_prior(cfg: ExportConfig, artifact: Path, prior: dict) -> tuple[ExportConfig, Path]:

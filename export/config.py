@@ -17,8 +17,9 @@ class ExportConfig:
     target: str = "onnx"
     task: str = "auto"
     """``auto``, ``feature-extraction`` (last_hidden_state) or ``sentence-embedding`` (+ pooled)."""
-    precision: str = "fp32"
-    """fp32; fp16 (openvino weights); int8 (static, calibrated) or int8-dynamic (ort)."""
+    precision: str | None = None
+    """fp32; fp16 (openvino weights); int8 (static, calibrated) or int8-dynamic (ort); int8/int4
+    weight-only (decoders); gguf (a GGUF's own blocks, ort). None: gguf for a GGUF on ort, else fp32."""
     opset: int = DEFAULT_OPSET
     exporter: str = "auto"
     """``auto`` (torch.export-based ``dynamo``, falling back to ``torchscript`` if it fails), ``dynamo`` or ``torchscript``."""

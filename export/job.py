@@ -56,6 +56,8 @@ class ExportJob:
     """The staging folder the artifact is written into (renamed into place at the end)."""
     steps: Any = None
     """Progress steps (edgekit._progress.Steps)."""
+    gguf_file: Path | None = None
+    """The GGUF file ``--model`` named (``model_dir`` is its dequantized HF folder)."""
 
     def replace(self, **changes: Any) -> "ExportJob":
         return dataclasses.replace(self, **changes)

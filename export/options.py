@@ -24,7 +24,7 @@ def check_cached(cfg: Any, precisions: tuple[str, ...], what: str, hint: str) ->
         raise InputError(
             f"--target {cfg.target} --precision {cfg.precision} is not available for {what}", hint
         )
-    if cfg.precision in WEIGHT_ONLY:
+    if cfg.precision in (*WEIGHT_ONLY, "gguf"):
         for option, value in (
             ("--calib", cfg.calib),
             ("--max-drop", cfg.max_drop),

@@ -10,10 +10,10 @@ import typer
 from edgekit.cli._common import Encoding, Overwrite, Verbose, handled, split_list
 
 _HELP_EXPORT = {
-    "model": "Hugging Face model folder (config.json, weights, tokenizer).",
+    "model": "Hugging Face model folder (config.json, weights, tokenizer), an edgekit ONNX artifact, a CTranslate2 Whisper folder, or a .gguf file (or a folder holding one).",
     "out": "Artifact folder to write.",
     "target": "Export target: onnx, ort, openvino, trt.",
-    "precision": "fp32; fp16 (openvino weights; trt, the one decoder precision for trt); int8 (encoders: static, needs --calib, for onnx, ort, openvino, trt; decoders: weight-only, ort/openvino); int8-dynamic (ort); int4 (decoders, weight-only, ort/openvino).",
+    "precision": "fp32; fp16 (openvino weights; trt, the one decoder precision for trt); int8 (encoders: static, needs --calib, for onnx, ort, openvino, trt; decoders: weight-only, ort/openvino); int8-dynamic (ort); int4 (decoders, weight-only, ort/openvino); gguf (a .gguf --model's own Q4_0/Q4_1/Q8_0 blocks, ort). Default: gguf for a .gguf on ort, else fp32.",
     "task": "auto, feature-extraction (last_hidden_state), sentence-embedding (adds the pooled embedding), text-generation (causal LM with KV cache) or seq2seq (encoder-decoder: T5, BART, Whisper).",
     "opset": "ONNX opset.",
     "exporter": "auto (torch.export-based, TorchScript fallback), dynamo or torchscript.",
@@ -42,7 +42,7 @@ def export(
     model: Annotated[Path, typer.Option("--model", "-m", help=_HELP_EXPORT["model"])],
     out: Annotated[Path, typer.Option("--out", "-o", help=_HELP_EXPORT["out"])],
     target: Annotated[str, typer.Option(help=_HELP_EXPORT["target"])] = "onnx",
-    precision: Annotated[str, typer.Option(help=_HELP_EXPORT["precision"])] = "fp32",
+    precision: Annotated[Optional[str], typer.Option(help=_HELP_EXPORT["precision"])] = None,
     task: Annotated[str, typer.Option(help=_HELP_EXPORT["task"])] = "auto",
     opset: Annotated[int, typer.Option(help=_HELP_EXPORT["opset"])] = 20,
     exporter: Annotated[str, typer.Option(help=_HELP_EXPORT["exporter"])] = "auto",
@@ -128,8 +128,17 @@ def _print_export_summary(path: Path) -> None:
         return
     if manifest["export"].get("quantization", {}).get("mode") == "weight-only":
         g = validation["greedy_generation"]
+        what = (
+            manifest["export"]["quantization"]["weights"] if manifest["export"]["precision"] == "gguf" else ""
+        )
+        exact = validation.get("gguf_blocks_exact")
         print(
-            f"wrote {path} ({manifest['export']['format']}, weight-only {manifest['export']['precision']}); greedy tokens identical to transformers fp32 on {g['identical_prompts']} of {g['prompts']} prompts ({g['new_tokens']} tokens each)"
+            f"wrote {path} ({manifest['export']['format']}, weight-only {what or manifest['export']['precision']}); greedy tokens identical to transformers fp32 on {g['identical_prompts']} of {g['prompts']} prompts ({g['new_tokens']} tokens each)"
+            + (
+                f"; with float compute the blocks match the dequantized model to max |diff| {max(exact['max_abs_diff'].values()):.2e}"
+                if exact
+                else ""
+            )
         )
         return
     if "quality" in validation:

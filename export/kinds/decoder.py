@@ -46,16 +46,8 @@ class DecoderCase:
         """Convert (inside ``attention_context`` when given) and validate on ONNX Runtime against
         PyTorch: a prefill, a step fed the cache, a padded batch, and greedy tokens equal to
         transformers' on the prompts. A prior ONNX artifact's graph is taken as it is."""
-        from edgekit.export.validate import (
-            ValidationReport,
-            compare_masked_batch,
-            decoder_cases,
-            greedy_parity,
-            require_pass,
-        )
+        from edgekit.export.validate import greedy_parity
         from edgekit.models.decoder import example_kwargs
-        from edgekit.runtimes.base import SessionOptions
-        from edgekit.runtimes.ort_backend import OrtSession
 
         job, built = self.job, self.built
         if job.prior is not None:
@@ -67,18 +59,33 @@ class DecoderCase:
         else:
             info = convert_and_check(job, built, example_kwargs(built), self.axes, self.shapes_for_export)
         with job.steps.step("validate against PyTorch"):
-            candidate = OrtSession(job.tmp / "model.onnx", SessionOptions())
-            report = ValidationReport(atol=job.atol)
-            padding = "right" if self.attention == "GroupQueryAttention" else "left"
-            for name, inputs in decoder_cases(
-                built.tokenizer, built.layout, self.reference, padding_side=padding
-            ):
-                compare_masked_batch(self.reference, candidate, inputs, job.atol, report, name)
-            require_pass(report)
+            candidate, report = self.validate_onnx(job.tmp / "model.onnx")
             generation = greedy_parity(
                 built.model, built.tokenizer, candidate, self.io, self.prompts, new_tokens=PARITY_TOKENS
             )
         return info, {"runtime": "onnxruntime", **report.as_dict(), "greedy_generation": generation}
+
+    def validate_onnx(self, path: Path) -> tuple[Any, Any]:
+        """The graph at ``path`` on ONNX Runtime against PyTorch: a prefill, a step fed the cache and
+        a padded batch, each within the atol (else ValidationError). Its session and the report."""
+        from edgekit.export.validate import (
+            ValidationReport,
+            compare_masked_batch,
+            decoder_cases,
+            require_pass,
+        )
+        from edgekit.runtimes.base import SessionOptions
+        from edgekit.runtimes.ort_backend import OrtSession
+
+        candidate = OrtSession(path, SessionOptions())
+        report = ValidationReport(atol=self.job.atol)
+        padding = "right" if self.attention == "GroupQueryAttention" else "left"
+        for name, inputs in decoder_cases(
+            self.built.tokenizer, self.built.layout, self.reference, padding_side=padding
+        ):
+            compare_masked_batch(self.reference, candidate, inputs, self.job.atol, report, name)
+        require_pass(report)
+        return candidate, report
 
     def parity(self, session, new_tokens: int = PARITY_TOKENS, strict: bool = True) -> dict:
         """Greedy generation on ``session`` against transformers' on the prompts."""
@@ -123,13 +130,13 @@ class DecoderCase:
 
 
 def export(job: ExportJob) -> tuple[dict, dict]:
-    from edgekit.calibration.text import sample_texts
+    from edgekit.calibration._sample import greedy_prompts
     from edgekit.models.decoder import build_decoder, dynamic_shapes
 
     with job.steps.step("load model"):
         built = build_decoder(job.model_dir, job.spec)
     shapes_for_export, axes = dynamic_shapes(built)
-    prompts = [" ".join(t.split()[:n]) for t, n in zip(sample_texts(3), (5, 9, 13))]
+    prompts = greedy_prompts()
     case = DecoderCase(
         job, built, reference_session(job, built), prompts, built.layout, axes, shapes_for_export
     )

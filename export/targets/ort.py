@@ -16,7 +16,7 @@ log = logging.getLogger("edgekit.export")
 class OrtTarget(OnnxTarget):
     name = "ort"
     graph_precisions = ("fp32", "int8", "int8-dynamic")
-    decoder_precisions = ("fp32", "int8", "int4")
+    decoder_precisions = ("fp32", "int8", "int4", "gguf")
     seq2seq_precisions = ("fp32", "int8", "int4")
     fuse_int8 = True
     fused_attention = True
@@ -45,14 +45,49 @@ class OrtTarget(OnnxTarget):
                     job.spec.family,
                 )
         info, validation = case.standard_graph(context)
-        if job.cfg.precision not in WEIGHT_ONLY:
+        extra = {}
+        if job.cfg.precision == "gguf":
+            quant, sessions, extra = self.gguf_blocks(job, case)
+        elif job.cfg.precision in WEIGHT_ONLY:
+            quant, sessions = self.weight_only(job, {"model": "model.onnx"})
+        else:
             return info, {}, validation
-        quant, sessions = self.weight_only(job, {"model": "model.onnx"})
         generation = case.weight_only_parity(sessions["model"], job.cfg.precision)
         return (
             info,
             {"quantization": quant["model"]},
-            {"runtime": "onnxruntime", "passed": True, "greedy_generation": generation, "fp32": validation},
+            {
+                "runtime": "onnxruntime",
+                "passed": True,
+                "greedy_generation": generation,
+                "fp32": validation,
+                **extra,
+            },
+        )
+
+    def gguf_blocks(self, job: Any, case: Any) -> tuple[dict, dict, dict]:
+        """The validated fp32 graph with the GGUF file's own Q4_0/Q4_1/Q8_0 blocks in place of its
+        weights (compress/gguf_blocks.py). The blocks are checked exactly first: the same graph with
+        float compute (accuracy level 0) must pass the fp32 validation against PyTorch (which runs
+        the GGUF's dequantized weights); the artifact's graph is that one at ``GGUF_ACCURACY_LEVEL``."""
+        from edgekit.compress.gguf_blocks import GGUF_ACCURACY_LEVEL, ort_from_gguf
+        from edgekit.runtimes.base import SessionOptions
+        from edgekit.runtimes.ort_backend import OrtSession
+
+        src, exact, out = (job.tmp / n for n in ("model.fp32.onnx", "model.exact.onnx", "model.onnx"))
+        with job.steps.step("put the GGUF's blocks back"):
+            out.rename(src)  # the fp32 graph holds its weights inside (no external data file)
+            quant = ort_from_gguf(src, out, job.gguf_file, GGUF_ACCURACY_LEVEL, exact_out=exact)
+            src.unlink()
+        with job.steps.step("validate the blocks against PyTorch"):
+            _, report = case.validate_onnx(exact)
+            for path in (exact, exact.with_name(exact.name + ".data")):
+                path.unlink()
+        exact_check = {"accuracy_level": 0, **report.as_dict()}
+        return (
+            {"model": quant},
+            {"model": OrtSession(out, SessionOptions())},
+            {"gguf_blocks_exact": exact_check},
         )
 
     def seq2seq(self, job: Any, case: Any) -> tuple[dict, dict]:

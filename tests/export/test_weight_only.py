@@ -87,3 +87,54 @@ def test_real_smollm2_int8_weight_only_on_ort():
     prefixes = greedy.get("matching_prefix", [32, 32, 32])
     # measured: 28, 24 and 15 of 32 tokens before the first difference (VNNI); 28, 4, 15 without
     assert min(prefixes) >= (8 if int8_dot_products() else 4)
+
+
+def test_real_smollm2_keeps_its_gguf_blocks_on_ort():
+    """The packaged Q4_1 GGUF's own blocks in the cached SmolLM2 ORT graph: every weight found, the
+    blocks equal to the dequantized model with float compute, and the artifact generates."""
+    from edgekit.assets import SMOLLM2
+    from edgekit.export.cached import cached_export
+    from edgekit.runtimes.generate import GenerationConfig
+    from edgekit.runtimes.textgen import generate_text
+
+    out = cached_export(SMOLLM2, "ort-gguf", target="ort", precision="gguf")
+    m = json.loads((out / "manifest.json").read_text())
+    quant, validation = m["export"]["quantization"], m["validation"]
+    assert m["export"]["precision"] == "gguf" and m["export"]["attention"] == "GroupQueryAttention"
+    assert quant["gguf_matmuls"] == {"Q4_0": 0, "Q4_1": 30 * 7, "Q8_0": 1} and quant["float_matmuls"] == 0
+    exact = validation["gguf_blocks_exact"]
+    assert exact["passed"] and exact["max_abs_diff"]["logits"] <= 5e-4 and exact["accuracy_level"] == 0
+    assert quant["accuracy_level"] == 4 and validation["greedy_generation"]["prompts"] == 3
+    size = sum((out / n).stat().st_size for n in ("model.onnx", "model.onnx.data"))
+    assert size < 0.5 * 517 * 2**20  # 4-bit layers, 8-bit head (the float embedding table stays)
+    text = generate_text(out, "The capital of France is", GenerationConfig(max_new_tokens=4), backend="ort")
+    assert text.text.strip().startswith("Paris")
+
+
+def test_gguf_source_and_precision_are_planned(tmp_path, tied_llama):
+    """A .gguf --model exports its own blocks by default on ort and its fp32 weights elsewhere;
+    --precision gguf without a GGUF says what it needs (one line, nothing written)."""
+    from edgekit.assets import SMOLLM2
+    from edgekit.export import ExportConfig
+    from edgekit.export.api import plan_export
+
+    gguf = SMOLLM2.gguf_dir() / SMOLLM2.gguf_file
+    job = plan_export(ExportConfig(model=gguf, out=tmp_path / "a", target="ort"))
+    assert job.cfg.precision == "gguf" and job.gguf_file == gguf and job.model_dir == SMOLLM2.hf_folder()
+    assert (
+        plan_export(ExportConfig(model=gguf.parent, out=tmp_path / "b", target="openvino")).cfg.precision
+        == "fp32"
+    )
+    result = run_cli(
+        "export",
+        "--model",
+        str(tied_llama),
+        "--target",
+        "ort",
+        "--precision",
+        "gguf",
+        "--out",
+        str(tmp_path / "c"),
+    )
+    assert result.returncode != 0 and "--model is no GGUF file" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "c").exists()
