@@ -157,6 +157,7 @@ def set_genai_threads(folder: Path, threads: int) -> None:
 EDGEKIT = (  # (name, cache key, target, precision, backend)
     ("edgekit ORT fp32", "ort", "ort", "fp32", "ort"),
     ("edgekit OpenVINO fp32", "openvino", "openvino", "fp32", "openvino"),
+    ("edgekit OpenVINO bf16", "openvino-bf16", "openvino", "bf16", "openvino"),
     ("edgekit ORT int8 (weight-only)", "ort-int8", "ort", "int8", "ort"),
     ("edgekit OpenVINO int8 (weight-only)", "openvino-int8", "openvino", "int8", "openvino"),
     ("edgekit ORT int4", "ort-int4", "ort", "int4", "ort"),

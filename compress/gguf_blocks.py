@@ -101,22 +101,36 @@ def _row_keys(w: np.ndarray) -> list[bytes]:
 
 
 class BlockIndex:
-    """Finds the GGUF blocks whose dequantized rows are exactly a graph weight's rows."""
+    """Finds the GGUF blocks whose dequantized rows are exactly a graph weight's rows: all of one
+    tensor's, reordered, or the rows of several concatenated (a merged query/key/value projection)."""
 
     def __init__(self, weights: list[Blocks]):
-        self.by_shape: dict[tuple[int, int], list[tuple[Blocks, dict[bytes, int]]]] = {}
-        for b in weights:
-            keys = {key: i for i, key in enumerate(_row_keys(b.dequantized()))}
-            self.by_shape.setdefault(b.codes.shape, []).append((b, keys))
+        self.weights = weights
+        self.rows: dict[int, dict[bytes, tuple[int, int]]] = {}  # K -> row bytes -> (weight, row)
+        for w, b in enumerate(weights):
+            index = self.rows.setdefault(b.codes.shape[1], {})
+            for r, key in enumerate(_row_keys(b.dequantized())):
+                index.setdefault(key, (w, r))
 
     def find(self, w: np.ndarray) -> Blocks | None:
-        """The blocks of the weight [N, K] ``w`` (rows reordered to match), or None if no GGUF tensor is it."""
-        keys = _row_keys(np.asarray(w, dtype=np.float32))
-        for blocks, index in self.by_shape.get(w.shape, []):
-            rows = [index.get(key) for key in keys]
-            if None not in rows:
-                return blocks.take_rows(np.asarray(rows))
-        return None
+        """The blocks of the weight [N, K] ``w``, or None if any row is no GGUF row (or the rows
+        come from tensors of different types)."""
+        index = self.rows.get(w.shape[1], {})
+        found = [index.get(key) for key in _row_keys(np.asarray(w, dtype=np.float32))]
+        if None in found or len({self.weights[t].kind for t, _ in found}) != 1:
+            return None
+        first = self.weights[found[0][0]]
+        if all(t == found[0][0] for t, _ in found):
+            return first.take_rows(np.asarray([r for _, r in found]))
+        parts = [self.weights[t].take_rows(np.asarray([r])) for t, r in found]
+        offsets = None if first.offsets is None else np.concatenate([p.offsets for p in parts])
+        return Blocks(
+            first.kind,
+            np.concatenate([p.codes for p in parts]),
+            np.concatenate([p.scales for p in parts]),
+            first.zero_point,
+            offsets,
+        )
 
 
 def pack(blocks: Blocks) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

@@ -3,9 +3,10 @@
 from edgekit.export.api import export_model
 from edgekit.export.config import ExportConfig
 
-EXPORT_REVISION = 3
+EXPORT_REVISION = 4
 """Bumped whenever what ``export`` writes changes (2: ONNX Runtime decoders with GroupQueryAttention;
-3: OpenVINO decoders converted from PyTorch with SDPA and a beam_idx cache reorder);
+3: OpenVINO decoders converted from PyTorch with SDPA and a beam_idx cache reorder; 4: ONNX Runtime
+decoders with fused RMSNorm and packed QKV projections);
 part of the key of cached exports (edgekit/assets.py), so a stale cache is never reused."""
 
 __all__ = ["EXPORT_REVISION", "ExportConfig", "export_model"]

@@ -13,7 +13,7 @@ _HELP_EXPORT = {
     "model": "Hugging Face model folder (config.json, weights, tokenizer), an edgekit ONNX artifact, a CTranslate2 Whisper folder, or a .gguf file (or a folder holding one).",
     "out": "Artifact folder to write.",
     "target": "Export target: onnx, ort, openvino, trt.",
-    "precision": "fp32; fp16 (openvino weights; trt, the one decoder precision for trt); int8 (encoders: static, needs --calib, for onnx, ort, openvino, trt; decoders: weight-only, ort/openvino); int8-dynamic (ort); int4 (decoders, weight-only, ort/openvino); gguf (a .gguf --model's own Q4_0/Q4_1/Q8_0 blocks, ort). Default: gguf for a .gguf on ort, else fp32.",
+    "precision": "fp32; fp16 (openvino weights; trt, the one decoder precision for trt); int8 (encoders: static, needs --calib, for onnx, ort, openvino, trt; decoders: weight-only, ort/openvino); int8-dynamic (ort); int4 (decoders, weight-only, ort/openvino); bf16 (decoders, openvino, CPUs with bf16 instructions: 16-bit weights); gguf (a .gguf --model's own Q4_0/Q4_1/Q8_0 blocks, ort). Default: gguf for a .gguf on ort, else fp32.",
     "task": "auto, feature-extraction (last_hidden_state), sentence-embedding (adds the pooled embedding), text-generation (causal LM with KV cache) or seq2seq (encoder-decoder: T5, BART, Whisper).",
     "opset": "ONNX opset.",
     "exporter": "auto (torch.export-based, TorchScript fallback), dynamo or torchscript.",
@@ -125,6 +125,12 @@ def _print_export_summary(path: Path) -> None:
     if "towers" in validation:
         for name, tower in manifest["export"]["towers"].items():
             print(_tower_line(path, name, tower, validation["towers"][name], manifest["export"]["precision"]))
+        return
+    if manifest["export"].get("precision") == "bf16":
+        g = validation["greedy_generation"]
+        print(
+            f"wrote {path} (openvino-ir, run in {validation['inference_precision']}); logits within {validation['max_abs_diff']['logits']:.3f} of PyTorch fp32; greedy tokens identical to transformers fp32 on {g['identical_prompts']} of {g['prompts']} prompts ({g['new_tokens']} tokens each)"
+        )
         return
     if manifest["export"].get("quantization", {}).get("mode") == "weight-only":
         g = validation["greedy_generation"]

@@ -41,21 +41,28 @@ class DecoderCase:
     shapes_for_export: dict
     attention: str = "standard"
     """``standard``, or ``GroupQueryAttention`` (ONNX Runtime's fused op) when a target chose it."""
+    rewrites: dict | None = None
+    """What a target's graph rewrite changed (``standard_graph(rewrite=...)``)."""
 
-    def standard_graph(self, attention_context=None) -> tuple[Any, dict]:
+    def standard_graph(self, attention_context=None, rewrite=None) -> tuple[Any, dict]:
         """Convert (inside ``attention_context`` when given) and validate on ONNX Runtime against
         PyTorch: a prefill, a step fed the cache, a padded batch, and greedy tokens equal to
-        transformers' on the prompts. A prior ONNX artifact's graph is taken as it is."""
+        transformers' on the prompts. ``rewrite(path) -> dict`` changes a fused graph before it is
+        validated (export/ort_fusions.py). A prior ONNX artifact's graph is taken as it is."""
         from edgekit.export.validate import greedy_parity
         from edgekit.models.decoder import example_kwargs
 
         job, built = self.job, self.built
         if job.prior is not None:
+            self.rewrites = job.prior["export"].get("graph_rewrites")
             return prior_info(job)
         if attention_context is not None:
             with attention_context:
                 info = convert_and_check(job, built, example_kwargs(built), self.axes, self.shapes_for_export)
             self.io = graph_layout(job.tmp / "model.onnx", self.io)
+            if rewrite is not None:
+                with job.steps.step("fuse for ONNX Runtime"):
+                    self.rewrites = rewrite(job.tmp / "model.onnx")
         else:
             info = convert_and_check(job, built, example_kwargs(built), self.axes, self.shapes_for_export)
         with job.steps.step("validate against PyTorch"):
@@ -107,8 +114,8 @@ class DecoderCase:
             generation = self.parity(session, WEIGHT_ONLY_PARITY_TOKENS, strict=False)
         if not generation["identical"]:
             log.warning(
-                "weight-only %s: greedy tokens match fp32 on %d of %d prompts (matching prefixes %s of %d tokens)",
-                precision,
+                "%s: greedy tokens match fp32 on %d of %d prompts (matching prefixes %s of %d tokens)",
+                precision if precision == "bf16" else f"weight-only {precision}",
                 generation["identical_prompts"],
                 generation["prompts"],
                 generation["matching_prefix"],
@@ -158,6 +165,7 @@ def export(job: ExportJob) -> tuple[dict, dict]:
             "layout": "batch, kv_heads, sequence, head_dim",
         },
         "attention": case.attention,
+        **({"graph_rewrites": case.rewrites} if case.rewrites else {}),
         "padding": "right or none" if gqa else "left, right or none",
         "eos_token_ids": list(eos_token_ids(built.model.generation_config.eos_token_id)),
         "max_length": built.max_length,

@@ -26,7 +26,7 @@ def ir_atol(job: Any, atol: float) -> float:
 class OpenVINOTarget(TargetBase):
     name = "openvino"
     graph_precisions = ("fp32", "fp16", "int8")
-    decoder_precisions = ("fp32", "fp16", "int8", "int4")
+    decoder_precisions = ("fp32", "fp16", "bf16", "int8", "int4")
     seq2seq_precisions = ("fp32", "fp16", "int8", "int4")
 
     def require(self, cfg: Any) -> None:
@@ -34,6 +34,15 @@ class OpenVINOTarget(TargetBase):
         require("openvino", "the openvino target", "openvino")
         if cfg.precision == "int8":
             require("nncf", "OpenVINO INT8", "openvino")
+        if cfg.precision == "bf16":
+            from edgekit.artifacts import cpu_info
+            from edgekit.errors import InputError
+
+            if not {"avx512_bf16", "amx_bf16"} & set(cpu_info()["features"]):
+                raise InputError(
+                    "--precision bf16 needs a CPU with bf16 instructions (AVX512-BF16 or AMX), and this one has none",
+                    "use --precision int8 or int4 (weight-only), or fp32",
+                )
 
     def graph(self, job: Any, case: Any) -> tuple[dict, dict]:
         from edgekit.export.openvino_ir import onnx_to_ir
@@ -81,6 +90,8 @@ class OpenVINOTarget(TargetBase):
         cache = {"kv_heads": lay.kv_heads, "head_dim": lay.head_dim}
         convert = lambda xml: torch_decoder_to_ir(job.model_dir, job.spec, xml, cfg.precision == "fp16")  # noqa: E731
         section, validation = to_ir(job, convert, validate_ir, onnx_validation, job.atol, parity, cache)
+        if cfg.precision == "bf16":
+            return info, *bf16_decoder(job, case, section, validation, validate_ir, cache)
         if weight_only:
             quant, sessions = self.weight_only(job, {"model": "model.xml"}, cache)
             generation = case.weight_only_parity(sessions["model"], cfg.precision)
@@ -152,6 +163,33 @@ class OpenVINOTarget(TargetBase):
                 replace_ir(compressed, job.tmp / name)
                 del compressed
         return quant, _sessions(job.tmp, files, cache)
+
+
+def bf16_decoder(
+    job: Any, case: Any, section: dict, validation: dict, validate_ir, cache: dict
+) -> tuple[dict, dict]:
+    """The validated f32 IR, run by the CPU plugin in bf16 (weights held and read as 16-bit, the
+    cache kept f32): its logits against PyTorch and its greedy tokens against fp32, reported."""
+    from edgekit.runtimes.base import SessionOptions
+    from edgekit.runtimes.openvino_backend import OpenVINOSession
+
+    with job.steps.step("validate bf16 against PyTorch"):
+        session = OpenVINOSession(job.tmp / "model.xml", SessionOptions(), "bf16", cache)
+        report = validate_ir(session, float("inf"))
+    generation = case.weight_only_parity(session, "bf16")
+    section = {
+        **section,
+        "inference_precision": session.precision,
+        "weights": "bf16 (converted by the CPU plugin at load)",
+    }
+    return section, {
+        "runtime": "openvino",
+        "passed": True,
+        "inference_precision": session.precision,
+        "max_abs_diff": report.max_abs_diff,
+        "greedy_generation": generation,
+        "fp32": validation,
+    }
 
 
 def _sessions(tmp, files: dict[str, str], cache: dict | None = None) -> dict[str, Any]:

@@ -25,6 +25,7 @@ class OrtTarget(OnnxTarget):
         import dataclasses
 
         from edgekit.export.gqa import gqa_attention, usable
+        from edgekit.export.ort_fusions import fuse_decoder
 
         context = None
         if job.cfg.gqa:
@@ -44,7 +45,7 @@ class OrtTarget(OnnxTarget):
                     "%s: attention stays unfused (GroupQueryAttention covers llama-style layers with full rotary)",
                     job.spec.family,
                 )
-        info, validation = case.standard_graph(context)
+        info, validation = case.standard_graph(context, rewrite=fuse_decoder if context is not None else None)
         extra = {}
         if job.cfg.precision == "gguf":
             quant, sessions, extra = self.gguf_blocks(job, case)

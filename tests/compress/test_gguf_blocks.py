@@ -42,6 +42,19 @@ def test_index_finds_permuted_rows_and_nothing_else():
     assert index.find(w[:, : K // 2]) is None
 
 
+def test_index_finds_concatenated_tensors():
+    """A merged query/key/value weight is the rows of three GGUF tensors, one after the other."""
+    parts = [_quantized("Q4_1", 10 + i) for i in range(3)]
+    index = BlockIndex([read_blocks("Q4_1", raw, N, K) for raw, _ in parts])
+    merged = np.concatenate([parts[0][1], parts[1][1][::-1], parts[2][1]])
+    found = index.find(merged)
+    assert found is not None and found.codes.shape == (3 * N, K)
+    np.testing.assert_array_equal(found.dequantized(), merged)
+    q8_raw, q8 = _quantized("Q8_0", 20)
+    mixed = BlockIndex([read_blocks("Q4_1", parts[0][0], N, K), read_blocks("Q8_0", q8_raw, N, K)])
+    assert mixed.find(np.concatenate([parts[0][1], q8])) is None  # one MatMulNBits holds one type
+
+
 def _graph(weights: dict[str, np.ndarray], shared: tuple[str, ...]):
     """x [2, 3, K] -> MatMul per weight; ``shared`` weights read the same input ``x``, the others
     read ``x * 2`` (so block sums are computed once per input)."""

@@ -42,8 +42,8 @@ def test_tiny_decoder_weight_only(tied_llama, tmp_path, target, precision):
         assert (
             [n.op_type for n in graph.graph.node].count("MatMulNBits")
             == quant["quantized_matmuls"]
-            == 2 * 7 + 1
-        )  # + the tied head
+            == 2 * 5 + 1
+        )  # q, k, v merged; + the tied head
         bits = {
             a.i
             for n in graph.graph.node
@@ -80,7 +80,8 @@ def test_real_smollm2_int8_weight_only_on_ort():
         for a in n.attribute
         if a.name == "bits"
     } == {8}
-    assert quant["quantized_matmuls"] == 30 * 7 + 1 and quant["materialized_transposed_weights"] == 1
+    assert quant["quantized_matmuls"] == 30 * 5 + 1  # q, k and v merged into one projection
+    assert quant["materialized_transposed_weights"] == 1
     assert (
         sum((out / n).stat().st_size for n in ("model.onnx", "model.onnx.data")) < 0.55 * 517 * 2**20
     )  # int8 head and layers
@@ -101,7 +102,11 @@ def test_real_smollm2_keeps_its_gguf_blocks_on_ort():
     m = json.loads((out / "manifest.json").read_text())
     quant, validation = m["export"]["quantization"], m["validation"]
     assert m["export"]["precision"] == "gguf" and m["export"]["attention"] == "GroupQueryAttention"
-    assert quant["gguf_matmuls"] == {"Q4_0": 0, "Q4_1": 30 * 7, "Q8_0": 1} and quant["float_matmuls"] == 0
+    assert quant["gguf_matmuls"] == {
+        "Q4_0": 0,
+        "Q4_1": 30 * 5,
+        "Q8_0": 1,
+    }  # q, k, v merged: rows of 3 tensors and quant["float_matmuls"] == 0
     exact = validation["gguf_blocks_exact"]
     assert exact["passed"] and exact["max_abs_diff"]["logits"] <= 5e-4 and exact["accuracy_level"] == 0
     assert quant["accuracy_level"] == 4 and validation["greedy_generation"]["prompts"] == 3
@@ -138,3 +143,24 @@ def test_gguf_source_and_precision_are_planned(tmp_path, tied_llama):
     )
     assert result.returncode != 0 and "--model is no GGUF file" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "c").exists()
+
+
+def test_tiny_decoder_bf16_on_openvino(tied_llama, tmp_path):
+    """--precision bf16: the validated f32 IR run by OpenVINO's CPU plugin in bf16, its drift
+    reported; on a CPU without bf16 instructions, refused before any work."""
+    from edgekit.artifacts import cpu_info
+
+    out = tmp_path / "bf16"
+    result = run_cli(
+        "export", "--model", str(tied_llama), "--target", "openvino", "--precision", "bf16", "--out", str(out)
+    )
+    if not {"avx512_bf16", "amx_bf16"} & set(cpu_info()["features"]):
+        assert result.returncode != 0 and "needs a CPU with bf16 instructions" in result.stderr
+        assert not out.exists()
+        return
+    assert result.returncode == 0, result.stderr
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["export"]["inference_precision"] == "bf16" == m["validation"]["inference_precision"]
+    assert m["validation"]["fp32"]["passed"] and m["validation"]["fp32"]["inference_precision"] == "f32"
+    assert 0 < m["validation"]["max_abs_diff"]["logits"] < 1.0  # bf16 moves logits, but not far
+    assert m["validation"]["greedy_generation"]["prompts"] == 3 and "run in bf16" in result.stdout
