@@ -128,17 +128,26 @@ def _is_identity(rows: np.ndarray, n: int) -> bool:
 class CacheStepper:
     """Steps a causal decoder graph: past tensors in, present tensors out (or kept inside a stateful session)."""
 
-    def __init__(self, session, io: DecoderIO):
+    def __init__(self, session, io: DecoderIO, capacity: int | None = None):
         self.session = session
         self.io = io
         self.stateful = session.stateful
         self.past: dict[str, np.ndarray] = {}
         self.mask = np.ones((1, 0), dtype=np.int64)
+        self.capacity = capacity
+        """Tokens a single-row generation can reach (prompt + new): with a graph that takes a static
+        cache on an IO-binding session, the cache is allocated once at that length."""
+        self.static = None
 
     def _run(self, ids: np.ndarray) -> np.ndarray:
-        feeds = {"input_ids": ids, "attention_mask": self.mask, **self.past}
+        feeds = {"input_ids": ids, "attention_mask": self.mask}
         if self.io.uses_position_ids:
             feeds["position_ids"] = position_ids(self.mask, ids.shape[1])
+        if self.static is not None and self.mask.shape[1] > self.capacity:  # past what it holds
+            self.past, self.static = self.static.arrays(self.mask.shape[1] - ids.shape[1]), None
+        if self.static is not None:
+            return self.static.run(feeds, "logits")[:, -1]
+        feeds.update(self.past)
         if self.stateful:
             return self.session.run(feeds, ["logits"])["logits"][:, -1]
         if self.session.keeps_values:  # IO binding: the cache stays in the runtime's memory
@@ -151,8 +160,14 @@ class CacheStepper:
     def start(self, prompt_ids: list[int], rows: int = 1) -> np.ndarray:
         ids = np.asarray([prompt_ids], dtype=np.int64)
         self.mask = np.ones_like(ids)
+        self.static = None
         if self.stateful:
             self.session.reset(1)
+        elif self._static_fits(ids.shape[1], rows):
+            shape = (1, self.io.kv_heads, self.capacity, self.io.head_dim)
+            self.static = self.session.static_cache(
+                dict(zip(self.io.past_names(), self.io.present_names())), shape
+            )
         else:
             self.past = self.io.empty_past(1)
         logits = self._run(ids)
@@ -164,10 +179,21 @@ class CacheStepper:
         self.mask = np.ones((len(tokens), self.mask.shape[1] + 1), dtype=np.int64)
         return self._run(np.asarray(tokens, dtype=np.int64).reshape(-1, 1))
 
+    def _static_fits(self, prompt_len: int, rows: int) -> bool:
+        return (
+            self.io.static_cache
+            and self.session.keeps_values
+            and rows == 1
+            and self.capacity is not None
+            and prompt_len <= self.capacity
+        )
+
     def select(self, rows: np.ndarray) -> None:
         rows = np.asarray(rows, dtype=np.int64)
         if _is_identity(rows, self.mask.shape[0]):
             return
+        if self.static is not None:  # rows reordered or repeated: back to a growing cache
+            self.past, self.static = self.static.arrays(self.mask.shape[1]), None
         self.mask = self.mask[rows]
         if self.stateful:
             self.session.select_rows(rows)
@@ -340,7 +366,8 @@ def generate_ids(
     if not prompt_ids:
         raise InputError("the prompt is empty", "give at least one token of prompt")
     check_context(len(prompt_ids), cfg, max_length)
-    return decode(CacheStepper(session, io), prompt_ids, cfg, eos_token_ids, on_token)
+    capacity = len(prompt_ids) + cfg.max_new_tokens
+    return decode(CacheStepper(session, io, capacity), prompt_ids, cfg, eos_token_ids, on_token)
 
 
 def check_context(prompt_tokens: int, cfg: GenerationConfig, max_length: int | None) -> None:

@@ -101,6 +101,11 @@ class OrtSession(SessionBase):
         values = dict(zip(names, binding.get_outputs()))
         return {n: values[n].numpy() for n in fetch}, {n: values[n] for n in keep}
 
+    def static_cache(self, pairs: dict[str, str], shape: tuple[int, ...]) -> "StaticCache":
+        """Cache buffers of ``shape`` (zeros), each bound as the past input and the present output of
+        a pair: GroupQueryAttention then writes each step's keys and values in place."""
+        return StaticCache(self._session, pairs, shape)
+
     def model_bytes(self) -> int:
         """The graph file plus its external-data file, if the exporter wrote one beside it."""
         data = [self.model_path.with_name(self.model_path.name + suffix) for suffix in (".data", "_data")]
@@ -124,3 +129,30 @@ class OrtBackend:
                 f"artifact '{artifact}' holds no ONNX model", "export it with 'edgekit export --target onnx'"
             )
         return OrtSession(Path(artifact) / model_file, options)
+
+
+class StaticCache:
+    """A decoder's KV cache allocated once at full length and bound as both past and present: no
+    growing copy of the cache and no new values to allocate and free at each step. Only the
+    inputs that change and the logits are bound per run."""
+
+    def __init__(self, session: Any, pairs: dict[str, str], shape: tuple[int, ...]):
+        import onnxruntime as ort
+
+        self._session = session
+        self._binding = session.io_binding()
+        self.buffers = {p: ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, np.float32)) for p in pairs}
+        for past, present in pairs.items():
+            self._binding.bind_ortvalue_input(past, self.buffers[past])
+            self._binding.bind_ortvalue_output(present, self.buffers[past])
+
+    def run(self, inputs: Mapping[str, Any], fetch: str) -> np.ndarray:
+        for name, value in inputs.items():
+            self._binding.bind_cpu_input(name, np.ascontiguousarray(value))
+        self._binding.bind_output(fetch, "cpu")
+        self._session.run_with_iobinding(self._binding)
+        return self._binding.get_outputs()[-1].numpy()  # bound after the cache buffers
+
+    def arrays(self, length: int) -> dict[str, np.ndarray]:
+        """The first ``length`` positions of each buffer, as plain arrays (a growing cache again)."""
+        return {name: np.ascontiguousarray(v.numpy()[:, :, :length]) for name, v in self.buffers.items()}

@@ -20,6 +20,9 @@ class DecoderIO:
     kv_heads: int
     head_dim: int
     uses_position_ids: bool
+    static_cache: bool = False
+    """The graph's attention (ONNX Runtime's GroupQueryAttention) can write into a cache buffer
+    allocated once at full length, bound as both past and present, instead of a growing one."""
 
     @classmethod
     def from_manifest(cls, manifest: Mapping[str, Any]) -> "DecoderIO":
@@ -29,7 +32,10 @@ class DecoderIO:
                 "this artifact is not a text-generation model",
                 "export a causal LM with --task text-generation",
             )
-        return cls(cache["num_layers"], cache["kv_heads"], cache["head_dim"], cache["uses_position_ids"])
+        static = manifest["export"].get("attention") == "GroupQueryAttention"
+        return cls(
+            cache["num_layers"], cache["kv_heads"], cache["head_dim"], cache["uses_position_ids"], static
+        )
 
     def past_names(self) -> list[str]:
         return [f"past_key_values.{i}.{kv}" for i in range(self.num_layers) for kv in ("key", "value")]

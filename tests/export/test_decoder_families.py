@@ -300,3 +300,32 @@ def test_beam_search_equals_transformers_beam_search(tmp_path, target):
     ]
     assert greedy != [outputs[(str(BEAM_CONFIGS[0]), tuple(p))] for p in prompts]
     assert any(o[-1] == 3 for o in outputs.values()) and any(len(o) == 12 for o in outputs.values())
+
+
+def test_static_cache_steps_like_the_growing_one(tmp_path):
+    """On the GroupQueryAttention graph, the cache allocated once at full length and bound as past
+    and present gives the growing cache's logits at every step, and hands its rows back as plain
+    arrays when beams reorder them."""
+    from edgekit.models.cache_io import DecoderIO
+    from edgekit.runtimes import load_session
+    from edgekit.runtimes.generate import CacheStepper
+
+    src = make_tiny_decoder(tmp_path / "src", "llama")
+    out = export_model(ExportConfig(model=src, out=tmp_path / "art", target="ort"), quiet=True)
+    session = load_session(out, "ort")
+    io = DecoderIO.from_manifest(json.loads((out / "manifest.json").read_text()))
+    assert io.static_cache
+    prompt = [5, 9, 2, 14, 3]
+    growing, static = CacheStepper(session, io), CacheStepper(session, io, capacity=len(prompt) + 6)
+    a, b = growing.start(prompt), static.start(prompt)
+    assert static.static is not None and growing.static is None
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    for step in range(3):
+        token = np.asarray([int(np.argmax(a[0]))])
+        a, b = growing.advance(token), static.advance(token)
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    growing.select(np.array([0, 0]))
+    static.select(np.array([0, 0]))  # two rows: back to a growing cache
+    assert static.static is None and static.past["past_key_values.0.key"].shape[2] == len(prompt) + 3
+    a, b = growing.advance(np.array([7, 8])), static.advance(np.array([7, 8]))
+    np.testing.assert_allclose(a, b, atol=1e-5)
