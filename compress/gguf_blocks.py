@@ -231,8 +231,11 @@ GGUF_ACCURACY_LEVEL = 4
 
 
 def _save(model: Any, out: Path) -> None:
+    """Save with external data in ``<out>.data``; onnx appends to an existing file of that name, and
+    one there is the source graph's own data (already loaded), so it goes first."""
     import onnx
 
+    out.with_name(out.name + ".data").unlink(missing_ok=True)
     onnx.save(model, str(out), save_as_external_data=True, location=out.name + ".data", size_threshold=1024)
 
 

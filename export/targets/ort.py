@@ -77,13 +77,19 @@ class OrtTarget(OnnxTarget):
 
         src, exact, out = (job.tmp / n for n in ("model.fp32.onnx", "model.exact.onnx", "model.onnx"))
         with job.steps.step("put the GGUF's blocks back"):
-            out.rename(src)  # the fp32 graph holds its weights inside (no external data file)
+            out.rename(src)  # its external data file (large models) keeps its name; loaded before rewriting
             quant = ort_from_gguf(src, out, job.gguf_file, GGUF_ACCURACY_LEVEL, exact_out=exact)
             src.unlink()
         with job.steps.step("validate the blocks against PyTorch"):
             _, report = case.validate_onnx(exact)
             for path in (exact, exact.with_name(exact.name + ".data")):
                 path.unlink()
+        if quant["float_matmuls"]:
+            log.warning(
+                "%d MatMul(s) kept float: their weights are no Q4_0/Q4_1/Q8_0 tensor of %s (other GGUF types have no exact MatMulNBits form yet)",
+                quant["float_matmuls"],
+                job.gguf_file.name,
+            )
         exact_check = {"accuracy_level": 0, **report.as_dict()}
         return (
             {"model": quant},
