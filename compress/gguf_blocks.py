@@ -158,6 +158,8 @@ def rewrite(model: Any, index: BlockIndex, accuracy_level: int) -> dict[str, int
     """Replace every MatMul whose constant weight is a GGUF tensor with its blocks (in place)."""
     from onnx import helper, numpy_helper
 
+    from edgekit.compress.onnx_edit import drop_unused_initializers, use_contrib_domain
+
     inits = {i.name: i for i in model.graph.initializer}
     new_nodes, new_inits, sums, counts = [], [], {}, {k: 0 for k in (*KINDS, "float")}
     for node in model.graph.node:
@@ -217,26 +219,13 @@ def rewrite(model: Any, index: BlockIndex, accuracy_level: int) -> dict[str, int
     del model.graph.node[:]
     model.graph.node.extend(new_nodes)
     model.graph.initializer.extend(new_inits)
-    used = {i for n in model.graph.node for i in n.input}
-    kept = [i for i in model.graph.initializer if i.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(kept)
-    if not any(o.domain == "com.microsoft" for o in model.opset_import):
-        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    drop_unused_initializers(model)
+    use_contrib_domain(model)
     return counts
 
 
 GGUF_ACCURACY_LEVEL = 4
 """MatMulNBits computes with int8 activations per block of 32, as llama.cpp does for these types."""
-
-
-def _save(model: Any, out: Path) -> None:
-    """Save with external data in ``<out>.data``; onnx appends to an existing file of that name, and
-    one there is the source graph's own data (already loaded), so it goes first."""
-    import onnx
-
-    out.with_name(out.name + ".data").unlink(missing_ok=True)
-    onnx.save(model, str(out), save_as_external_data=True, location=out.name + ".data", size_threshold=1024)
 
 
 def ort_from_gguf(
@@ -247,6 +236,7 @@ def ort_from_gguf(
     (accuracy level 0), which matches the dequantized model to float rounding."""
     import onnx
 
+    from edgekit.compress.onnx_edit import save_with_external_data
     from edgekit.compress.weight_only import materialize_transposed_weights
 
     model = onnx.load(str(src))
@@ -255,11 +245,11 @@ def ort_from_gguf(
     if exact_out is not None:  # saving with external data empties the tensors it writes: save a copy
         exact = onnx.ModelProto()
         exact.CopyFrom(model)
-        _save(exact, exact_out)
+        save_with_external_data(exact, exact_out)
     for node in model.graph.node:
         if node.op_type == "MatMulNBits":
             next(a for a in node.attribute if a.name == "accuracy_level").i = accuracy_level
-    _save(model, out)
+    save_with_external_data(model, out)
     return {
         "mode": "weight-only",
         "weights": "the GGUF's own blocks of 32 ("

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.compress.onnx_edit import drop_unused_initializers
 from edgekit.compress.ort_quant import QuantTarget
 
 SCALE_CLIP = (1e-3, 1e3)
@@ -123,7 +124,7 @@ def smooth_quant(
             node.input[list(node.input).index(act)] = out
         renamed[act] = out
     _insert_after(model, new_nodes)
-    _drop_unused_initializers(model)
+    drop_unused_initializers(model)
     return renamed
 
 
@@ -135,14 +136,3 @@ def _insert_after(model: Any, pairs: list[tuple[Any, Any]]) -> None:
         nodes.insert(index, node)
     del model.graph.node[:]
     model.graph.node.extend(nodes)
-
-
-def _drop_unused_initializers(model: Any) -> None:
-    used = {i for n in model.graph.node for i in n.input}
-    keep = [
-        i
-        for i in model.graph.initializer
-        if i.name in used or any(o.name == i.name for o in model.graph.output)
-    ]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(keep)

@@ -54,6 +54,8 @@ def ort_weight_only(
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
+    from edgekit.compress.onnx_edit import drop_unused_initializers, save_with_external_data
+
     logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(
         logging.WARNING
     )  # it logs every node at INFO
@@ -64,13 +66,8 @@ def ort_weight_only(
     )
     quantizer.process()
     quantized = quantizer.model.model
-    used = {i for n in quantized.graph.node for i in n.input}
-    kept = [i for i in quantized.graph.initializer if i.name in used]
-    del quantized.graph.initializer[:]
-    quantized.graph.initializer.extend(kept)
-    onnx.save(
-        quantized, str(out), save_as_external_data=True, location=out.name + ".data", size_threshold=1024
-    )
+    drop_unused_initializers(quantized)
+    save_with_external_data(quantized, out)
     ops = [n.op_type for n in quantized.graph.node]
     return {
         "mode": "weight-only",

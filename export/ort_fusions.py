@@ -27,13 +27,10 @@ class Graph:
     def __init__(self, model: Any):
         from onnx import numpy_helper
 
-        self.model = model
         self.graph = model.graph
         self.inits = {i.name: i for i in self.graph.initializer}
         self.constants = {
-            name: numpy_helper.to_array(t)
-            for name, t in self.inits.items()
-            if t.dims == [] or len(t.dims) <= 1
+            name: numpy_helper.to_array(t) for name, t in self.inits.items() if len(t.dims) <= 1
         }
         for node in self.graph.node:
             if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
@@ -164,6 +161,8 @@ def merge_qkv(model: Any) -> int:
     (+ one bias Add), taken by the attention as packed QKV."""
     from onnx import helper, numpy_helper
 
+    from edgekit.compress.onnx_edit import drop_unused_initializers
+
     g = Graph(model)
     merged = 0
     for gqa in [n for n in g.graph.node if n.op_type == "GroupQueryAttention"]:
@@ -190,51 +189,29 @@ def merge_qkv(model: Any) -> int:
         gqa.input[0], gqa.input[1], gqa.input[2] = name, "", ""
         merged += 1
     g.commit()
-    used = {i for n in model.graph.node for i in n.input}
-    kept = [i for i in model.graph.initializer if i.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(kept)
+    drop_unused_initializers(model)
     return merged
 
 
 def fuse_decoder(path: Path) -> dict:
-    """Both rewrites on the graph at ``path``, in place; weights stay where they were (inside the
-    file, or in its external data file for graphs over protobuf's 2 GB)."""
+    """Both rewrites on the graph at ``path``, in place (weights inside the file, or beside it in
+    ``<name>.data`` for graphs over protobuf's 2 GB; the exporter's own data file is replaced)."""
     import onnx
 
-    external = sorted(
-        {
-            entry.value
-            for t in onnx.load(str(path), load_external_data=False).graph.initializer
-            for entry in t.external_data
-            if entry.key == "location"
-        }
-    )
+    from edgekit.compress.onnx_edit import use_contrib_domain
+    from edgekit.compress.ort_quant import save_onnx
+
+    external = {
+        entry.value
+        for t in onnx.load(str(path), load_external_data=False).graph.initializer
+        for entry in t.external_data
+        if entry.key == "location"
+    }
     model = onnx.load(str(path))
     norms = fuse_rms_norms(model)
     qkv = merge_qkv(model)
-    if not any(o.domain == "com.microsoft" for o in model.opset_import):
-        model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
-    if external:  # the old data file is ours (staging folder): write the new one beside it, then swap
-        tmp = path.with_name(path.stem + ".fused.onnx")
-        onnx.save(model, str(tmp), save_as_external_data=True, location=external[0] + ".fused")
-        for name in external:
-            (path.parent / name).unlink()
-        (path.parent / (external[0] + ".fused")).rename(path.parent / external[0])
-        _relocate(tmp, external[0])
-        tmp.replace(path)
-    else:
-        onnx.save(model, str(path))
+    use_contrib_domain(model)
+    for name in external:  # loaded above; the staging folder's files, written by this export
+        (path.parent / name).unlink()
+    save_onnx(model, path)
     return {**norms, "merged_qkv_projections": qkv, "nodes": len(model.graph.node)}
-
-
-def _relocate(path: Path, location: str) -> None:
-    """Point every external tensor of the graph at ``path`` to ``location`` (the file was renamed)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    for t in model.graph.initializer:
-        for entry in t.external_data:
-            if entry.key == "location":
-                entry.value = location
-    onnx.save(model, str(path))

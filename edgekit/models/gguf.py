@@ -34,7 +34,7 @@ def source_gguf(hf_folder: Path) -> Path | None:
     """The GGUF file an HF folder was converted from (its manifest says so), if it is still there unchanged."""
     import json
 
-    from edgekit.artifacts import MANIFEST, sha256_file
+    from edgekit.artifacts import MANIFEST
 
     try:
         manifest = json.loads((Path(hf_folder) / MANIFEST).read_text())
@@ -42,7 +42,7 @@ def source_gguf(hf_folder: Path) -> Path | None:
         return None
     source = manifest.get("source", {}) if manifest.get("stage") == "convert-gguf" else {}
     path = Path(source["path"]) if source.get("path") else None
-    if path is None or not path.is_file() or sha256_file(path) != source.get("sha256"):
+    if path is None or not path.is_file() or file_sha256(path) != source.get("sha256"):
         return None
     return path
 
@@ -53,8 +53,7 @@ def gguf_hf_folder(gguf_file: Path, about: dict | None = None) -> Path:
     from edgekit.artifacts import MANIFEST, cache_dir, cache_lock
 
     gguf_file = Path(gguf_file).resolve()
-    stat = gguf_file.stat()
-    digest = _sha256(gguf_file, stat.st_size, stat.st_mtime_ns)
+    digest = file_sha256(gguf_file)
     out = cache_dir() / "models" / f"gguf-{gguf_file.stem}-{digest[:16]}"
     with cache_lock(out):
         if not ((out / MANIFEST).is_file() and (out / "model.safetensors").is_file()):
@@ -62,9 +61,14 @@ def gguf_hf_folder(gguf_file: Path, about: dict | None = None) -> Path:
     return out
 
 
+def file_sha256(path: Path) -> str:
+    """A GGUF's sha256, hashed once per (path, size, modification time) in this process."""
+    stat = path.stat()
+    return _sha256(path.resolve(), stat.st_size, stat.st_mtime_ns)
+
+
 @functools.lru_cache(maxsize=16)
 def _sha256(path: Path, size: int, mtime_ns: int) -> str:
-    """A file's sha256, computed once per (size, modification time) in this process."""
     from edgekit.artifacts import sha256_file
 
     return sha256_file(path)
