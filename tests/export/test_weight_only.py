@@ -164,3 +164,12 @@ def test_tiny_decoder_bf16_on_openvino(tied_llama, tmp_path):
     assert m["validation"]["fp32"]["passed"] and m["validation"]["fp32"]["inference_precision"] == "f32"
     assert 0 < m["validation"]["max_abs_diff"]["logits"] < 1.0  # bf16 moves logits, but not far
     assert m["validation"]["greedy_generation"]["prompts"] == 3 and "run in bf16" in result.stdout
+
+
+def test_a_file_that_is_no_gguf_is_refused_in_one_line(tmp_path):
+    bad = tmp_path / "model.gguf"
+    bad.write_bytes(b"not a gguf file")
+    result = run_cli("export", "--model", str(bad), "--target", "ort", "--out", str(tmp_path / "out"))
+    assert result.returncode != 0 and "transformers cannot read" in result.stderr
+    assert "GGUF magic" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
