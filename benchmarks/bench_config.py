@@ -53,6 +53,8 @@ class BenchConfig:
     models: image-text pairs (``calibration/pairs.py``) for recall and zero-shot agreement."""
     encoding: str | None = None
     """Encoding of --text / --eval-data files; None = UTF-8, strictly."""
+    runs: tuple[tuple[Path, str], ...] = ()
+    """(artifact, backend) pairs to run; empty = every backend on every artifact it reads."""
 
 
 def tokens_after_context(task: str, cfg: BenchConfig) -> int:

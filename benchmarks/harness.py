@@ -23,6 +23,7 @@ from edgekit.benchmarks.ctc_bench import utterance_description
 from edgekit.benchmarks.dual_bench import timing_images_description
 from edgekit.benchmarks.generation import GENERATING
 from edgekit.benchmarks.measures import agreement, percentiles, reference_worker
+from edgekit.benchmarks.power import PowerMonitor, add_power
 from edgekit.errors import EdgekitError, InputError
 from edgekit.numerics import masked_mean, row_cosines
 
@@ -40,9 +41,20 @@ class _Worker:
     """sha256 of the source model: artifacts of one source share one PyTorch reference."""
     info: dict[str, Any] = field(default_factory=dict)
 
+    timed: list[tuple[float, float]] = field(default_factory=list)
+    """(start, end) of each timed command: what power (benchmarks/power.py) is averaged over."""
+
     def ask(self, command: str, arg: Any = None, verbose: bool = False):
+        import time
+
+        from edgekit.benchmarks.power import TIMED
+
+        start = time.perf_counter()
         self.conn.send((command, arg))
-        return self.expect(verbose, "failed")
+        reply = self.expect(verbose, "failed")
+        if command in TIMED:
+            self.timed.append((start, time.perf_counter()))
+        return reply
 
     def expect(self, verbose: bool, what: str):
         """The next reply's payload; a worker's error report becomes an EdgekitError naming ``what`` went wrong."""
@@ -236,7 +248,10 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
     workers: list[_Worker] = []
     rows: list[dict[str, Any]] = []
     progress = None if quiet else _progress_bar()
+    power = PowerMonitor() if PowerMonitor.available() else None  # a Jetson: watts during timed runs
     try:
+        if power is not None:
+            power.__enter__()
         n_cases = len(cfg.batches) * len(cfg.seq_lens)
         if kind in ("image-text", "speech-ctc"):
             from edgekit.benchmarks import ctc_bench, dual_bench
@@ -251,6 +266,8 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
         for w in workers:
             w.info.update(w.ask("stop", None, verbose))
     finally:
+        if power is not None:
+            power.__exit__(None, None, None)
         if progress:
             progress.stop()
         for w in workers:
@@ -258,6 +275,7 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
             if w.process.is_alive():
                 w.process.kill()
     _add_worker_figures(rows, workers)
+    add_power(rows, {(w.name, w.backend): w.timed for w in workers}, power)
     result = {
         "stage": "bench",
         "created_at": started,
@@ -331,12 +349,15 @@ def _start_workers(
 
     ctx = multiprocessing.get_context("spawn")
     workers: list[_Worker] = []
+    wanted = {(Path(p).expanduser().resolve(), b) for p, b in cfg.runs}
     for (path, manifest), name in zip(loaded, names):
         source = manifest.get("source", {}).get("sha256") or str(path)
         for backend in cfg.backends:
-            # Skip what a backend cannot read (ort on an OpenVINO IR), and a second torch worker for one
-            # source: the reference runs the source model, so once per source is enough.
-            unreadable = not get_backend_entry(backend).reads(manifest)
+            # Skip what a backend cannot read (ort on an OpenVINO IR), a pair the caller left out, and a
+            # second torch worker for one source: the reference runs the source model, so once per source.
+            unreadable = not get_backend_entry(backend).reads(manifest) or (
+                bool(wanted) and (path, backend) not in wanted
+            )
             duplicate_reference = backend == "torch" and any(
                 w.backend == "torch" and w.source == source for w in workers
             )

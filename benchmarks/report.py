@@ -43,7 +43,22 @@ def _generating(result: dict[str, Any]) -> str | None:
     return kind if kind in GENERATING else None
 
 
+POWER_COLUMNS = (
+    ("avg_watts", "W", "{:.2f}"),
+    ("per_joule", "per J", "{:.1f}"),
+    ("max_temp_c", "max C", "{:.1f}"),
+)
+"""Shown when tegrastats measured power (a Jetson): average watts, results per joule, hottest sensor."""
+
+
 def columns_for(result: dict[str, Any]) -> tuple:
+    columns = _columns_for(result)
+    if any("avg_watts" in row for row in result["rows"]):
+        columns += POWER_COLUMNS
+    return columns
+
+
+def _columns_for(result: dict[str, Any]) -> tuple:
     kind = _generating(result)
     if kind:
         contexts = result["config"].get("contexts") or []

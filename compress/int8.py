@@ -4,6 +4,9 @@ guard of ``compress/quality.py``."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +124,8 @@ def openvino_int8(
     import nncf
     import openvino as ov
 
+    if steps.quiet:  # a caller with its own display (edgekit optimize): NNCF's info lines would break it
+        nncf.set_log_level(logging.WARNING)
     from edgekit.runtimes.base import SessionOptions
     from edgekit.runtimes.openvino_backend import OpenVINOSession
 
@@ -131,7 +136,9 @@ def openvino_int8(
     model = ov.Core().read_model(str(xml))
     calibration = nncf.Dataset(calib.feeds)
     options = {"model_type": nncf.ModelType.TRANSFORMER, "subset_size": len(calib.feeds)}
-    with steps.step(f"quantize with NNCF ({len(calib.feeds)} samples)"):
+    # under a caller's own display (quiet), NNCF's progress bars on stdout are dropped too
+    hush = contextlib.redirect_stdout(io.StringIO()) if steps.quiet else contextlib.nullcontext()
+    with steps.step(f"quantize with NNCF ({len(calib.feeds)} samples)"), hush:
         if cfg.max_drop is None:
             quantized = nncf.quantize(model, calibration, **options)
         else:
@@ -145,7 +152,8 @@ def openvino_int8(
                 quantized = nncf.quantize_with_accuracy_control(
                     model,
                     calibration,
-                    nncf.Dataset(items),
+                    # validate() gets the items (indices); NNCF's own per-item runs feed the model through the transform
+                    nncf.Dataset(items, lambda i: evalset.feeds[i]),
                     validate,
                     max_drop=cfg.max_drop,
                     drop_type=nncf.DropType.ABSOLUTE,

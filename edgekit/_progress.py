@@ -74,10 +74,13 @@ class Steps:
 
 
 @contextlib.contextmanager
-def training_progress(total: int, start: int, terms: list[str], quiet: bool = False):
-    """A bar over training steps showing each loss term and steps/s; yields ``update(step, losses)``."""
+def training_progress(
+    total: int, start: int, terms: list[str], quiet: bool = False, report: Callable | None = None
+):
+    """A bar over training steps showing each loss term and steps/s; yields ``update(step, losses)``.
+    Quiet: no bar, and ``report(step, total, losses)`` (when given) is called instead."""
     if quiet:
-        yield lambda step, losses: None
+        yield (lambda step, losses: report(step, total, losses)) if report else (lambda step, losses: None)
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

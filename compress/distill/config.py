@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -141,44 +141,13 @@ class DistillConfig:
 
 def load_config_file(path: Path, overrides: dict[str, Any]) -> DistillConfig:
     """Options from a YAML or JSON file; options given on the command line win."""
-    import json
+    from edgekit.config_file import read_config_file
 
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise InputError(f"config file '{path}' does not exist", "pass a .yaml or .json file")
-    text = path.read_text()
-    try:
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-        else:
-            data = json.loads(text)
-    except Exception as exc:  # noqa: BLE001 - any parse error is the user's file
-        raise InputError(
-            f"cannot parse config file '{path}': {str(exc).splitlines()[0]}", "fix the file"
-        ) from exc
-    if not isinstance(data, dict):
-        raise InputError(
-            f"config file '{path}' must hold a mapping of option: value", "write one option per line"
-        )
-    names = {f.name for f in fields(DistillConfig)}
-    data = {k.replace("-", "_"): v for k, v in data.items()}
-    unknown = [k for k in data if k not in names]
-    if unknown:
-        raise InputError(
-            f"config file '{path}' has unknown option '{unknown[0]}'", did_you_mean(unknown[0], names)
-        )
-    merged = {**data, **{k: v for k, v in overrides.items() if v is not None}}
-    for key in ("teacher", "data", "out", "student"):
-        if merged.get(key) is not None:
-            merged[key] = Path(merged[key])
-    for key in ("student_layer_list", "layer_map_list", "freeze"):
-        if merged.get(key) is not None:
-            merged[key] = tuple(merged[key])
-    missing = [k for k in ("teacher", "data", "out") if merged.get(k) is None]
-    if missing:
-        raise InputError(
-            f"missing option '{missing[0]}'", f"give --{missing[0]} or put it in the config file"
-        )
-    return DistillConfig(**merged)
+    return read_config_file(
+        path,
+        DistillConfig,
+        overrides,
+        paths=("teacher", "data", "out", "student"),
+        tuples=("student_layer_list", "layer_map_list", "freeze"),
+        required=("teacher", "data", "out"),
+    )

@@ -16,7 +16,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from edgekit.compress.distill.checkpoint import CHECKPOINT, config_key, resume, save_checkpoint, work_dir
 from edgekit.compress.distill.config import TASK_STAGES, DistillConfig
@@ -110,11 +110,12 @@ class Placement:
             torch.distributed.destroy_process_group()
 
 
-def distill(cfg: DistillConfig, quiet: bool = False) -> Path:
-    """Run (or resume) a distillation; returns the student folder."""
+def distill(cfg: DistillConfig, quiet: bool = False, report: Callable | None = None) -> Path:
+    """Run (or resume) a distillation; returns the student folder. ``report(step, total, losses)``,
+    when given, is called after each step in place of the progress bar (a caller's own display)."""
     place = Placement()
     try:
-        return _distill(cfg, place, quiet or not place.main)
+        return _distill(cfg, place, quiet or not place.main or report is not None, report)
     finally:
         place.close()
 
@@ -154,7 +155,7 @@ class _Loop:
     history: list[dict] = field(default_factory=list)
 
 
-def _distill(cfg: DistillConfig, place: Placement, quiet: bool) -> Path:
+def _distill(cfg: DistillConfig, place: Placement, quiet: bool, report: Callable | None = None) -> Path:
     from edgekit.artifacts import now_iso
 
     cfg.check()
@@ -176,7 +177,7 @@ def _distill(cfg: DistillConfig, place: Placement, quiet: bool) -> Path:
         if place.main and work.is_dir() and not (work / CHECKPOINT).exists():
             shutil.rmtree(work, ignore_errors=True)  # nothing to resume: leave no work folder behind
         raise
-    _train(cfg, data, models, loop, place, work / CHECKPOINT, quiet, stages.micro_step)
+    _train(cfg, data, models, loop, place, work / CHECKPOINT, quiet, stages.micro_step, report)
     place.barrier()
     models.student.eval().cpu()
     models.teacher.cpu()
@@ -319,6 +320,7 @@ def _train(
     ckpt: Path,
     quiet: bool,
     micro_step: Any,
+    report: Callable | None = None,
 ) -> None:
     """Optimizer steps from ``loop.step`` to ``cfg.max_steps``, checkpointing every ``save_every``."""
     import torch
@@ -326,7 +328,7 @@ def _train(
     from edgekit._progress import training_progress
 
     names = [n for n in ("embed", "attn", "hidden", "pred", "feature", "momentum") if models.weights.get(n)]
-    with training_progress(cfg.max_steps, loop.step, names, quiet) as progress:
+    with training_progress(cfg.max_steps, loop.step, names, quiet, report) as progress:
         while loop.step < cfg.max_steps:
             t0 = time.perf_counter()
             loop.optimizer.zero_grad(set_to_none=True)

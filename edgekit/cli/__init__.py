@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgekit.cli import distill_cmd, export_cmd, run_cmd, zero_shot_cmd
+from edgekit.cli import distill_cmd, export_cmd, optimize_cmd, run_cmd, zero_shot_cmd
 
 app = typer.Typer(
     name="edgekit",
@@ -43,6 +43,7 @@ def _root(
 COMMANDS = (
     ("export", export_cmd.export),
     ("distill", distill_cmd.distill),
+    ("optimize", optimize_cmd.optimize),
     ("build", export_cmd.build_cmd),
     ("bench", run_cmd.bench_cmd),
     ("demo", run_cmd.demo),

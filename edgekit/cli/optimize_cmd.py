@@ -1,0 +1,102 @@
+"""``edgekit optimize``: options (or a YAML/JSON file) into an OptimizeConfig, then the verdict per backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edgekit.cli._common import Encoding, Overwrite, Verbose, handled, split_list
+
+_H = {
+    "model": "The teacher: a Hugging Face model folder.",
+    "out": "Folder for the stages, report.md/.html, pareto.png, results.json and best-<backend>/.",
+    "config": "YAML/JSON file with any of these options (command-line options win).",
+    "task": "What the model does: sentence-embedding.",
+    "data": "Text to distil the students on (.txt, .jsonl or a folder of .txt); also INT8 calibration unless --calib.",
+    "eval_data": "Held-out labelled texts (.jsonl with 'text' and 'label', or a folder of class subfolders): quality is 5-fold probe accuracy relative to the teacher's.",
+    "students": "Student shapes: layer counts (6,3,2), LAYERSxHIDDEN (4x256), or none to only quantize the teacher.",
+    "backends": "Comma-separated backends: ort, openvino.",
+    "precisions": "Comma-separated precisions: fp32, int8 (static, calibrated, with the accuracy guard).",
+    "max_drop": "Largest relative quality drop against the teacher a best cell may have (0.02 keeps 98%).",
+    "calib": "INT8 calibration text (default: --data).",
+    "max_steps": "Distillation steps per student.",
+    "batch": "Batch size the cells are timed and compared at.",
+    "seq_len": "Sequence length the cells are timed at (and distilled at).",
+    "repeat": "Timed runs per cell.",
+    "threads": "Intra-op threads for every backend (default: all cores).",
+    "resume": "Reuse the finished stages of an earlier run in --out (after a crash or kill, or with changed options).",
+    "no_guard": "INT8 without the accuracy guard.",
+}
+
+
+@handled
+def optimize(
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help=_H["model"])] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help=_H["out"])] = None,
+    config: Annotated[Optional[Path], typer.Option(help=_H["config"])] = None,
+    task: Annotated[Optional[str], typer.Option(help=_H["task"])] = None,
+    data: Annotated[Optional[Path], typer.Option(help=_H["data"])] = None,
+    eval_data: Annotated[Optional[Path], typer.Option(help=_H["eval_data"])] = None,
+    students: Annotated[Optional[str], typer.Option(help=_H["students"])] = None,
+    backends: Annotated[Optional[str], typer.Option(help=_H["backends"])] = None,
+    precisions: Annotated[Optional[str], typer.Option(help=_H["precisions"])] = None,
+    max_drop: Annotated[Optional[float], typer.Option(help=_H["max_drop"])] = None,
+    calib: Annotated[Optional[Path], typer.Option(help=_H["calib"])] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help=_H["max_steps"])] = None,
+    batch: Annotated[Optional[int], typer.Option(help=_H["batch"])] = None,
+    seq_len: Annotated[Optional[int], typer.Option(help=_H["seq_len"])] = None,
+    repeat: Annotated[Optional[int], typer.Option(help=_H["repeat"])] = None,
+    threads: Annotated[Optional[int], typer.Option(help=_H["threads"])] = None,
+    seed: Annotated[Optional[int], typer.Option()] = None,
+    no_guard: Annotated[bool, typer.Option("--no-guard", help=_H["no_guard"])] = False,
+    resume: Annotated[bool, typer.Option(help=_H["resume"])] = False,
+    encoding: Encoding = None,
+    overwrite: Overwrite = False,
+    verbose: Verbose = False,
+) -> None:
+    """From a teacher to the fastest student that keeps its quality: distil, export, quantize and bench every cell."""
+    from edgekit.errors import InputError
+    from edgekit.optimize.config import OptimizeConfig, load_optimize_file, parse_students
+    from edgekit.optimize.report import print_table, verdicts
+    from edgekit.optimize.run import optimize as run
+
+    given = {
+        "model": model,
+        "out": out,
+        "task": task,
+        "data": data,
+        "eval_data": eval_data,
+        "students": parse_students(students) if students is not None else None,
+        "backends": split_list(backends, str, "--backends") if backends else None,
+        "precisions": split_list(precisions, str, "--precisions") if precisions else None,
+        "max_drop": max_drop,
+        "calib": calib,
+        "max_steps": max_steps,
+        "batch": batch,
+        "seq_len": seq_len,
+        "bench_seq_len": seq_len,
+        "repeat": repeat,
+        "threads": threads,
+        "seed": seed,
+        "int8_guard": False if no_guard else None,
+        "encoding": encoding,
+        "resume": resume or None,
+        "overwrite": overwrite or None,
+    }
+    if config is not None:
+        cfg = load_optimize_file(config, given)
+    else:
+        missing = [k for k in ("model", "out") if given[k] is None]
+        if missing:
+            raise InputError(f"missing option --{missing[0]}", "give --model and --out, or --config FILE")
+        cfg = OptimizeConfig(**{k: v for k, v in given.items() if v is not None})
+    results = run(cfg, verbose=verbose)
+    print_table(results)
+    failed = [c for c in results["cells"] if c["state"] == "failed"]
+    for line in verdicts(results):
+        print(line)
+    if failed:
+        print(f"{len(failed)} of {len(results['cells'])} cells failed; see the table", flush=True)
+    print(f"report: {Path(cfg.out) / 'report.md'} (and report.html, pareto.png, results.json)")

@@ -1,0 +1,192 @@
+"""What ``edgekit optimize`` is asked: one frozen dataclass, filled by the CLI, a YAML/JSON file, or Python."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import InputError, did_you_mean
+
+TASKS = ("sentence-embedding",)
+"""Tasks whose every stage (distill, export, INT8, bench quality) exists for optimize today."""
+BACKEND_TARGETS = {"ort": "ort", "openvino": "openvino"}
+"""The export target whose artifact each backend runs."""
+PRECISIONS = ("fp32", "int8")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A student shape: layers kept, and optionally a narrower width (hidden size, heads, FFN)."""
+
+    layers: int
+    hidden: int | None = None
+    heads: int | None = None
+    ffn: int | None = None
+
+    @property
+    def name(self) -> str:
+        width = f"x{self.hidden}" if self.hidden else ""
+        return f"L{self.layers}{width}"
+
+
+def parse_students(value: str | list | tuple | None) -> tuple[Shape, ...]:
+    """``6,3,2`` (layer counts) or ``4x384,2x256`` (layers x hidden; heads = hidden / 64, FFN = 4 x hidden);
+    ``none`` or empty: no student, only the teacher is quantized."""
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    shapes = []
+    for item in (i.strip().lower() for i in items):
+        if item in ("", "none"):
+            continue
+        try:
+            if "x" in item:
+                layers, hidden = (int(v) for v in item.split("x"))
+                shapes.append(Shape(layers, hidden, max(1, hidden // 64), 4 * hidden))
+            else:
+                shapes.append(Shape(int(item)))
+        except ValueError:
+            raise InputError(
+                f"--students '{item}' is not a layer count or LAYERSxHIDDEN",
+                "pass e.g. --students 6,3,2 or --students 4x384,2x256 (or none)",
+            ) from None
+    return tuple(shapes)
+
+
+@dataclass(frozen=True)
+class OptimizeConfig:
+    model: Path
+    """The teacher: a Hugging Face model folder."""
+    out: Path
+    data: Path | None = None
+    """Text the students are distilled on (and INT8 calibrated on unless ``calib``)."""
+    eval_data: Path | None = None
+    """Held-out labelled texts (.jsonl with a 'label' field, or a folder of class subfolders):
+    quality is 5-fold probe accuracy relative to the teacher's."""
+    task: str = "sentence-embedding"
+    students: tuple[Shape, ...] = ()
+    backends: tuple[str, ...] = ("ort",)
+    precisions: tuple[str, ...] = ("fp32", "int8")
+    max_drop: float = 0.02
+    """The largest relative quality drop against the teacher a 'best' cell may have (0.02 = 98% kept)."""
+    calib: Path | None = None
+    calib_size: int = 128
+    int8_guard: bool = True
+    """INT8 with the accuracy guard (export's --max-drop on the same --eval-data)."""
+    max_steps: int = 1000
+    batch_size: int = 16
+    seq_len: int = 128
+    lr: float = 1e-4
+    distill: dict | None = None
+    """Any other DistillConfig options for every student (e.g. {'w_attn': 0})."""
+    batch: int = 8
+    """Bench: the batch size latency is timed and cells are compared at."""
+    bench_seq_len: int = 128
+    repeat: int = 30
+    threads: int | None = None
+    seed: int = 0
+    encoding: str | None = None
+    resume: bool = False
+    overwrite: bool = False
+
+    def check(self) -> "OptimizeConfig":
+        if self.task not in TASKS:
+            raise InputError(f"optimize does not take --task {self.task} yet", f"use {', '.join(TASKS)}")
+        unknown = [b for b in self.backends if b not in BACKEND_TARGETS]
+        if unknown or not self.backends:
+            name = unknown[0] if unknown else ""
+            raise InputError(f"optimize has no backend '{name}'", did_you_mean(name, tuple(BACKEND_TARGETS)))
+        bad = [p for p in self.precisions if p not in PRECISIONS]
+        if bad or not self.precisions:
+            name = bad[0] if bad else ""
+            raise InputError(f"optimize has no precision '{name}'", did_you_mean(name, PRECISIONS))
+        for label, values in (("--backends", self.backends), ("--precisions", self.precisions)):
+            if len(set(values)) != len(values):
+                raise InputError(f"{label} lists a value twice: {list(values)}", "list each once")
+        if len(set(self.students)) != len(self.students):
+            raise InputError("--students lists a shape twice", "list each student shape once")
+        if self.students and self.data is None:
+            raise InputError(
+                "students need --data to be distilled on", "pass --data texts.txt, or --students none"
+            )
+        if self.eval_data is None:
+            raise InputError(
+                "optimize compares every cell with the teacher on --eval-data",
+                "pass labelled held-out texts: a .jsonl with 'text' and 'label', or a folder of class subfolders",
+            )
+        if "int8" in self.precisions and self.calib is None and self.data is None:
+            raise InputError("INT8 needs calibration text", "pass --calib texts.txt (or --data)")
+        if not 0 <= self.max_drop < 1:
+            raise InputError(
+                f"--max-drop must be in [0, 1), got {self.max_drop}", "pass e.g. --max-drop 0.02"
+            )
+        for name in ("max_steps", "batch_size", "seq_len", "batch", "bench_seq_len", "repeat", "calib_size"):
+            if getattr(self, name) < 1:
+                raise InputError(
+                    f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}",
+                    "pass a positive integer",
+                )
+        self._check_distill_options()
+        if self.resume and self.overwrite:
+            raise InputError("--resume and --overwrite exclude each other", "pass one of them")
+        return self
+
+    def _check_distill_options(self) -> None:
+        """``distill``: other DistillConfig options, by name; what optimize sets itself is refused."""
+        from dataclasses import fields
+
+        from edgekit.compress.distill.config import DistillConfig
+
+        free = [f.name for f in fields(DistillConfig) if f.name not in RESERVED]
+        for name in self.distill or {}:
+            if name in RESERVED:
+                raise InputError(
+                    f"distill option '{name}' is set by optimize itself",
+                    "give it as an optimize option, or drop it",
+                )
+            if name not in free:
+                raise InputError(f"unknown distill option '{name}'", did_you_mean(name, free))
+
+
+RESERVED = (
+    "teacher",
+    "data",
+    "out",
+    "student",
+    "resume",
+    "overwrite",
+    "task",
+    "student_layers",
+    "student_hidden",
+    "student_heads",
+    "student_ffn",
+    "max_steps",
+    "batch_size",
+    "seq_len",
+    "lr",
+    "seed",
+    "encoding",
+)
+
+
+def load_optimize_file(path: Path, overrides: dict[str, Any]) -> OptimizeConfig:
+    """An OptimizeConfig from a YAML/JSON file; options given on the command line win."""
+    from edgekit.config_file import read_config_file
+
+    cfg = read_config_file(
+        path,
+        OptimizeConfig,
+        overrides,
+        paths=("model", "out", "data", "eval_data", "calib"),
+        tuples=("backends", "precisions"),
+        required=("model", "out"),
+    )
+    import dataclasses
+
+    students = cfg.students
+    if students is None or isinstance(students, (str, int)):
+        students = parse_students(None if students is None else str(students))
+    elif not all(isinstance(s, Shape) for s in students):
+        students = parse_students(list(students))
+    return dataclasses.replace(cfg, students=students)

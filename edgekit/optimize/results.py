@@ -1,0 +1,233 @@
+"""From the stages' outcomes and the bench run to the answer: one row per cell (latency, size,
+memory, quality against the teacher), the Pareto front, the best cell per backend, and the files
+of the optimize folder (results.json, report.md, report.html, pareto.png, best-<backend>/)."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from edgekit.optimize.config import OptimizeConfig
+from edgekit.optimize.plan import Plan
+
+REPORT_FILES = ("results.json", "report.md", "report.html", "pareto.png")
+
+
+def manifest(cfg: OptimizeConfig, state: str, **extra: Any) -> dict[str, Any]:
+    from edgekit import __version__
+    from edgekit.artifacts import MANIFEST_SCHEMA, environment, now_iso, to_jsonable
+
+    return {
+        "schema": MANIFEST_SCHEMA,
+        "stage": "optimize",
+        "edgekit_version": __version__,
+        "state": state,
+        "updated_at": now_iso(),
+        "config": to_jsonable(cfg),
+        "seed": cfg.seed,
+        **extra,
+        "environment": environment(),
+    }
+
+
+def _stage_seconds(folder: Path) -> float | None:
+    """How long a finished stage took, from its manifest's timestamps (also for a reused stage)."""
+    from edgekit.artifacts import read_json
+
+    try:
+        m = read_json(folder / "manifest.json", "")
+        began, ended = (datetime.datetime.fromisoformat(m[k]) for k in ("created_at", "finished_at"))
+        return (ended - began).total_seconds()
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+
+
+MODEL_SUFFIXES = (".safetensors", ".bin", ".onnx", ".data", ".xml", ".ort", ".pte", ".engine", ".gguf")
+
+
+def _size_mb(folder: Path) -> float | None:
+    """The model files' size (weights and graphs; not tokenizers, configs or reports)."""
+    sizes = [p.stat().st_size for p in Path(folder).rglob("*") if p.is_file() and p.suffix in MODEL_SUFFIXES]
+    return sum(sizes) / 2**20 if sizes else None
+
+
+def _find(items: list[dict], folder: str, backend: str, **case: Any) -> dict | None:
+    return next(
+        (
+            r
+            for r in items
+            if r["artifact"] == folder
+            and r["backend"] == backend
+            and all(r.get(k) == v for k, v in case.items())
+        ),
+        None,
+    )
+
+
+def _measure(row: dict | None, quality: dict | None, teacher: dict) -> dict[str, Any]:
+    """A cell's figures, and its quality relative to the teacher's."""
+    figures: dict[str, Any] = {}
+    if row is not None:
+        keys = ("p50_ms", "p90_ms", "throughput_per_s", "peak_rss_mb", "avg_watts", "per_joule")
+        figures.update({k: row.get(k) for k in keys if k in row})
+        if teacher.get("p50_ms") and row.get("p50_ms"):
+            figures["speedup_vs_teacher"] = teacher["p50_ms"] / row["p50_ms"]
+    if quality is not None:
+        figures["accuracy"] = quality.get("accuracy")
+        if quality.get("accuracy") is not None and teacher.get("accuracy"):
+            figures["relative_quality"] = quality["accuracy"] / teacher["accuracy"]
+            figures["drop"] = 1 - figures["relative_quality"]
+    return figures
+
+
+def collect(
+    cfg: OptimizeConfig,
+    plan: Plan,
+    outcomes: dict,
+    bench_result: dict | None,
+    bench_errors: dict[str, str],
+    stages_dir: Path,
+) -> dict[str, Any]:
+    """results.json: the teacher's row, every cell's row, the Pareto front and the best per backend."""
+    rows = bench_result["rows"] if bench_result else []
+    quality = bench_result["quality"] if bench_result else []
+    case = {"batch": cfg.batch, "seq_len": cfg.bench_seq_len}
+    ref = plan.stage(plan.reference).folder
+    t_row, t_quality = _find(rows, ref, "torch", **case), _find(quality, ref, "torch")
+    teacher = {**(t_row or {}), "accuracy": (t_quality or {}).get("accuracy")}
+    cells = [
+        {
+            "cell": "teacher torch fp32",
+            "source": "teacher",
+            "backend": "torch",
+            "precision": "fp32",
+            "state": "ok" if t_row else "failed",
+            "size_mb": _size_mb(Path(cfg.model).expanduser()),
+            **_measure(t_row, t_quality, teacher),
+        }
+    ]
+    for cell in plan.cells:
+        stage = plan.stage(cell.stage)
+        chain = [plan.stage(n) for n in _chain(plan, stage.name)]
+        error = next((outcomes[s.name].error for s in chain if not outcomes[s.name].ok), None)
+        error = error or bench_errors.get(cell.stage)
+        folder = stages_dir / stage.folder
+        entry = {
+            "cell": f"{cell.source} {cell.backend} {cell.precision}",
+            "source": cell.source,
+            "backend": cell.backend,
+            "precision": cell.precision,
+            "artifact": str(Path("stages") / stage.folder),
+            "stages": {
+                s.name: {"state": outcomes[s.name].state, "seconds": _stage_seconds(stages_dir / s.folder)}
+                for s in chain
+            },
+        }
+        row, q = _find(rows, stage.folder, cell.backend, **case), _find(quality, stage.folder, cell.backend)
+        if error is None and row is None:
+            error = "no bench row"
+        entry.update(
+            state="failed" if error else "ok", error=error, size_mb=_size_mb(folder) if not error else None
+        )
+        if not error:
+            entry.update(_measure(row, q, teacher))
+        cells.append(entry)
+    for entry in cells:
+        drop = entry.get("drop")
+        entry["within_max_drop"] = drop is not None and drop <= cfg.max_drop + 1e-12
+    return {
+        "teacher": str(Path(cfg.model).expanduser().resolve()),
+        "task": cfg.task,
+        "quality_metric": "5-fold probe accuracy on --eval-data, relative to the teacher in PyTorch fp32",
+        "max_drop": cfg.max_drop,
+        "case": case,
+        "threads": (bench_result or {}).get("threads"),
+        "separate_bench_runs": bool((bench_result or {}).get("separate_runs")),
+        "cpu": (bench_result or {}).get("cpu"),
+        "cells": cells,
+        "pareto": pareto(cells),
+        "best": best_per_backend(cfg, cells),
+    }
+
+
+def _chain(plan: Plan, name: str) -> list[str]:
+    """The stage and every stage it reads from, first to last."""
+    stage = plan.stage(name)
+    return [n for i in stage.inputs for n in _chain(plan, i)] + [name]
+
+
+def pareto(cells: list[dict]) -> list[str]:
+    """Cells no other cell beats on both latency (p50) and quality."""
+    ok = [
+        c for c in cells if c["state"] == "ok" and c.get("p50_ms") and c.get("relative_quality") is not None
+    ]
+    front, best_quality = [], -1.0
+    for c in sorted(ok, key=lambda c: (c["p50_ms"], -c["relative_quality"])):
+        if c["relative_quality"] > best_quality:
+            front.append(c["cell"])
+            best_quality = c["relative_quality"]
+    return front
+
+
+def best_per_backend(cfg: OptimizeConfig, cells: list[dict]) -> dict[str, dict]:
+    """Per backend: the fastest cell within --max-drop; if none, the closest (smallest drop)."""
+    best = {}
+    for backend in cfg.backends:
+        ok = [c for c in cells if c["backend"] == backend and c["state"] == "ok" and c.get("p50_ms")]
+        within = [c for c in ok if c["within_max_drop"]]
+        if within:
+            chosen = min(within, key=lambda c: c["p50_ms"])
+            best[backend] = {
+                "cell": chosen["cell"],
+                "artifact": chosen["artifact"],
+                "folder": f"best-{backend}",
+            }
+        else:
+            rated = [c for c in ok if c.get("drop") is not None]
+            closest = min(rated, key=lambda c: c["drop"]) if rated else None
+            best[backend] = {
+                "cell": None,
+                "closest": closest["cell"] if closest else None,
+                "closest_drop": closest["drop"] if closest else None,
+            }
+    return best
+
+
+def write_outputs(
+    cfg: OptimizeConfig, out: Path, plan: Plan, results: dict, stages_dir: Path, started: str
+) -> None:
+    """The report files (each written beside and renamed into place), the best-<backend> copies, the manifest."""
+    import tempfile
+
+    from edgekit.artifacts import sha256_file, staged_output, write_json
+    from edgekit.optimize.report import html_report, markdown_report, pareto_plot
+
+    with tempfile.TemporaryDirectory(dir=out, prefix=".report.tmp-") as tmp_name:
+        tmp = Path(tmp_name)
+        write_json(tmp / "results.json", results)
+        png = pareto_plot(results, tmp / "pareto.png")
+        (tmp / "report.md").write_text(markdown_report(results, png))
+        (tmp / "report.html").write_text(html_report(results, tmp / "pareto.png" if png else None))
+        for name in REPORT_FILES:
+            if (tmp / name).exists():
+                os.replace(tmp / name, out / name)
+    for backend, choice in results["best"].items():
+        target = out / f"best-{backend}"
+        if choice.get("cell") is None:
+            if target.is_dir() and (target / "manifest.json").is_file():
+                shutil.rmtree(target)  # an earlier run's choice that no cell of this run meets
+            continue
+        with staged_output(target, overwrite=True) as tmp:
+            shutil.copytree(out / choice["artifact"], tmp, dirs_exist_ok=True)
+    files = {
+        n: {"bytes": (out / n).stat().st_size, "sha256": sha256_file(out / n)}
+        for n in REPORT_FILES
+        if (out / n).exists()
+    }
+    write_json(
+        out / "manifest.json",
+        manifest(cfg, "finished", created_at=started, best=results["best"], files=files),
+    )
