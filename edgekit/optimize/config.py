@@ -8,11 +8,15 @@ from typing import Any
 
 from edgekit.errors import InputError, did_you_mean
 
-TASKS = ("sentence-embedding",)
-"""Tasks whose every stage (distill, export, INT8, bench quality) exists for optimize today."""
+TASKS = {"sentence-embedding": ("fp32", "int8"), "causal-lm": ("fp32", "int8", "int4")}
+"""Tasks whose every stage exists for optimize, and their precisions: for encoders int8 is static
+(calibrated); for decoders int8 and int4 are weight-only."""
 BACKEND_TARGETS = {"ort": "ort", "openvino": "openvino"}
 """The export target whose artifact each backend runs."""
-PRECISIONS = ("fp32", "int8")
+
+
+def is_decoder(task: str) -> bool:
+    return task == "causal-lm"
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,9 @@ class OptimizeConfig:
     distill: dict | None = None
     """Any other DistillConfig options for every student (e.g. {'w_attn': 0})."""
     batch: int = 8
-    """Bench: the batch size latency is timed and cells are compared at."""
+    """Bench: the batch size latency is timed and cells are compared at (decoders: 1)."""
+    new_tokens: int = 64
+    """Decoders: greedy tokens per timed generation (after a 32-token prompt)."""
     bench_seq_len: int = 128
     repeat: int = 30
     threads: int | None = None
@@ -97,10 +103,12 @@ class OptimizeConfig:
         if unknown or not self.backends:
             name = unknown[0] if unknown else ""
             raise InputError(f"optimize has no backend '{name}'", did_you_mean(name, tuple(BACKEND_TARGETS)))
-        bad = [p for p in self.precisions if p not in PRECISIONS]
+        bad = [p for p in self.precisions if p not in TASKS[self.task]]
         if bad or not self.precisions:
             name = bad[0] if bad else ""
-            raise InputError(f"optimize has no precision '{name}'", did_you_mean(name, PRECISIONS))
+            raise InputError(
+                f"optimize has no precision '{name}' for {self.task}", did_you_mean(name, TASKS[self.task])
+            )
         for label, values in (("--backends", self.backends), ("--precisions", self.precisions)):
             if len(set(values)) != len(values):
                 raise InputError(f"{label} lists a value twice: {list(values)}", "list each once")
@@ -111,11 +119,18 @@ class OptimizeConfig:
                 "students need --data to be distilled on", "pass --data texts.txt, or --students none"
             )
         if self.eval_data is None:
-            raise InputError(
-                "optimize compares every cell with the teacher on --eval-data",
-                "pass labelled held-out texts: a .jsonl with 'text' and 'label', or a folder of class subfolders",
+            what = (
+                "held-out texts"
+                if is_decoder(self.task)
+                else "labelled held-out texts: a .jsonl with 'text' and 'label', or a folder of class subfolders"
             )
-        if "int8" in self.precisions and self.calib is None and self.data is None:
+            raise InputError("optimize compares every cell with the teacher on --eval-data", f"pass {what}")
+        if (
+            not is_decoder(self.task)
+            and "int8" in self.precisions
+            and self.calib is None
+            and self.data is None
+        ):
             raise InputError("INT8 needs calibration text", "pass --calib texts.txt (or --data)")
         if not 0 <= self.max_drop < 1:
             raise InputError(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekit.optimize.config import BACKEND_TARGETS, OptimizeConfig, Shape
+from edgekit.optimize.config import BACKEND_TARGETS, OptimizeConfig, Shape, is_decoder
 
 TEACHER = "teacher"
 
@@ -92,8 +92,10 @@ def _distill_options(cfg: OptimizeConfig, shape: Shape) -> dict:
     return {k: v for k, v in options.items() if v is not None}
 
 
-def _quantize_options(cfg: OptimizeConfig, backend: str, precision: str) -> dict:
+def _target_options(cfg: OptimizeConfig, backend: str, precision: str) -> dict:
     options: dict[str, Any] = {"target": BACKEND_TARGETS[backend], "precision": precision, "seed": cfg.seed}
+    if is_decoder(cfg.task):
+        return {**options, "task": "text-generation"}  # int8/int4: weight-only, no calibration
     if precision == "int8":
         options.update(
             calib=str(Path(cfg.calib or cfg.data).expanduser().resolve()),
@@ -114,34 +116,57 @@ def make_plan(cfg: OptimizeConfig, teacher_hash: str, hashes: dict[str, str | No
     versions = {"edgekit": __version__, "export_revision": EXPORT_REVISION}
     stages: list[Stage] = []
     cells: list[Cell] = []
-    sources = [(TEACHER, None)] + [(shape.name, shape) for shape in cfg.students]
-    for source, shape in sources:
-        upstream: tuple[str, ...] = ()
-        base_key = teacher_hash
+
+    def add(name: str, kind: str, options: dict, inputs: tuple[str, ...], *keyed_by) -> Stage:
+        """A stage keyed by its kind, ``keyed_by`` (what it reads, by key or content hash) and versions."""
+        stage = Stage(name, kind, options, inputs, digest(kind, *keyed_by, versions))
+        stages.append(stage)
+        return stage
+
+    for source, shape in [(TEACHER, None)] + [(shape.name, shape) for shape in cfg.students]:
+        root: tuple[tuple[str, ...], str] = ((), teacher_hash)
         if shape is not None:
             options = _distill_options(cfg, shape)
-            key = digest("distill", teacher_hash, hashes.get("data"), options, versions)
-            stages.append(Stage(f"distill-{source}", "distill", options, (), key))
-            upstream, base_key = (f"distill-{source}",), key
-        onnx_options = {"target": "onnx", "seed": cfg.seed}
-        onnx = Stage(
-            f"export-{source}-onnx",
-            "export",
-            onnx_options,
-            upstream,
-            digest("export", base_key, onnx_options, versions),
-        )
-        stages.append(onnx)
-        for backend in cfg.backends:
-            for precision in cfg.precisions:
-                options = _quantize_options(cfg, backend, precision)
-                data_keys = (hashes.get("calib"), hashes.get("eval_data")) if precision == "int8" else ()
-                name = f"export-{source}-{backend}-{precision}"
-                keyed = {k: v for k, v in options.items() if k not in ("calib", "eval_data")}  # by content
-                key = digest("export", onnx.key, keyed, data_keys, versions)
-                stages.append(Stage(name, "export", options, (onnx.name,), key))
-                cells.append(Cell(source, backend, precision, name))
-    return Plan(tuple(stages), tuple(cells), f"export-{TEACHER}-onnx")
+            distilled = add(
+                f"distill-{source}", "distill", options, (), teacher_hash, hashes.get("data"), options
+            )
+            root = ((distilled.name,), distilled.key)
+        made: dict[tuple[str, str], Stage] = {}
+        for backend, precision, parent in _route(cfg, source, root, add):
+            if parent == "fp32":  # ONNX Runtime's weight-only graph from its own fp32 graph
+                parent = ((made[backend, "fp32"].name,), made[backend, "fp32"].key)
+            options = _target_options(cfg, backend, precision)
+            keyed = {k: v for k, v in options.items() if k not in ("calib", "eval_data")}  # those by content
+            data_keys = (hashes.get("calib"), hashes.get("eval_data")) if "calib" in options else ()
+            name = f"export-{source}-{backend}-{precision}"
+            stage = add(name, "export", options, parent[0], parent[1], keyed, data_keys)
+            made[backend, precision] = stage
+            cells.append(Cell(source, backend, precision, stage.name))
+    first = cells[0]
+    reference = (
+        f"export-{TEACHER}-onnx" if not is_decoder(cfg.task) else f"export-{TEACHER}-{first.backend}-fp32"
+    )
+    return Plan(tuple(stages), tuple(cells), reference)
+
+
+def _route(cfg: OptimizeConfig, source: str, root: tuple, add) -> list[tuple[str, str, tuple]]:
+    """(backend, precision, (inputs, base key)) for each cell of one source, in the order to make them.
+
+    Encoders: one validated ONNX graph per source, every target converted from it. Decoders: each
+    backend's fp32 graph from the source; ONNX Runtime's weight-only graphs from its fp32 graph
+    ("fp32", when that is a cell too), OpenVINO's from the source (its IR is made from PyTorch).
+    """
+    order = [(b, p) for b in cfg.backends for p in cfg.precisions]
+    if not is_decoder(cfg.task):
+        options = {"target": "onnx", "seed": cfg.seed}
+        onnx = add(f"export-{source}-onnx", "export", options, root[0], root[1], options)
+        return [(b, p, ((onnx.name,), onnx.key)) for b, p in order]
+    routes = []
+    for backend in cfg.backends:  # fp32 first: ONNX Runtime's weight-only graphs read it
+        for precision in sorted(cfg.precisions, key=lambda p: p != "fp32"):
+            from_fp32 = backend == "ort" and precision != "fp32" and "fp32" in cfg.precisions
+            routes.append((backend, precision, "fp32" if from_fp32 else root))
+    return routes
 
 
 def bench_key(plan: Plan, done: list[Cell], options: dict, eval_hash: str | None) -> str:

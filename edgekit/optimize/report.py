@@ -19,6 +19,18 @@ COLUMNS = (
     ("vs teacher", "relative_quality", "{:.3f}"),
     ("speed-up", "speedup_vs_teacher", "{:.2f}x"),
 )
+DECODER_COLUMNS = (
+    COLUMNS[:2]
+    + (
+        ("token p50 ms", "p50_ms", "{:.2f}"),
+        ("token p90 ms", "p90_ms", "{:.2f}"),
+        ("tokens/s", "throughput_per_s", "{:.1f}"),
+    )
+    + COLUMNS[5:7]
+    + (("perplexity", "perplexity", "{:.3f}"), ("greedy", "greedy_agreement", "{:.3f}"))
+    + COLUMNS[8:]
+)
+"""Decoders: latency per generated token (batch 1), held-out perplexity and greedy agreement with the teacher."""
 
 POWER = (("W", "avg_watts", "{:.2f}"), ("items/J", "per_joule", "{:.1f}"))
 """On a Jetson (tegrastats): average board watts while timed, and results per joule."""
@@ -34,7 +46,8 @@ def _value(cell: dict, key: str, fmt: str) -> str:
 def table(results: dict) -> tuple[list[str], list[list[str]]]:
     """The header and one row per cell; a Pareto cell is marked with *, a failed one shows its error."""
     front = set(results["pareto"])
-    columns = COLUMNS + (POWER if any("avg_watts" in c for c in results["cells"]) else ())
+    base = DECODER_COLUMNS if results["task"] == "causal-lm" else COLUMNS
+    columns = base + (POWER if any("avg_watts" in c for c in results["cells"]) else ())
     header = [title for title, _, _ in columns] + ["stage time"]
     rows = []
     for cell in results["cells"]:
@@ -73,10 +86,9 @@ def verdicts(results: dict) -> list[str]:
 
 def _context(results: dict) -> str:
     cpu = results.get("cpu") or {}
-    case = results["case"]
     return (
         f"Teacher {results['teacher']}; task {results['task']}; quality: {results['quality_metric']}. "
-        f"Latency at batch {case['batch']}, sequence {case['seq_len']}, {results.get('threads')} threads, "
+        f"Latency {_case(results)}, {results.get('threads')} threads, "
         f"on {cpu.get('model', 'this CPU')}; every cell timed in one bench run"
         + (" (some benched separately after a failure)" if results.get("separate_bench_runs") else "")
         + ". * marks the latency-quality Pareto front."
@@ -95,6 +107,13 @@ def print_table(results: dict) -> None:
     for row in rows:
         shown.add_row(*row)
     Console(width=max(Console().width, 150)).print(shown)
+
+
+def _case(results: dict) -> str:
+    case = results["case"]
+    if not case:
+        return "per generated token (batch 1, after a 32-token prompt)"
+    return f"at batch {case['batch']}, sequence {case['seq_len']}"
 
 
 def markdown_report(results: dict, has_plot: bool) -> str:
@@ -170,8 +189,7 @@ def pareto_plot(results: dict, path: Path) -> bool:
     ax.axhline(
         1 - results["max_drop"], color="tab:red", linewidth=0.8, label=f"max drop {results['max_drop']}"
     )
-    case = results["case"]
-    ax.set_xlabel(f"p50 latency, ms (batch {case['batch']}, sequence {case['seq_len']})")
+    ax.set_xlabel(f"p50 latency, ms ({_case(results).replace('at batch', 'batch')})")
     ax.set_ylabel("quality relative to the teacher")
     ax.set_xscale("log")
     ax.legend(fontsize=8)

@@ -10,9 +10,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from edgekit.optimize.config import OptimizeConfig
+from edgekit.optimize.config import OptimizeConfig, is_decoder
 from edgekit.optimize.plan import Plan
 
+QUALITY = {
+    False: "5-fold probe accuracy on --eval-data, relative to the teacher in PyTorch fp32",
+    True: "perplexity on --eval-data, the teacher's in PyTorch fp32 over the cell's; greedy agreement with the teacher on 3 prompts",
+}
 REPORT_FILES = ("results.json", "report.md", "report.html", "pareto.png")
 
 
@@ -67,19 +71,38 @@ def _find(items: list[dict], folder: str, backend: str, **case: Any) -> dict | N
     )
 
 
-def _measure(row: dict | None, quality: dict | None, teacher: dict) -> dict[str, Any]:
-    """A cell's figures, and its quality relative to the teacher's."""
-    figures: dict[str, Any] = {}
-    if row is not None:
-        keys = ("p50_ms", "p90_ms", "throughput_per_s", "peak_rss_mb", "avg_watts", "per_joule")
-        figures.update({k: row.get(k) for k in keys if k in row})
-        if teacher.get("p50_ms") and row.get("p50_ms"):
-            figures["speedup_vs_teacher"] = teacher["p50_ms"] / row["p50_ms"]
-    if quality is not None:
+DECODER_FIGURES = {
+    "p50_ms": "per_token_p50_ms",
+    "p90_ms": "per_token_p90_ms",
+    "throughput_per_s": "tokens_per_s",
+}
+"""A decoder cell's latency is per generated token and its throughput tokens/s (batch 1)."""
+
+
+def _figures(row: dict, decoder: bool) -> dict[str, Any]:
+    keys = ("p50_ms", "p90_ms", "throughput_per_s", "peak_rss_mb", "avg_watts", "per_joule")
+    names = {k: (DECODER_FIGURES.get(k, k) if decoder else k) for k in keys}
+    return {k: row.get(name) for k, name in names.items() if name in row}
+
+
+def _measure(row: dict | None, quality: dict | None, teacher: dict, decoder: bool) -> dict[str, Any]:
+    """A cell's figures, and its quality relative to the teacher's: accuracy / the teacher's for
+    encoders; the teacher's perplexity / the cell's for decoders (1 = as good, lower = worse)."""
+    figures: dict[str, Any] = _figures(row, decoder) if row is not None else {}
+    if teacher.get("p50_ms") and figures.get("p50_ms"):
+        figures["speedup_vs_teacher"] = teacher["p50_ms"] / figures["p50_ms"]
+    if quality is None:
+        return figures
+    if decoder:
+        figures.update({k: quality[k] for k in ("perplexity", "greedy_agreement") if k in quality})
+        if quality.get("perplexity") and teacher.get("perplexity"):
+            figures["relative_quality"] = teacher["perplexity"] / quality["perplexity"]
+    else:
         figures["accuracy"] = quality.get("accuracy")
         if quality.get("accuracy") is not None and teacher.get("accuracy"):
             figures["relative_quality"] = quality["accuracy"] / teacher["accuracy"]
-            figures["drop"] = 1 - figures["relative_quality"]
+    if "relative_quality" in figures:
+        figures["drop"] = 1 - figures["relative_quality"]
     return figures
 
 
@@ -94,10 +117,11 @@ def collect(
     """results.json: the teacher's row, every cell's row, the Pareto front and the best per backend."""
     rows = bench_result["rows"] if bench_result else []
     quality = bench_result["quality"] if bench_result else []
-    case = {"batch": cfg.batch, "seq_len": cfg.bench_seq_len}
+    decoder = is_decoder(cfg.task)
+    case = {} if decoder else {"batch": cfg.batch, "seq_len": cfg.bench_seq_len}
     ref = plan.stage(plan.reference).folder
     t_row, t_quality = _find(rows, ref, "torch", **case), _find(quality, ref, "torch")
-    teacher = {**(t_row or {}), "accuracy": (t_quality or {}).get("accuracy")}
+    teacher = {**_figures(t_row or {}, decoder), **(t_quality or {})}
     cells = [
         {
             "cell": "teacher torch fp32",
@@ -106,7 +130,7 @@ def collect(
             "precision": "fp32",
             "state": "ok" if t_row else "failed",
             "size_mb": _size_mb(Path(cfg.model).expanduser()),
-            **_measure(t_row, t_quality, teacher),
+            **_measure(t_row, t_quality, teacher, decoder),
         }
     ]
     for cell in plan.cells:
@@ -129,11 +153,12 @@ def collect(
         row, q = _find(rows, stage.folder, cell.backend, **case), _find(quality, stage.folder, cell.backend)
         if error is None and row is None:
             error = "no bench row"
+        error = error or (q or {}).get("error")
         entry.update(
             state="failed" if error else "ok", error=error, size_mb=_size_mb(folder) if not error else None
         )
         if not error:
-            entry.update(_measure(row, q, teacher))
+            entry.update(_measure(row, q, teacher, decoder))
         cells.append(entry)
     for entry in cells:
         drop = entry.get("drop")
@@ -141,7 +166,7 @@ def collect(
     return {
         "teacher": str(Path(cfg.model).expanduser().resolve()),
         "task": cfg.task,
-        "quality_metric": "5-fold probe accuracy on --eval-data, relative to the teacher in PyTorch fp32",
+        "quality_metric": QUALITY[decoder],
         "max_drop": cfg.max_drop,
         "case": case,
         "threads": (bench_result or {}).get("threads"),

@@ -18,7 +18,7 @@ from typing import Any
 
 from edgekit.errors import EdgekitError, InputError
 from edgekit.optimize.board import Board
-from edgekit.optimize.config import OptimizeConfig
+from edgekit.optimize.config import OptimizeConfig, is_decoder
 from edgekit.optimize.plan import Plan, Stage, bench_key, input_hash, make_plan
 
 log = logging.getLogger("edgekit.optimize")
@@ -60,9 +60,15 @@ def optimize(cfg: OptimizeConfig, quiet: bool = False, verbose: bool = False) ->
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-    with Board([s.name for s in plan.stages] + ["bench"], quiet) as board:
+        hf_logging.set_verbosity_error()  # e.g. "sequence longer than the maximum" while bench cuts prompts
+    extra = ["bench", "quality"] if is_decoder(cfg.task) else ["bench"]
+    with Board([s.name for s in plan.stages] + extra, quiet) as board:
         outcomes = run_stages(cfg, plan, teacher, stages_dir, board, verbose)
         bench_result, bench_errors = run_bench(cfg, plan, outcomes, stages_dir, hashes, board, verbose)
+        if is_decoder(cfg.task):  # bench times decoders; perplexity and greedy tokens are measured here
+            from edgekit.optimize.decoder_quality import run_quality
+
+            bench_result = run_quality(cfg, plan, outcomes, stages_dir, hashes, board, bench_result)
     results = collect(cfg, plan, outcomes, bench_result, bench_errors, stages_dir)
     write_outputs(cfg, out, plan, results, stages_dir, started)
     return results
@@ -95,6 +101,9 @@ def _check_data(cfg: OptimizeConfig) -> None:
     for path in (cfg.data, cfg.calib):
         if path is not None:
             load_texts(path, encoding=cfg.encoding)
+    if is_decoder(cfg.task):  # quality is perplexity: texts, no labels
+        load_texts(cfg.eval_data, encoding=cfg.encoding)
+        return
     _, labels = load_labeled(cfg.eval_data, encoding=cfg.encoding)
     counts = Counter(labels or [])
     if len(counts) < 2 or min(counts.values()) < 2:
@@ -259,6 +268,8 @@ def run_bench(
 
 
 def _bench_options(cfg: OptimizeConfig) -> dict:
+    if is_decoder(cfg.task):  # batch 1: tokens/s after a 32-token prompt, per-token latency at 16 tokens
+        return {"new_tokens": cfg.new_tokens, "prompt_len": 32, "contexts": (16,), "threads": cfg.threads}
     return {
         "batches": (cfg.batch,),
         "seq_lens": (cfg.bench_seq_len,),
@@ -278,9 +289,9 @@ def _bench(
     runs = ((reference, "torch"),) + tuple((f, c.backend) for f, c in zip(folders, cells))
     backends = ("torch",) + tuple(dict.fromkeys(c.backend for c in cells))
     config = BenchConfig(
-        artifacts=(reference, *folders),
+        artifacts=tuple(dict.fromkeys((reference, *folders))),  # a decoder's reference is a cell too
         backends=backends,
-        eval_data=Path(cfg.eval_data),
+        eval_data=None if is_decoder(cfg.task) else Path(cfg.eval_data),
         out=out,
         runs=runs,
         **_bench_options(cfg),

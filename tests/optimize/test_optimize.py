@@ -215,7 +215,8 @@ def test_a_failing_cell_is_reported_and_the_others_go_on(setup, tmp_path, monkey
         (("--precisions", "int4"), "no precision 'int4'"),
         (("--students", "3x"), "not a layer count or LAYERSxHIDDEN"),
         (("--max-drop", "1.5"), "--max-drop must be in [0, 1)"),
-        (("--task", "causal-lm"), "does not take --task causal-lm"),
+        (("--task", "token-classification"), "does not take --task token-classification"),
+        (("--task", "causal-lm", "--precisions", "int4,fp64"), "no precision 'fp64' for causal-lm"),
         (("--students", "9"), "more layers than the teacher's 2"),
     ],
 )
@@ -264,3 +265,41 @@ def test_pareto_front_and_closest_cell_when_none_keeps_the_quality():
     assert best_per_backend(cfg, cells)["ort"]["cell"] == "a"
     best = best_per_backend(cfg, cells[1:])["ort"]
     assert best["cell"] is None and best["closest"] == "b" and abs(best["closest_drop"] - 0.03) < 1e-9
+
+
+def test_a_decoder_teacher_takes_the_same_command(setup, tmp_path):
+    from ..export.test_decoder_families import make_tiny_decoder
+
+    root, _, data, _ = setup
+    teacher = make_tiny_decoder(tmp_path / "llama", "llama")
+    out = tmp_path / "opt"
+    args = ["--model", str(teacher), "--task", "causal-lm", "--data", str(data), "--eval-data", str(data)]
+    args += ["--students", "1", "--backends", "ort", "--precisions", "fp32,int4", "--max-steps", "4"]
+    args += ["--seq-len", "24", "--new-tokens", "8", "--out", str(out)]
+    result = run_cli("optimize", *args)
+    assert result.returncode == 0, result.stderr
+    results = json.loads((out / "results.json").read_text())
+    cells = {c["cell"]: c for c in results["cells"]}
+    assert set(cells) == {
+        "teacher torch fp32",
+        "teacher ort fp32",
+        "teacher ort int4",
+        "L1 ort fp32",
+        "L1 ort int4",
+    }
+    assert all(c["state"] == "ok" for c in cells.values()), [c.get("error") for c in cells.values()]
+    teacher_row = cells["teacher torch fp32"]
+    assert teacher_row["greedy_agreement"] == 1.0 and teacher_row["relative_quality"] == 1.0
+    # ORT fp32 runs the teacher's own weights: the same perplexity and greedy tokens as PyTorch
+    assert cells["teacher ort fp32"]["perplexity"] == pytest.approx(teacher_row["perplexity"], rel=1e-3)
+    assert cells["teacher ort fp32"]["greedy_agreement"] == 1.0
+    for c in cells.values():
+        assert c["perplexity"] > 1 and 0 <= c["greedy_agreement"] <= 1 and c["throughput_per_s"] > 0
+    # the weight-only int4 graph is made from the fp32 ORT graph, not exported again
+    assert list(cells["L1 ort int4"]["stages"]) == ["distill-L1", "export-L1-ort-fp32", "export-L1-ort-int4"]
+    assert "| perplexity | greedy |" in (out / "report.md").read_text()
+    quality_files = sorted(p.name for p in (out / "stages").glob("quality-*.json"))
+    assert len(quality_files) == 5
+    again = run_cli("optimize", *args, "--resume")
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in (out / "stages").glob("quality-*.json")) == quality_files
