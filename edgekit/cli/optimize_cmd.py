@@ -17,6 +17,7 @@ _H = {
     "data": "Text to distil the students on (.txt, .jsonl or a folder of .txt); also INT8 calibration unless --calib.",
     "eval_data": "Held-out texts. Encoders: labelled (.jsonl with 'text' and 'label', or a folder of class subfolders), quality is 5-fold probe accuracy relative to the teacher's; decoders: quality is perplexity, with greedy agreement beside it.",
     "students": "Student shapes: layer counts (6,3,2), LAYERSxHIDDEN (4x256), or none to only quantize the teacher.",
+    "widths": "With --students as layer counts: a grid of those layers x these hidden sizes (e.g. 384,256).",
     "backends": "Comma-separated backends: ort, openvino.",
     "precisions": "Comma-separated precisions: fp32, int8 (encoders: static, calibrated, with the accuracy guard; decoders: weight-only), int4 (decoders, weight-only).",
     "new_tokens": "Decoders: greedy tokens per timed generation.",
@@ -41,6 +42,7 @@ def optimize(
     data: Annotated[Optional[Path], typer.Option(help=_H["data"])] = None,
     eval_data: Annotated[Optional[Path], typer.Option(help=_H["eval_data"])] = None,
     students: Annotated[Optional[str], typer.Option(help=_H["students"])] = None,
+    widths: Annotated[Optional[str], typer.Option(help=_H["widths"])] = None,
     backends: Annotated[Optional[str], typer.Option(help=_H["backends"])] = None,
     precisions: Annotated[Optional[str], typer.Option(help=_H["precisions"])] = None,
     max_drop: Annotated[Optional[float], typer.Option(help=_H["max_drop"])] = None,
@@ -60,7 +62,7 @@ def optimize(
 ) -> None:
     """From a teacher to the fastest student that keeps its quality: distil, export, quantize and bench every cell."""
     from edgekit.errors import InputError
-    from edgekit.optimize.config import OptimizeConfig, load_optimize_file, parse_students
+    from edgekit.optimize.config import OptimizeConfig, load_optimize_file
     from edgekit.optimize.report import print_table, verdicts
     from edgekit.optimize.run import optimize as run
 
@@ -70,7 +72,7 @@ def optimize(
         "task": task,
         "data": data,
         "eval_data": eval_data,
-        "students": parse_students(students) if students is not None else None,
+        "students": _students(students, widths),
         "backends": split_list(backends, str, "--backends") if backends else None,
         "precisions": split_list(precisions, str, "--precisions") if precisions else None,
         "max_drop": max_drop,
@@ -103,3 +105,17 @@ def optimize(
     if failed:
         print(f"{len(failed)} of {len(results['cells'])} cells failed; see the table", flush=True)
     print(f"report: {Path(cfg.out) / 'report.md'} (and report.html, pareto.png, results.json)")
+
+
+def _students(students: Optional[str], widths: Optional[str]):
+    from edgekit.errors import InputError
+    from edgekit.optimize.config import parse_students, student_grid
+
+    shapes = parse_students(students) if students is not None else None
+    if widths is None:
+        return shapes
+    if not shapes or any(s.hidden for s in shapes):
+        raise InputError(
+            "--widths needs --students as layer counts", "pass e.g. --students 4,2 --widths 384,256"
+        )
+    return student_grid(shapes, split_list(widths, int, "--widths"))

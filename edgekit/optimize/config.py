@@ -35,7 +35,8 @@ class Shape:
 
 
 def parse_students(value: str | list | tuple | None) -> tuple[Shape, ...]:
-    """``6,3,2`` (layer counts) or ``4x384,2x256`` (layers x hidden; heads = hidden / 64, FFN = 4 x hidden);
+    """``6,3,2`` (layer counts) or ``4x384,2x256`` (layers x hidden; heads and FFN scaled from the
+    teacher's by ``fit_shapes``);
     ``none`` or empty: no student, only the teacher is quantized."""
     if value is None:
         return ()
@@ -47,7 +48,7 @@ def parse_students(value: str | list | tuple | None) -> tuple[Shape, ...]:
         try:
             if "x" in item:
                 layers, hidden = (int(v) for v in item.split("x"))
-                shapes.append(Shape(layers, hidden, max(1, hidden // 64), 4 * hidden))
+                shapes.append(Shape(layers, hidden))
             else:
                 shapes.append(Shape(int(item)))
         except ValueError:
@@ -56,6 +57,33 @@ def parse_students(value: str | list | tuple | None) -> tuple[Shape, ...]:
                 "pass e.g. --students 6,3,2 or --students 4x384,2x256 (or none)",
             ) from None
     return tuple(shapes)
+
+
+def student_grid(layers: tuple[Shape, ...], widths: tuple[int, ...]) -> tuple[Shape, ...]:
+    """Every layer count of ``layers`` at every hidden size of ``widths`` (the teacher's width
+    stays the plain layer count): ``--students 4,2 --widths 384,256``."""
+    return tuple(Shape(shape.layers, hidden) for shape in layers for hidden in widths)
+
+
+def fit_shapes(shapes: tuple[Shape, ...], teacher: dict) -> tuple[Shape, ...]:
+    """Narrower shapes get the teacher's head size and FFN ratio: heads = hidden / head size, FFN =
+    hidden x the teacher's FFN / hidden (a width the head size does not divide is refused)."""
+    width, heads, ffn = (teacher.get(k) for k in ("hidden_size", "num_attention_heads", "intermediate_size"))
+    fitted = []
+    for shape in shapes:
+        if shape.hidden is None or shape.heads is not None or not (width and heads):
+            fitted.append(shape)
+            continue
+        head_dim = width // heads
+        if shape.hidden % head_dim:
+            raise InputError(
+                f"student {shape.name}: hidden {shape.hidden} is not a multiple of the teacher's head size {head_dim}",
+                f"give a width that {head_dim} divides",
+            )
+        fitted.append(
+            Shape(shape.layers, shape.hidden, shape.hidden // head_dim, ffn and ffn * shape.hidden // width)
+        )
+    return tuple(fitted)
 
 
 @dataclass(frozen=True)

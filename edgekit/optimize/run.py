@@ -10,6 +10,7 @@ keeps the teacher's quality within ``max_drop``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Any
 
 from edgekit.errors import EdgekitError, InputError
 from edgekit.optimize.board import Board
-from edgekit.optimize.config import OptimizeConfig, is_decoder
+from edgekit.optimize.config import OptimizeConfig, fit_shapes, is_decoder
 from edgekit.optimize.plan import Plan, Stage, bench_key, input_hash, make_plan
 
 log = logging.getLogger("edgekit.optimize")
@@ -44,7 +45,9 @@ def optimize(cfg: OptimizeConfig, quiet: bool = False, verbose: bool = False) ->
 
     cfg = cfg.check()
     teacher = Path(cfg.model).expanduser().resolve()
-    _check_shapes(cfg, read_model_config(teacher))
+    config = read_model_config(teacher)
+    cfg = dataclasses.replace(cfg, students=fit_shapes(cfg.students, config))
+    _check_shapes(cfg, config)
     _check_data(cfg)
     out = _prepare_out(cfg)
     started = now_iso()

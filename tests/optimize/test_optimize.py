@@ -214,6 +214,8 @@ def test_a_failing_cell_is_reported_and_the_others_go_on(setup, tmp_path, monkey
         (("--backends", "onnxrt"), "no backend 'onnxrt'"),
         (("--precisions", "int4"), "no precision 'int4'"),
         (("--students", "3x"), "not a layer count or LAYERSxHIDDEN"),
+        (("--students", "1x16", "--widths", "16"), "--widths needs --students as layer counts"),
+        (("--students", "1x12"), "not a multiple of the teacher's head size 8"),
         (("--max-drop", "1.5"), "--max-drop must be in [0, 1)"),
         (("--task", "token-classification"), "does not take --task token-classification"),
         (("--task", "causal-lm", "--precisions", "int4,fp64"), "no precision 'fp64' for causal-lm"),
@@ -303,3 +305,15 @@ def test_a_decoder_teacher_takes_the_same_command(setup, tmp_path):
     again = run_cli("optimize", *args, "--resume")
     assert again.returncode == 0, again.stderr
     assert sorted(p.name for p in (out / "stages").glob("quality-*.json")) == quality_files
+
+
+def test_a_grid_of_layers_and_widths_keeps_the_teachers_head_size():
+    from edgekit.optimize.config import Shape, fit_shapes, parse_students, student_grid
+
+    teacher = {"hidden_size": 384, "num_attention_heads": 12, "intermediate_size": 1536}
+    grid = fit_shapes(student_grid(parse_students("4,2"), (384, 256)), teacher)
+    assert [s.name for s in grid] == ["L4x384", "L4x256", "L2x384", "L2x256"]
+    assert grid[1] == Shape(4, 256, 8, 1024) and grid[0].heads == 12
+    assert fit_shapes(parse_students("3"), teacher) == (Shape(3),)  # the teacher's width: nothing to fit
+    with pytest.raises(Exception, match="not a multiple of the teacher's head size 32"):
+        fit_shapes(parse_students("2x200"), teacher)
