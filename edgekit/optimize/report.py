@@ -167,15 +167,14 @@ def pareto_plot(results: dict, path: Path) -> bool:
     if not points:
         return False
     fig, ax = plt.subplots(figsize=(8, 5))
-    for c in points:
-        ax.scatter(
-            c["p50_ms"], c["relative_quality"], color="tab:green" if c["within_max_drop"] else "tab:gray"
-        )
-        ax.annotate(
+    for i, c in enumerate(sorted(points, key=lambda c: c["p50_ms"])):
+        colour = "tab:green" if c["within_max_drop"] else "tab:gray"
+        ax.scatter(c["p50_ms"], c["relative_quality"], color=colour)
+        ax.annotate(  # labels alternate above and below, so neighbours do not print over each other
             c["cell"],
             (c["p50_ms"], c["relative_quality"]),
             fontsize=7,
-            xytext=(4, 3),
+            xytext=(4, 4 if i % 2 else -10),
             textcoords="offset points",
         )
     front = [c for name in results["pareto"] for c in points if c["cell"] == name]
@@ -186,12 +185,17 @@ def pareto_plot(results: dict, path: Path) -> bool:
         color="tab:blue",
         label="Pareto front",
     )
-    ax.axhline(
-        1 - results["max_drop"], color="tab:red", linewidth=0.8, label=f"max drop {results['max_drop']}"
-    )
+    limit = round(1 - results["max_drop"], 6)
+    label = f"--max-drop {results['max_drop']:.4g} (quality {limit:g})"
+    ax.axhline(limit, color="tab:red", linewidth=0.8, label=label)
     ax.set_xlabel(f"p50 latency, ms ({_case(results).replace('at batch', 'batch')})")
     ax.set_ylabel("quality relative to the teacher")
     ax.set_xscale("log")
+    from matplotlib.ticker import ScalarFormatter
+
+    for formatter in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
+        formatter(ScalarFormatter())  # plain milliseconds, not 2 x 10^1
+    ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
