@@ -8,7 +8,11 @@ from typing import Any
 
 from edgekit.errors import InputError, did_you_mean
 
-TASKS = {"sentence-embedding": ("fp32", "int8"), "causal-lm": ("fp32", "int8", "int4")}
+TASKS = {
+    "sentence-embedding": ("fp32", "int8"),
+    "image-text": ("fp32", "int8"),
+    "causal-lm": ("fp32", "int8", "int4"),
+}
 """Tasks whose every stage exists for optimize, and their precisions: for encoders int8 is static
 (calibrated); for decoders int8 and int4 are weight-only."""
 BACKEND_TARGETS = {"ort": "ort", "openvino": "openvino"}
@@ -19,6 +23,11 @@ def is_decoder(task: str) -> bool:
     return task == "causal-lm"
 
 
+def is_dual(task: str) -> bool:
+    """Image-text dual encoders: data and eval data are image-text pairs; two towers per artifact."""
+    return task == "image-text"
+
+
 @dataclass(frozen=True)
 class Shape:
     """A student shape: layers kept, and optionally a narrower width (hidden size, heads, FFN)."""
@@ -27,11 +36,14 @@ class Shape:
     hidden: int | None = None
     heads: int | None = None
     ffn: int | None = None
+    vision_layers: int | None = None
+    """Image-text models: layers the vision tower keeps (None: all); ``layers`` is the text tower's."""
 
     @property
     def name(self) -> str:
         width = f"x{self.hidden}" if self.hidden else ""
-        return f"L{self.layers}{width}"
+        vision = f"V{self.vision_layers}" if self.vision_layers else ""
+        return f"L{self.layers}{width}{vision}"
 
 
 def parse_students(value: str | list | tuple | None) -> tuple[Shape, ...]:
@@ -46,15 +58,17 @@ def parse_students(value: str | list | tuple | None) -> tuple[Shape, ...]:
         if item in ("", "none"):
             continue
         try:
-            if "x" in item:
-                layers, hidden = (int(v) for v in item.split("x"))
-                shapes.append(Shape(layers, hidden))
+            text, _, vision = item.partition("v")  # image-text: 4v6 = text tower 4 layers, vision tower 6
+            vision_layers = int(vision) if vision else None
+            if "x" in text:
+                layers, hidden = (int(v) for v in text.split("x"))
+                shapes.append(Shape(layers, hidden, vision_layers=vision_layers))
             else:
-                shapes.append(Shape(int(item)))
+                shapes.append(Shape(int(text), vision_layers=vision_layers))
         except ValueError:
             raise InputError(
-                f"--students '{item}' is not a layer count or LAYERSxHIDDEN",
-                "pass e.g. --students 6,3,2 or --students 4x384,2x256 (or none)",
+                f"--students '{item}' is not a layer count, LAYERSxHIDDEN or TEXTvVISION",
+                "pass e.g. --students 6,3,2, --students 4x384,2x256, or for image-text 4v6 (or none)",
             ) from None
     return tuple(shapes)
 
@@ -103,6 +117,9 @@ class OptimizeConfig:
     max_drop: float = 0.02
     """The largest relative quality drop against the teacher a 'best' cell may have (0.02 = 98% kept)."""
     calib: Path | None = None
+    """INT8 calibration: texts (encoders), images (image-text: default the images of ``data``)."""
+    calib_text: Path | None = None
+    """Image-text INT8: texts for the text tower (default: the captions of ``data``)."""
     calib_size: int = 128
     int8_guard: bool = True
     """INT8 with the accuracy guard (export's --max-drop on the same --eval-data)."""
@@ -150,9 +167,12 @@ class OptimizeConfig:
             what = (
                 "held-out texts"
                 if is_decoder(self.task)
+                else "held-out image-text pairs (a .jsonl of image/text[/label], or a folder)"
+                if is_dual(self.task)
                 else "labelled held-out texts: a .jsonl with 'text' and 'label', or a folder of class subfolders"
             )
             raise InputError("optimize compares every cell with the teacher on --eval-data", f"pass {what}")
+        self._check_dual()
         if (
             not is_decoder(self.task)
             and "int8" in self.precisions
@@ -174,6 +194,24 @@ class OptimizeConfig:
         if self.resume and self.overwrite:
             raise InputError("--resume and --overwrite exclude each other", "pass one of them")
         return self
+
+    def _check_dual(self) -> None:
+        """Image-text: students by depth only (text and vision towers), both calibration sets or neither."""
+        dual = is_dual(self.task)
+        if not dual and any(s.vision_layers for s in self.students):
+            raise InputError("TEXTvVISION student shapes are for --task image-text", "pass layer counts")
+        if dual and any(s.hidden for s in self.students):
+            raise InputError(
+                "image-text students are shrunk by depth, not width",
+                "pass e.g. --students 4 (text tower) or 4v6 (text 4, vision 6)",
+            )
+        if dual and (self.calib is None) != (self.calib_text is None):
+            raise InputError(
+                "image-text INT8 calibrates each tower: give --calib (images) and --calib-text (texts) together",
+                "or give neither, and the pairs of --data calibrate both",
+            )
+        if self.calib_text is not None and not dual:
+            raise InputError("--calib-text is for --task image-text", "drop it")
 
     def _check_distill_options(self) -> None:
         """``distill``: other DistillConfig options, by name; what optimize sets itself is refused."""
@@ -221,7 +259,7 @@ def load_optimize_file(path: Path, overrides: dict[str, Any]) -> OptimizeConfig:
         path,
         OptimizeConfig,
         overrides,
-        paths=("model", "out", "data", "eval_data", "calib"),
+        paths=("model", "out", "data", "eval_data", "calib", "calib_text"),
         tuples=("backends", "precisions"),
         required=("model", "out"),
     )

@@ -81,6 +81,7 @@ def _distill_options(cfg: OptimizeConfig, shape: Shape) -> dict:
         "student_hidden": shape.hidden,
         "student_heads": shape.heads,
         "student_ffn": shape.ffn,
+        "student_vision_layers": shape.vision_layers,
         "max_steps": cfg.max_steps,
         "batch_size": cfg.batch_size,
         "seq_len": cfg.seq_len,
@@ -103,6 +104,8 @@ def _target_options(cfg: OptimizeConfig, backend: str, precision: str) -> dict:
             seq_lens=(cfg.bench_seq_len,),
             encoding=cfg.encoding,
         )
+        if cfg.calib_text is not None:  # image-text: the text tower's calibration texts
+            options["calib_text"] = str(Path(cfg.calib_text).expanduser().resolve())
         if cfg.int8_guard:
             options.update(max_drop=cfg.max_drop, eval_data=str(Path(cfg.eval_data).expanduser().resolve()))
     return options
@@ -136,8 +139,11 @@ def make_plan(cfg: OptimizeConfig, teacher_hash: str, hashes: dict[str, str | No
             if parent == "fp32":  # ONNX Runtime's weight-only graph from its own fp32 graph
                 parent = ((made[backend, "fp32"].name,), made[backend, "fp32"].key)
             options = _target_options(cfg, backend, precision)
-            keyed = {k: v for k, v in options.items() if k not in ("calib", "eval_data")}  # those by content
+            by_content = ("calib", "calib_text", "eval_data")
+            keyed = {k: v for k, v in options.items() if k not in by_content}  # those by their hashes
             data_keys = (hashes.get("calib"), hashes.get("eval_data")) if "calib" in options else ()
+            if "calib_text" in options:
+                data_keys += (hashes.get("calib_text"),)
             name = f"export-{source}-{backend}-{precision}"
             stage = add(name, "export", options, parent[0], parent[1], keyed, data_keys)
             made[backend, precision] = stage

@@ -32,6 +32,7 @@ DECODER_COLUMNS = (
 )
 """Decoders: latency per generated token (batch 1), held-out perplexity and greedy agreement with the teacher."""
 
+DUAL_TITLES = {"zero_shot_accuracy": "zero-shot acc", "i2t_r1": "i2t R@1"}
 POWER = (("W", "avg_watts", "{:.2f}"), ("items/J", "per_joule", "{:.1f}"))
 """On a Jetson (tegrastats): average board watts while timed, and results per joule."""
 
@@ -47,6 +48,9 @@ def table(results: dict) -> tuple[list[str], list[list[str]]]:
     """The header and one row per cell; a Pareto cell is marked with *, a failed one shows its error."""
     front = set(results["pareto"])
     base = DECODER_COLUMNS if results["task"] == "causal-lm" else COLUMNS
+    if results["task"] == "image-text":  # a text and an image per item; the metric the pairs allow
+        titles = {"items/s": "pairs/s", "accuracy": DUAL_TITLES.get(results.get("metric"), "quality")}
+        base = tuple((titles.get(t, t), k, f) for t, k, f in base)
     columns = base + (POWER if any("avg_watts" in c for c in results["cells"]) else ())
     header = [title for title, _, _ in columns] + ["stage time"]
     rows = []
@@ -122,6 +126,12 @@ def markdown_report(results: dict, has_plot: bool) -> str:
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += ["", "## Best per backend", ""] + [f"- {v}" for v in verdicts(results)]
+    if results.get("other_stages"):
+        lines += [
+            "",
+            f"{len(results['other_stages'])} folders in stages/ are from runs with other options (reused if those "
+            "options come back; delete them to free the space): " + ", ".join(results["other_stages"]),
+        ]
     if has_plot:
         lines += ["", "![latency against quality](pareto.png)"]
     return "\n".join(lines) + "\n"

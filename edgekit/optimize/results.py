@@ -10,12 +10,16 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from edgekit.optimize.config import OptimizeConfig, is_decoder
+from edgekit.optimize.config import OptimizeConfig, is_decoder, is_dual
 from edgekit.optimize.plan import Plan
 
 QUALITY = {
     False: "5-fold probe accuracy on --eval-data, relative to the teacher in PyTorch fp32",
     True: "perplexity on --eval-data, the teacher's in PyTorch fp32 over the cell's; greedy agreement with the teacher on 3 prompts",
+}
+DUAL_QUALITY = {
+    "zero_shot_accuracy": "zero-shot accuracy on the labelled --eval-data pairs, relative to the teacher in PyTorch fp32",
+    "i2t_r1": "image-to-text recall@1 on the --eval-data pairs, relative to the teacher in PyTorch fp32",
 }
 REPORT_FILES = ("results.json", "report.md", "report.html", "pareto.png")
 
@@ -85,7 +89,31 @@ def _figures(row: dict, decoder: bool) -> dict[str, Any]:
     return {k: row.get(name) for k, name in names.items() if name in row}
 
 
-def _measure(row: dict | None, quality: dict | None, teacher: dict, decoder: bool) -> dict[str, Any]:
+def _dual_row(rows: list[dict], folder: str, backend: str, case: dict) -> dict | None:
+    """An image-text cell's two tower rows as one: latency of a text and an image at the batch
+    (the two towers' p50 summed), pairs per second, the worker's peak memory."""
+    text = _find(rows, folder, backend, tower="text", **case)
+    vision = _find(rows, folder, backend, tower="vision", batch=case["batch"])
+    if text is None or vision is None:
+        return None
+    row = {k: text[k] + vision[k] for k in ("p50_ms", "p90_ms")}
+    row.update(
+        throughput_per_s=case["batch"] / (row["p50_ms"] / 1e3),
+        peak_rss_mb=max(text.get("peak_rss_mb") or 0, vision.get("peak_rss_mb") or 0) or None,
+        text_p50_ms=text["p50_ms"],
+        vision_p50_ms=vision["p50_ms"],
+    )
+    return row
+
+
+def dual_metric(quality: list[dict]) -> str:
+    """Image-text quality: zero-shot accuracy where the eval pairs have labels, else image-to-text R@1."""
+    return "zero_shot_accuracy" if any("zero_shot_accuracy" in q for q in quality) else "i2t_r1"
+
+
+def _measure(
+    row: dict | None, quality: dict | None, teacher: dict, decoder: bool, metric: str = "accuracy"
+) -> dict[str, Any]:
     """A cell's figures, and its quality relative to the teacher's: accuracy / the teacher's for
     encoders; the teacher's perplexity / the cell's for decoders (1 = as good, lower = worse)."""
     figures: dict[str, Any] = _figures(row, decoder) if row is not None else {}
@@ -98,9 +126,9 @@ def _measure(row: dict | None, quality: dict | None, teacher: dict, decoder: boo
         if quality.get("perplexity") and teacher.get("perplexity"):
             figures["relative_quality"] = teacher["perplexity"] / quality["perplexity"]
     else:
-        figures["accuracy"] = quality.get("accuracy")
-        if quality.get("accuracy") is not None and teacher.get("accuracy"):
-            figures["relative_quality"] = quality["accuracy"] / teacher["accuracy"]
+        figures["accuracy"] = quality.get(metric)
+        if quality.get(metric) is not None and teacher.get(metric):
+            figures["relative_quality"] = quality[metric] / teacher[metric]
     if "relative_quality" in figures:
         figures["drop"] = 1 - figures["relative_quality"]
     return figures
@@ -117,10 +145,15 @@ def collect(
     """results.json: the teacher's row, every cell's row, the Pareto front and the best per backend."""
     rows = bench_result["rows"] if bench_result else []
     quality = bench_result["quality"] if bench_result else []
-    decoder = is_decoder(cfg.task)
+    decoder, dual = is_decoder(cfg.task), is_dual(cfg.task)
     case = {} if decoder else {"batch": cfg.batch, "seq_len": cfg.bench_seq_len}
+    metric = dual_metric(quality) if dual else "accuracy"
+
+    def find_row(folder: str, backend: str) -> dict | None:
+        return _dual_row(rows, folder, backend, case) if dual else _find(rows, folder, backend, **case)
+
     ref = plan.stage(plan.reference).folder
-    t_row, t_quality = _find(rows, ref, "torch", **case), _find(quality, ref, "torch")
+    t_row, t_quality = find_row(ref, "torch"), _find(quality, ref, "torch")
     teacher = {**_figures(t_row or {}, decoder), **(t_quality or {})}
     cells = [
         {
@@ -130,7 +163,7 @@ def collect(
             "precision": "fp32",
             "state": "ok" if t_row else "failed",
             "size_mb": _size_mb(Path(cfg.model).expanduser()),
-            **_measure(t_row, t_quality, teacher, decoder),
+            **_measure(t_row, t_quality, teacher, decoder, metric),
         }
     ]
     for cell in plan.cells:
@@ -150,7 +183,7 @@ def collect(
                 for s in chain
             },
         }
-        row, q = _find(rows, stage.folder, cell.backend, **case), _find(quality, stage.folder, cell.backend)
+        row, q = find_row(stage.folder, cell.backend), _find(quality, stage.folder, cell.backend)
         if error is None and row is None:
             error = "no bench row"
         error = error or (q or {}).get("error")
@@ -158,7 +191,7 @@ def collect(
             state="failed" if error else "ok", error=error, size_mb=_size_mb(folder) if not error else None
         )
         if not error:
-            entry.update(_measure(row, q, teacher, decoder))
+            entry.update(_measure(row, q, teacher, decoder, metric))
         cells.append(entry)
     for entry in cells:
         drop = entry.get("drop")
@@ -166,16 +199,35 @@ def collect(
     return {
         "teacher": str(Path(cfg.model).expanduser().resolve()),
         "task": cfg.task,
-        "quality_metric": QUALITY[decoder],
+        "quality_metric": DUAL_QUALITY[metric] if dual else QUALITY[decoder],
+        "metric": "perplexity" if decoder else metric,
         "max_drop": cfg.max_drop,
         "case": case,
         "threads": (bench_result or {}).get("threads"),
         "separate_bench_runs": bool((bench_result or {}).get("separate_runs")),
         "cpu": (bench_result or {}).get("cpu"),
         "cells": cells,
+        "other_stages": _other_stages(plan, stages_dir, bench_result),
         "pareto": pareto(cells),
         "best": best_per_backend(cfg, cells),
     }
+
+
+def _other_stages(plan: Plan, stages_dir: Path, bench_result: dict | None) -> list[str]:
+    """Folders in stages/ that this plan did not use (earlier options): kept, since a rerun with
+    those options reuses them, and listed so the user can delete them to free the space."""
+    used = {s.folder for s in plan.stages}
+    bench_out = ((bench_result or {}).get("config") or {}).get("out")
+    if bench_out:
+        used.add(Path(bench_out).name)
+    return sorted(
+        p.name
+        for p in stages_dir.iterdir()
+        if p.is_dir()
+        and p.name not in used
+        and not p.name.startswith((".", "calib-"))
+        and not p.name.endswith(".work")
+    )
 
 
 def _chain(plan: Plan, name: str) -> list[str]:

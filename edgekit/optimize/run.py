@@ -19,7 +19,7 @@ from typing import Any
 
 from edgekit.errors import EdgekitError, InputError
 from edgekit.optimize.board import Board
-from edgekit.optimize.config import OptimizeConfig, fit_shapes, is_decoder
+from edgekit.optimize.config import OptimizeConfig, fit_shapes, is_decoder, is_dual
 from edgekit.optimize.plan import Plan, Stage, bench_key, input_hash, make_plan
 
 log = logging.getLogger("edgekit.optimize")
@@ -51,9 +51,14 @@ def optimize(cfg: OptimizeConfig, quiet: bool = False, verbose: bool = False) ->
     _check_data(cfg)
     out = _prepare_out(cfg)
     started = now_iso()
+    if is_dual(cfg.task):
+        from edgekit.optimize.dual import fit_dual
+
+        cfg = fit_dual(cfg, config, out / "stages")
     hashes = {
         "data": input_hash(cfg.data),
         "calib": input_hash(cfg.calib),
+        "calib_text": input_hash(cfg.calib_text),
         "eval_data": input_hash(cfg.eval_data),
     }
     plan = make_plan(cfg, hash_folder(teacher), hashes)
@@ -101,11 +106,18 @@ def _check_data(cfg: OptimizeConfig) -> None:
 
     from edgekit.calibration.text import load_labeled, load_texts
 
-    for path in (cfg.data, cfg.calib):
+    for path in (cfg.data, cfg.calib) if not is_dual(cfg.task) else (cfg.calib_text,):
         if path is not None:
             load_texts(path, encoding=cfg.encoding)
     if is_decoder(cfg.task):  # quality is perplexity: texts, no labels
         load_texts(cfg.eval_data, encoding=cfg.encoding)
+        return
+    if is_dual(cfg.task):  # image-text pairs; labels give zero-shot accuracy, else retrieval recall
+        from edgekit.calibration.pairs import load_pairs
+
+        for path in (cfg.data, cfg.eval_data):
+            if path is not None:
+                load_pairs(path, cfg.encoding)
         return
     _, labels = load_labeled(cfg.eval_data, encoding=cfg.encoding)
     counts = Counter(labels or [])
@@ -123,7 +135,7 @@ def _prepare_out(cfg: OptimizeConfig) -> Path:
     from edgekit.optimize.results import manifest
 
     out = Path(cfg.out).expanduser()
-    inputs = (cfg.model, cfg.data, cfg.eval_data, cfg.calib)
+    inputs = (cfg.model, cfg.data, cfg.eval_data, cfg.calib, cfg.calib_text)
     ours = (out / MANIFEST).is_file() and read_json(out / MANIFEST, "").get("stage") == "optimize"
     if out.exists() and ours and not (cfg.resume or cfg.overwrite):
         raise InputError(

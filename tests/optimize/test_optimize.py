@@ -131,6 +131,12 @@ def test_a_rerun_reuses_every_stage_and_a_changed_option_redoes_only_its_stages(
     assert all(v == "reused" for k, v in states.items() if "teacher" in k)
     assert all(v == "done" for k, v in states.items() if "L1" in k)
     assert len({p.name for p in (out / "stages").glob("bench-*")}) == 2  # a new bench over the new cells
+    other = json.loads((out / "results.json").read_text())["other_stages"]  # kept, and named in the report
+    assert len(other) == 7 and {n.split("-")[0] for n in other} == {"distill", "export", "bench"}
+    assert (
+        not any("teacher" in n for n in other)
+        and "from runs with other options" in (out / "report.md").read_text()
+    )
 
 
 def test_sigkill_during_distillation_resumes_to_the_same_student(setup, tmp_path):
@@ -213,7 +219,8 @@ def test_a_failing_cell_is_reported_and_the_others_go_on(setup, tmp_path, monkey
     [
         (("--backends", "onnxrt"), "no backend 'onnxrt'"),
         (("--precisions", "int4"), "no precision 'int4'"),
-        (("--students", "3x"), "not a layer count or LAYERSxHIDDEN"),
+        (("--students", "3x"), "not a layer count, LAYERSxHIDDEN or TEXTvVISION"),
+        (("--students", "2v1"), "TEXTvVISION student shapes are for --task image-text"),
         (("--students", "1x16", "--widths", "16"), "--widths needs --students as layer counts"),
         (("--students", "1x12"), "not a multiple of the teacher's head size 8"),
         (("--max-drop", "1.5"), "--max-drop must be in [0, 1)"),
@@ -269,6 +276,13 @@ def test_pareto_front_and_closest_cell_when_none_keeps_the_quality():
     assert best["cell"] is None and best["closest"] == "b" and abs(best["closest_drop"] - 0.03) < 1e-9
 
 
+def _every_cell_ok(out) -> tuple[dict, dict]:
+    results = json.loads((out / "results.json").read_text())
+    cells = {c["cell"]: c for c in results["cells"]}
+    assert all(c["state"] == "ok" for c in cells.values()), [c.get("error") for c in cells.values()]
+    return results, cells
+
+
 def test_a_decoder_teacher_takes_the_same_command(setup, tmp_path):
     from ..export.test_decoder_families import make_tiny_decoder
 
@@ -280,8 +294,7 @@ def test_a_decoder_teacher_takes_the_same_command(setup, tmp_path):
     args += ["--seq-len", "24", "--new-tokens", "8", "--out", str(out)]
     result = run_cli("optimize", *args)
     assert result.returncode == 0, result.stderr
-    results = json.loads((out / "results.json").read_text())
-    cells = {c["cell"]: c for c in results["cells"]}
+    results, cells = _every_cell_ok(out)
     assert set(cells) == {
         "teacher torch fp32",
         "teacher ort fp32",
@@ -289,7 +302,6 @@ def test_a_decoder_teacher_takes_the_same_command(setup, tmp_path):
         "L1 ort fp32",
         "L1 ort int4",
     }
-    assert all(c["state"] == "ok" for c in cells.values()), [c.get("error") for c in cells.values()]
     teacher_row = cells["teacher torch fp32"]
     assert teacher_row["greedy_agreement"] == 1.0 and teacher_row["relative_quality"] == 1.0
     # ORT fp32 runs the teacher's own weights: the same perplexity and greedy tokens as PyTorch
@@ -317,3 +329,37 @@ def test_a_grid_of_layers_and_widths_keeps_the_teachers_head_size():
     assert fit_shapes(parse_students("3"), teacher) == (Shape(3),)  # the teacher's width: nothing to fit
     with pytest.raises(Exception, match="not a multiple of the teacher's head size 32"):
         fit_shapes(parse_students("2x200"), teacher)
+
+
+def test_an_image_text_teacher_takes_the_same_command(tmp_path):
+    from ..compress.distill.test_image_text import write_digit_pairs
+    from ..export.test_dual import make_dual
+
+    teacher, pairs = make_dual(tmp_path / "clip", "clip"), write_digit_pairs(tmp_path, 40)
+    out = tmp_path / "opt"
+    args = ["--model", str(teacher), "--task", "image-text", "--data", str(pairs), "--eval-data", str(pairs)]
+    args += ["--students", "1v1", "--backends", "ort", "--precisions", "fp32,int8", "--no-guard"]
+    result = run_cli(
+        "optimize", *args, "--max-steps", "3", "--batch", "2", "--repeat", "3", "--out", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    results, cells = _every_cell_ok(out)
+    assert set(cells) == {
+        "teacher torch fp32",
+        "teacher ort fp32",
+        "teacher ort int8",
+        "L1V1 ort fp32",
+        "L1V1 ort int8",
+    }
+    assert results["metric"] == "zero_shot_accuracy"  # the pairs have labels
+    for c in cells.values():  # a text and an image per pair: both towers timed, their p50 summed
+        assert c["p50_ms"] > 0 and c["throughput_per_s"] > 0 and 0 <= c["accuracy"] <= 1
+    assert cells["teacher ort fp32"]["relative_quality"] == pytest.approx(1.0)  # the teacher's own weights
+    # INT8 without --calib: both towers calibrated on the training pairs, written once into stages/
+    (calib,) = (out / "stages").glob("calib-*")
+    assert len(list((calib / "images").glob("*.png"))) == 40
+    assert len((calib / "captions.txt").read_text().splitlines()) == 40
+    distilled = json.loads(next((out / "stages").glob("distill-L1V1-*/manifest.json")).read_text())
+    assert distilled["config"]["student_vision_layers"] == 1 and distilled["config"]["student_layers"] == 1
+    report = (out / "report.md").read_text()
+    assert "pairs/s" in report and "zero-shot acc" in report
