@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from edgekit.benchmarks.ctc_bench import utterance_description
 from edgekit.benchmarks.dual_bench import timing_images_description
 from edgekit.benchmarks.generation import GENERATING
 from edgekit.benchmarks.measures import agreement, percentiles, reference_worker
-from edgekit.benchmarks.power import PowerMonitor, add_power
+from edgekit.benchmarks.power import TIMED, PowerMonitor, add_power
 from edgekit.errors import EdgekitError, InputError
 from edgekit.numerics import masked_mean, row_cosines
 
@@ -45,10 +46,6 @@ class _Worker:
     """(start, end) of each timed command: what power (benchmarks/power.py) is averaged over."""
 
     def ask(self, command: str, arg: Any = None, verbose: bool = False):
-        import time
-
-        from edgekit.benchmarks.power import TIMED
-
         start = time.perf_counter()
         self.conn.send((command, arg))
         reply = self.expect(verbose, "failed")

@@ -258,6 +258,7 @@ def run_bench(
         return result, {}
     except EdgekitError as exc:
         log.warning("bench of all cells failed (%s); benching each cell on its own", exc)
+    reference = plan.stage(plan.reference).folder
     rows: list[dict] = []
     quality: list[dict] = []
     errors: dict[str, str] = {}
@@ -269,11 +270,9 @@ def run_bench(
         except EdgekitError as exc:
             errors[cell.stage] = f"bench: {exc}"
             continue
-        result = result or one
-        rows += [r for r in one["rows"] if r["artifact"] != plan.stage(plan.reference).folder or not rows]
-        quality += [
-            q for q in one["quality"] if q["artifact"] != plan.stage(plan.reference).folder or not quality
-        ]
+        first, result = result is None, result or one  # the teacher's rows from the first run only
+        rows += [r for r in one["rows"] if first or r["artifact"] != reference]
+        quality += [q for q in one["quality"] if first or q["artifact"] != reference]
     if result is not None:
         result = {**result, "rows": rows, "quality": quality, "separate_runs": True}
     board.finish(

@@ -221,6 +221,7 @@ def test_a_failing_cell_is_reported_and_the_others_go_on(setup, tmp_path, monkey
         (("--precisions", "int4"), "no precision 'int4'"),
         (("--students", "3x"), "not a layer count, LAYERSxHIDDEN or TEXTvVISION"),
         (("--students", "2v1"), "TEXTvVISION student shapes are for --task image-text"),
+        (("--calib-text", "captions.txt"), "--calib-text is for --task image-text"),
         (("--students", "1x16", "--widths", "16"), "--widths needs --students as layer counts"),
         (("--students", "1x12"), "not a multiple of the teacher's head size 8"),
         (("--max-drop", "1.5"), "--max-drop must be in [0, 1)"),
