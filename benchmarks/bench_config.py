@@ -159,7 +159,8 @@ def _check_artifact(cfg: BenchConfig, artifact: Path, manifest: dict) -> None:
     from edgekit.runtimes.registry import get_backend_entry
 
     export = manifest.get("export", {})
-    limit = export.get("max_length")
+    # an android artifact's programs are planned for a longest sequence (the .ort runs with it)
+    limit = export.get("executorch", {}).get("bounds", {}).get("max_seq") or export.get("max_length")
     task = export.get("task")
     generation = task in GENERATING
     if generation and cfg.batches != (1,):

@@ -124,7 +124,7 @@ class OrtBackend:
         model_file: str | None = None,
     ) -> OrtSession:
         model_file = model_file or manifest.get("export", {}).get("model_file")
-        if not model_file or not model_file.endswith(".onnx"):
+        if not model_file or not model_file.endswith((".onnx", ".ort")):
             raise InputError(
                 f"artifact '{artifact}' holds no ONNX model", "export it with 'edgekit export --target onnx'"
             )

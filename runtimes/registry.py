@@ -65,8 +65,8 @@ _BACKENDS: dict[str, BackendEntry] = {
             "edgekit.runtimes.ort_backend:OrtBackend",
             "ort",
             ("onnxruntime",),
-            "ONNX Runtime, CPU execution provider",
-            ("onnx",),
+            "ONNX Runtime, CPU execution provider (ONNX graphs, and the .ort of android artifacts)",
+            ("onnx", "android"),
         ),
         BackendEntry(
             "openvino",
@@ -85,6 +85,14 @@ _BACKENDS: dict[str, BackendEntry] = {
             ("onnx",),
             needs_engine=True,
             probe="edgekit.runtimes.trt_backend:tensorrt_status",
+        ),
+        BackendEntry(
+            "executorch",
+            "edgekit.runtimes.executorch_backend:ExecuTorchBackend",
+            "android",
+            ("executorch", "torch"),
+            "ExecuTorch with the XNNPACK delegate, on this CPU (the .pte of android artifacts)",
+            ("android",),
         ),
     )
 }

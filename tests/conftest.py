@@ -208,6 +208,15 @@ def minilm_openvino() -> Path:
     return cached_export(MINILM, "openvino", target="openvino")
 
 
+@pytest.fixture(scope="session")
+def minilm_android() -> Path:
+    """The real MiniLM for Android (.ort and ExecuTorch .pte, planned for batch 8 x 256 tokens), cached like ``minilm_artifact``."""
+    from edgekit.assets import MINILM
+    from edgekit.export.cached import cached_export
+
+    return cached_export(MINILM, "android-b8s256", target="android", max_batch=8, max_seq=256)
+
+
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "cat", "camera")
 """Real photos from scikit-image (offline), for image calibration and zero-shot checks."""
 

@@ -12,8 +12,8 @@ from edgekit.cli._common import Encoding, Overwrite, Verbose, handled, split_lis
 _HELP_EXPORT = {
     "model": "Hugging Face model folder (config.json, weights, tokenizer), an edgekit ONNX artifact, a CTranslate2 Whisper folder, or a .gguf file (or a folder holding one).",
     "out": "Artifact folder to write.",
-    "target": "Export target: onnx, ort, openvino, trt.",
-    "precision": "fp32; fp16 (openvino weights; trt, the one decoder precision for trt); int8 (encoders: static, needs --calib, for onnx, ort, openvino, trt; decoders: weight-only, ort/openvino); int8-dynamic (ort); int4 (decoders, weight-only, ort/openvino); bf16 (decoders, openvino, CPUs with bf16 instructions: 16-bit weights); gguf (a .gguf --model's own Q4_0/Q4_1/Q8_0 blocks, ort). Default: gguf for a .gguf on ort, else fp32.",
+    "target": "Export target: onnx, ort, openvino, trt, android.",
+    "precision": "fp32; fp16 (openvino weights; trt, the one decoder precision for trt); int8 (encoders: static, needs --calib, for onnx, ort, openvino, trt, android; decoders: weight-only, ort/openvino); int8-dynamic (ort); int4 (decoders, weight-only, ort/openvino); bf16 (decoders, openvino, CPUs with bf16 instructions: 16-bit weights); gguf (a .gguf --model's own Q4_0/Q4_1/Q8_0 blocks, ort). Default: gguf for a .gguf on ort, else fp32.",
     "task": "auto, feature-extraction (last_hidden_state), sentence-embedding (adds the pooled embedding), text-generation (causal LM with KV cache) or seq2seq (encoder-decoder: T5, BART, Whisper).",
     "opset": "ONNX opset.",
     "exporter": "auto (torch.export-based, TorchScript fallback), dynamo or torchscript.",
@@ -29,8 +29,8 @@ _HELP_EXPORT = {
     "max_drop": "INT8 accuracy guard: largest drop allowed vs fp32 (1 - mean cosine, or accuracy with labelled --eval-data); keeps sensitive layers in float until it fits.",
     "eval_data": "INT8: held-out texts to measure quality on (.jsonl 'label' fields or class subfolders add accuracy).",
     "max_float_nodes": "INT8 accuracy guard: most layers it may keep in float.",
-    "max_batch": "--target trt: largest batch of the optimization profiles.",
-    "max_seq": "--target trt: longest sequence of the optimization profiles (decoders: prompt + new tokens; default: the model's limit, at most 2048 for decoders).",
+    "max_batch": "--target trt: largest batch of the optimization profiles; android: largest batch the ExecuTorch program is planned for.",
+    "max_seq": "--target trt: longest sequence of the optimization profiles (decoders: prompt + new tokens; default: the model's limit, at most 2048 for decoders); android: longest sequence the ExecuTorch program is planned for (default: the model's limit, at most 512 for encoders).",
     "gqa": "--target ort, llama-style decoders: one fused GroupQueryAttention node per layer (rows unpadded or right-padded); --no-gqa keeps the standard graph.",
 }
 
@@ -124,7 +124,21 @@ def _print_export_summary(path: Path) -> None:
     validation = manifest["validation"]
     if "towers" in validation:
         for name, tower in manifest["export"]["towers"].items():
-            print(_tower_line(path, name, tower, validation["towers"][name], manifest["export"]["precision"]))
+            print(
+                _part_line(
+                    path,
+                    f"{name} tower",
+                    tower["model_file"],
+                    validation["towers"][name],
+                    manifest["export"]["precision"],
+                )
+            )
+        return
+    if manifest["export"].get("format") == "android":
+        for runtime, name in manifest["export"]["runtime_files"].items():
+            print(
+                _part_line(path, f"for {runtime}", name, validation[runtime], manifest["export"]["precision"])
+            )
         return
     if manifest["export"].get("precision") == "bf16":
         g = validation["greedy_generation"]
@@ -183,8 +197,9 @@ def _print_export_summary(path: Path) -> None:
     _print_engine_status(manifest, path)
 
 
-def _tower_line(path: Path, name: str, tower: dict, validation: dict, precision: str) -> str:
-    """One line per tower of an image-text artifact: its file and how it compared with PyTorch."""
+def _part_line(path: Path, label: str, model_file: str, validation: dict, precision: str) -> str:
+    """One line per graph of an artifact that holds several (an image-text model's towers, an
+    android artifact's file per runtime): its file and how it compared with PyTorch."""
     if "quality" in validation:
         q = validation["quality"]
         got = f"{precision} vs PyTorch fp32 over {q['texts']} {q.get('inputs', 'texts')}: mean cosine {q['mean_cosine']:.4f} (min {q['min_cosine']:.4f})"
@@ -193,7 +208,7 @@ def _tower_line(path: Path, name: str, tower: dict, validation: dict, precision:
     else:
         diffs = ", ".join(f"{k} {v:.2e}" for k, v in validation["max_abs_diff"].items())
         got = f"validated on {validation.get('runtime')} on {len(validation['cases'])} inputs: max |diff| {diffs} (atol {validation['atol']:g})"
-    return f"wrote {path}/{tower['model_file']} ({name} tower); {got}"
+    return f"wrote {path}/{model_file} ({label}); {got}"
 
 
 def _print_engine_status(manifest: dict, path: Path) -> None:

@@ -118,9 +118,16 @@ def _encoder_module_class():
             super().__init__()
             self.model = model
             self.pooling = pooling
+            self.additive_mask = False
+            """Hand the model a (B, 1, 1, T) additive float mask instead of the 0/1 one: the model
+            then builds no mask of its own (ExecuTorch's quantizer cannot trace transformers' mask code)."""
 
         def forward(self, input_ids, attention_mask=None, token_type_ids=None):
-            kwargs = given(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+            model_mask = attention_mask
+            if self.additive_mask and attention_mask is not None:
+                keep = attention_mask[:, None, None, :].to(torch.float32)
+                model_mask = (1.0 - keep) * torch.finfo(torch.float32).min
+            kwargs = given(input_ids=input_ids, attention_mask=model_mask, token_type_ids=token_type_ids)
             hidden = self.model(**kwargs).last_hidden_state  # (B, T, H)
             if self.pooling is None:
                 return (hidden,)

@@ -3,7 +3,7 @@ role receives, and the export of one such graph."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from edgekit.errors import InputError
@@ -25,6 +25,8 @@ class GraphCase:
     """The manifest's ``inputs`` and ``outputs``."""
     validate_ir: Callable[[Any, float], Any]
     """``(session, atol) -> ValidationReport``: the kind's cases run on another runtime's session."""
+    cases: list = field(default_factory=list)
+    """The kind's validation cases: (name, inputs)."""
 
 
 def check_graph(cfg: Any, target: Any) -> None:
@@ -50,7 +52,12 @@ def export_graph(
 
     info, validation = convert_validate(job, built, kwargs, axes, reference, cases)
     case = GraphCase(
-        built, reference, validation, io, lambda session, atol: compare(reference, session, cases, atol)
+        built,
+        reference,
+        validation,
+        io,
+        lambda session, atol: compare(reference, session, cases, atol),
+        cases,
     )
     section, validation = job.target.graph(job, case)
     return info, section, validation

@@ -52,6 +52,11 @@ _TARGETS: dict[str, TargetEntry] = {
             "edgekit.export.targets.openvino:TARGET",
             "OpenVINO IR (.xml/.bin) converted from the validated ONNX graph, stateful for decoders, validated again on OpenVINO",
         ),
+        TargetEntry(
+            "android",
+            "edgekit.export.targets.android:TARGET",
+            "what a phone app loads: an ONNX Runtime Mobile .ort (with its reduced-build operator config) and an ExecuTorch .pte (XNNPACK), fp32 or INT8 from one calibration set, with the app's JSON and golden vectors; both checked on their runtimes here",
+        ),
     )
 }
 
@@ -106,10 +111,10 @@ class TargetBase:
 
     def check_options(self, cfg: Any) -> None:
         if cfg.max_seq is not None and (cfg.max_seq < 2 or not self.takes_max_seq):
-            problem = "must be at least 2" if cfg.max_seq < 2 else "applies only to --target trt"
+            problem = "must be at least 2" if cfg.max_seq < 2 else "applies only to --target trt and android"
             raise InputError(
                 f"--max-seq-len {cfg.max_seq} {problem}",
-                "pass e.g. --max-seq-len 1024 with --target trt, or drop it",
+                "pass e.g. --max-seq-len 1024 with --target trt or android, or drop it",
             )
 
     def require(self, cfg: Any) -> None:

@@ -18,10 +18,13 @@ def test_registry_lists_torch_and_ort_with_their_extras():
 
 
 @pytest.mark.parametrize("entry", list_backends(), ids=lambda e: e.name)
-def test_every_registered_backend_loads_the_minilm_artifact(entry, minilm_artifact, minilm_openvino):
+def test_every_registered_backend_loads_the_minilm_artifact(entry, request):
     if entry.name == "trt":
         pytest.skip("TensorRT runs engines built on a GPU device; see tests/export/test_tensorrt.py")
-    artifact = minilm_openvino if "openvino-ir" in entry.formats else minilm_artifact
+    fixture = {"openvino-ir": "minilm_openvino", "android": "minilm_android"}.get(
+        entry.formats[0] if entry.formats else "", "minilm_artifact"
+    )
+    artifact = request.getfixturevalue(fixture)
     session = load_session(artifact, entry.name, threads=1)
     assert isinstance(session, Session)
     assert [s.name for s in session.input_specs()] == ["input_ids", "token_type_ids", "attention_mask"]
