@@ -64,10 +64,18 @@ def tokens_after_context(task: str, cfg: BenchConfig) -> int:
     return cfg.new_tokens if task == "text-generation" else PER_CONTEXT_STEPS + 1
 
 
+def sequence_limit(export: dict) -> int | None:
+    """The longest sequence an artifact runs: an android artifact's ExecuTorch program is planned
+    for one (an encoder's bounds, a decoder's cache length; its .ort is timed within it too),
+    else the model's positions."""
+    pte = export.get("executorch", {})
+    return pte.get("bounds", {}).get("max_seq") or pte.get("max_seq") or export.get("max_length")
+
+
 def decoder_room(manifest: dict, cfg: BenchConfig) -> int | None:
     """The longest context a generating artifact can be timed at: its positions less the tokens
     generated after the context (None: no limit known)."""
-    limit = manifest.get("export", {}).get("max_length")
+    limit = sequence_limit(manifest.get("export", {}))
     if not limit:
         return None
     return int(limit) - tokens_after_context(manifest["export"].get("task"), cfg)
@@ -159,8 +167,7 @@ def _check_artifact(cfg: BenchConfig, artifact: Path, manifest: dict) -> None:
     from edgekit.runtimes.registry import get_backend_entry
 
     export = manifest.get("export", {})
-    # an android artifact's programs are planned for a longest sequence (the .ort runs with it)
-    limit = export.get("executorch", {}).get("bounds", {}).get("max_seq") or export.get("max_length")
+    limit = sequence_limit(export)
     task = export.get("task")
     generation = task in GENERATING
     if generation and cfg.batches != (1,):

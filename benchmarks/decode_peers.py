@@ -4,6 +4,7 @@ onnxruntime-genai, SmolLM2-135M-Instruct, batch 1, 128 greedy new tokens (EOS ig
     python -m edgekit.benchmarks.decode_peers [--rounds 3] [--new-tokens 128] [--out DIR]
         [--llama-python PY]    # a virtualenv with llama-cpp-python: the packaged Q4_1 GGUF, Q8_0, F16
         [--genai-python PY]    # a virtualenv with onnxruntime-genai: its model builder's fp32 and int4
+        [--optimum-executorch-python PY]  # its XNNPACK .pte, fp32 / 8da8w / 8da4w, beside edgekit's
 
 Every runtime runs in a process of its own (``decode_worker.py``, with the python of its own
 virtualenv), all loaded before timing starts, then driven in turn for ``--rounds`` rounds with the
@@ -143,6 +144,41 @@ def genai_models(python: str, hf_folder: Path) -> dict[str, Path]:
     return models
 
 
+OPTIMUM_EXECUTORCH = {  # precision: optimum-cli export executorch options (its XNNPACK recipe)
+    "fp32": [],
+    "int8": ["--qlinear", "8da8w", "--qembedding", "8w"],
+    "int4": ["--qlinear", "8da4w", "--qembedding", "8w"],
+}
+PTE_MAX_SEQ = 1024
+"""The cache length of every ExecuTorch program timed here (edgekit's android default)."""
+
+
+def optimum_executorch_models(python: str, hf_folder: Path) -> dict[str, Path]:
+    """optimum-executorch's .pte of the folder per precision, with its custom SDPA and KV-cache ops
+    and the same cache length as edgekit's (cached by the folder's hash)."""
+    import shutil
+
+    from edgekit.artifacts import hash_folder
+
+    tag = hash_folder(hf_folder)[:12]
+    cli = Path(python).parent / "optimum-cli"
+    models = {}
+    for precision, options in OPTIMUM_EXECUTORCH.items():
+        out = _peer_file(f"optimum-executorch-{hf_folder.name}-{tag}-{precision}")
+        if not (out / "model.pte").is_file():
+            part = out.with_name(out.name + ".part")
+            shutil.rmtree(part, ignore_errors=True)
+            cmd = [str(cli), "export", "executorch", "--model", str(hf_folder), "--task", "text-generation"]
+            cmd += ["--recipe", "xnnpack", "--use_custom_sdpa", "--use_custom_kv_cache"]
+            cmd += ["--max_seq_len", str(PTE_MAX_SEQ), *options, "--output_dir", str(part)]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"optimum-executorch export {precision} failed:\n{done.stderr[-2000:]}")
+            part.rename(out)
+        models[precision] = out / "model.pte"
+    return models
+
+
 def set_genai_threads(folder: Path, threads: int) -> None:
     """The builder's config leaves the thread count to ONNX Runtime; pin it like every other runtime."""
     from edgekit.artifacts import read_json, write_json
@@ -163,6 +199,10 @@ EDGEKIT = (  # (name, cache key, target, precision, backend)
     ("edgekit ORT int4", "ort-int4", "ort", "int4", "ort"),
     ("edgekit OpenVINO int4", "openvino-int4", "openvino", "int4", "openvino"),
     ("edgekit ORT gguf (the GGUF's own Q4_1 blocks)", "ort-gguf", "ort", "gguf", "ort"),
+    ("edgekit ExecuTorch fp32 (android .pte)", "android", "android", "fp32", "executorch"),
+    ("edgekit ExecuTorch int8 (android .pte, 8da8w)", "android-int8", "android", "int8", "executorch"),
+    ("edgekit ExecuTorch int4 (android .pte, 8da4w)", "android-int4", "android", "int4", "executorch"),
+    ("edgekit ORT Mobile int4 (android .ort)", "android-int4", "android", "int4", "ort"),
 )
 BITS = {"fp32": "fp32", "F16": "16-bit", "bf16": "16-bit", "int8": "8-bit", "Q8_0": "8-bit"}
 GGUF_PEER = "llama.cpp Q4_1"
@@ -178,6 +218,7 @@ def contenders(args) -> list[Contender]:
     out = [Contender("PyTorch fp32 (transformers)", "torch", hf)]
     for name, key, target, precision, backend in EDGEKIT:
         options = {"target": target} | ({"precision": precision} if precision != "fp32" else {})
+        options |= {"max_seq": PTE_MAX_SEQ} if target == "android" else {}
         out.append(
             Contender(name, f"edgekit:{backend}", cached_export(SMOLLM2, key, **options), bits=precision)
         )
@@ -199,6 +240,10 @@ def contenders(args) -> list[Contender]:
                     bits=precision,
                 )
             )
+    if args.optimum_executorch_python:
+        for precision, path in optimum_executorch_models(args.optimum_executorch_python, hf).items():
+            name = f"optimum-executorch {precision} (.pte, custom SDPA + KV cache)"
+            out.append(Contender(name, "pte", path, python=args.optimum_executorch_python, bits=precision))
     return out
 
 
@@ -336,6 +381,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--llama-python", default=None, help="python of a virtualenv with llama-cpp-python")
     parser.add_argument("--genai-python", default=None, help="python of a virtualenv with onnxruntime-genai")
+    parser.add_argument(
+        "--optimum-executorch-python", default=None, help="python of a virtualenv with optimum-executorch"
+    )
     parser.add_argument(
         "--only", default=None, help="comma-separated substrings: time only runtimes whose name has one"
     )

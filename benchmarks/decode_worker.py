@@ -10,7 +10,9 @@ at module level (the llama.cpp and onnxruntime-genai workers run where edgekit i
     python decode_worker.py KIND MODEL THREADS
 
 KIND: ``edgekit:<backend>`` (MODEL an artifact), ``torch`` (an HF folder, transformers' own
-cache), ``llama.cpp`` (a GGUF file), ``ort-genai`` (a model builder folder).
+cache), ``llama.cpp`` (a GGUF file), ``ort-genai`` (a model builder folder), ``pte`` (an
+ExecuTorch program in the LLM runner's shape, e.g. optimum-executorch's: ``forward(input_ids,
+cache_position)`` with the cache inside).
 """
 
 from __future__ import annotations
@@ -110,10 +112,44 @@ def _ort_genai(model: str, threads: int):
     return run
 
 
+def _pte(model: str, threads: int):
+    import torch
+    from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+    from executorch.runtime import Runtime
+
+    try:
+        import executorch.extension.llm.custom_ops.custom_ops  # noqa: F401  (custom sdpa / kv cache)
+    except ImportError:
+        pass
+    import executorch.kernels.quantized  # noqa: F401  (embedding_byte)
+
+    _unsafe_reset_threadpool(threads)
+    method = Runtime.get().load_program(model).load_method("forward")
+
+    def last(logits):
+        return int(torch.argmax(logits.reshape(-1, logits.shape[-1])[-1]))
+
+    def run(prompt: list[int], new: int, stamp) -> list[int]:
+        ids = torch.tensor([prompt], dtype=torch.long)
+        token = last(method.execute([ids, torch.arange(len(prompt), dtype=torch.long)])[0])
+        out = [token]
+        stamp(token)
+        while len(out) < new:
+            position = torch.tensor([len(prompt) + len(out) - 1], dtype=torch.long)
+            token = last(method.execute([torch.tensor([[token]], dtype=torch.long), position])[0])
+            out.append(token)
+            stamp(token)
+        return out
+
+    return run
+
+
 def _open(kind: str, model: str, threads: int):
     if kind.startswith("edgekit:"):
         return _edgekit(model, kind.split(":", 1)[1], threads)
-    return {"torch": _torch, "llama.cpp": _llama_cpp, "ort-genai": _ort_genai}[kind](model, threads)
+    return {"torch": _torch, "llama.cpp": _llama_cpp, "ort-genai": _ort_genai, "pte": _pte}[kind](
+        model, threads
+    )
 
 
 def main() -> None:

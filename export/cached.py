@@ -63,6 +63,8 @@ def _export(
         src = cached_export(
             model, "ort", target="ort"
         )  # quantize the cached ORT graph instead of exporting again
+    elif target == "android" and isinstance(model, PackagedGGUF):
+        src = cached_export(model, "ort", target="ort")  # its .ort is the ORT graph (fused attention)
     elif target == "openvino" and isinstance(model, PackagedGGUF):
         pass  # decoders go to OpenVINO straight from PyTorch (export/openvino_ir.py): no ONNX needed
     elif target != "onnx" and key != "ort":

@@ -1,9 +1,13 @@
 """ExecuTorch programs of KV-cache decoders, in the shape ExecuTorch's LLM runner loads:
 ``forward(input_ids [1, n], cache_position [n]) -> logits [1, vocab]`` (the last position's), the
-KV cache a static buffer of ``max_seq`` positions inside the program (transformers'
-``StaticCache``, updated in place at ``cache_position``), a prompt of up to ``max_seq`` tokens in
+KV cache a static buffer of ``max_seq`` positions inside the program, a prompt of up to ``max_seq`` tokens in
 one call, and the runner's metadata (``get_max_seq_len``, ``get_eos_ids``, ...) as constant
-methods of the program.
+methods of the program. The cache's initial values are not stored in the file (it would grow by
+the whole cache): ExecuTorch's ``Module`` zero-fills planned memory when it loads a program, and
+attention gives the positions past the last one written a weight of exactly zero, so what an
+earlier sequence left there never counts. Causal full-sequence attention runs on ExecuTorch's
+LLM operators (export/executorch_attention.py); sliding-window models keep transformers'
+``StaticCache`` (``static_cache_module``).
 
 Precisions: fp32, or XNNPACK's dynamically quantized linears (activations int8 per token at run
 time, weights int8 per output channel or int4 in groups of ``INT4_GROUP``; torchao), with the token
@@ -65,12 +69,12 @@ def static_cache_module(model: Any, max_seq: int) -> Any:
 
 
 def quantized_copy(model: Any, precision: str) -> Any:
-    """A copy of ``model`` with XNNPACK's dynamically quantized linears (``int8``/``int4``) and an
-    int8 token embedding; ``fp32``: the model itself."""
-    if precision == "fp32":
-        return model
+    """A copy of ``model`` (the program's module changes it), with XNNPACK's dynamically quantized
+    linears (``int8``/``int4``) and an int8 token embedding."""
     import copy
 
+    if precision == "fp32":
+        return copy.deepcopy(model)
     import torch
     from torchao.quantization import Int8DynamicActivationIntxWeightConfig, IntxWeightOnlyConfig, quantize_
     from torchao.quantization.granularity import PerAxis, PerGroup
@@ -79,6 +83,9 @@ def quantized_copy(model: Any, precision: str) -> Any:
     out, embed = quantized.get_output_embeddings(), quantized.get_input_embeddings()
     if out is not None and out.weight is embed.weight:
         out.weight = torch.nn.Parameter(embed.weight.detach().clone())
+    # a padding index changes only gradients; the lookup with one is not the pattern that
+    # becomes ExecuTorch's embedding_byte kernel
+    embed.padding_idx = None
     weights = (torch.int4, PerGroup(INT4_GROUP)) if precision == "int4" else (torch.int8, PerAxis(0))
     quantize_(
         quantized,
@@ -114,8 +121,13 @@ def write_decoder_pte(model: Any, precision: str, max_seq: int, eos_ids: list[in
     """The decoder's program at ``path`` (fp32, int8 or int4); what the manifest says about it."""
     import torch
 
+    from edgekit.export import executorch_attention
+
     started = time.perf_counter()
-    module = static_cache_module(quantized_copy(model, precision), max_seq)
+    operators = executorch_attention.fits(model.config)
+    module = (executorch_attention.runner_module if operators else static_cache_module)(
+        quantized_copy(model, precision), max_seq
+    )
     example = (torch.tensor([[1, 2, 3, 4]], dtype=torch.long), torch.arange(4, dtype=torch.long))
     seq = torch.export.Dim("sequence", min=1, max=max_seq)
     with torch.no_grad():
@@ -139,6 +151,11 @@ def write_decoder_pte(model: Any, precision: str, max_seq: int, eos_ids: list[in
             }
         ],
         "cache": "static, inside the program: written at cache_position, a new sequence starts at 0",
+        "attention": (
+            "ExecuTorch's llama::update_cache and llama::custom_sdpa (the positions written so far)"
+            if operators
+            else "transformers' StaticCache and sdpa over the whole cache, masked"
+        ),
         **(
             {
                 "quantization": {

@@ -8,6 +8,7 @@ cache length it was exported with."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -30,6 +31,11 @@ def quiet_executorch() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
     warnings.filterwarnings("ignore", message="This API is experimental")
+    warnings.filterwarnings("ignore", message="_check_is_size will be removed")
+    warnings.filterwarnings("ignore", message="While compiling, we found certain side effects")
+    # a decoder's KV cache is a mutated buffer whose initial values are not stored: ExecuTorch's
+    # Module allocates planned memory zeroed, and positions past the one written are masked
+    warnings.filterwarnings("ignore", message="Mutation on a buffer in the model is detected")
 
 
 class ExecuTorchSession(SessionBase):
@@ -88,6 +94,7 @@ class ExecuTorchSession(SessionBase):
 def _load_method(path: Path, options: SessionOptions) -> tuple[Any, Any]:
     """The program at ``path`` and its loaded ``forward``, on ``options.threads`` threads."""
     quiet_executorch()
+    import executorch.extension.llm.custom_ops.custom_ops  # noqa: F401  (a decoder's cache ops)
     import executorch.kernels.quantized  # noqa: F401  (registers embedding_byte: int8 embeddings)
     from executorch.runtime import Runtime
 
@@ -98,10 +105,34 @@ def _load_method(path: Path, options: SessionOptions) -> tuple[Any, Any]:
 
         _unsafe_reset_threadpool(options.threads)
     try:
-        program = Runtime.get().load_program(path)
-        return program, program.load_method("forward")
+        with _native_stderr_quiet():
+            program = Runtime.get().load_program(path)
+            return program, program.load_method("forward")
     except Exception as exc:  # the runtime raises plain RuntimeError/ValueError on a bad file
         raise unreadable_model(path, "ExecuTorch", exc) from exc
+
+
+@contextlib.contextmanager
+def _native_stderr_quiet():
+    """The runtime's C++ log lines (its CPU probe's notes on files an x86 host lacks) kept off the
+    terminal while a program loads; what fails still reaches the user as the exception's text.
+    With ``--verbose`` (debug logging) they pass through."""
+    import logging
+    import os
+    import sys
+
+    if logging.getLogger().isEnabledFor(logging.DEBUG):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class ExecuTorchDecoderSession(SessionBase):

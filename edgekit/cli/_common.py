@@ -50,7 +50,7 @@ def _setup_logging(verbose: bool) -> None:
         handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler], force=True)
     if not verbose:
-        for noisy in ("torch", "transformers", "onnxscript", "httpx"):
+        for noisy in ("torch", "torchao", "transformers", "onnxscript", "httpx"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
 
 

@@ -205,9 +205,16 @@ def _part_line(path: Path, label: str, model_file: str, validation: dict, precis
         got = f"{precision} vs PyTorch fp32 over {q['texts']} {q.get('inputs', 'texts')}: mean cosine {q['mean_cosine']:.4f} (min {q['min_cosine']:.4f})"
         if "zero_shot_agreement" in q:
             got += f", zero-shot top-1 agreement {q['zero_shot_agreement']:.3f} on {q['eval_data']}"
-    else:
+    elif "max_abs_diff" in validation:
         diffs = ", ".join(f"{k} {v:.2e}" for k, v in validation["max_abs_diff"].items())
         got = f"validated on {validation.get('runtime')} on {len(validation['cases'])} inputs: max |diff| {diffs} (atol {validation['atol']:g})"
+    elif "max_abs_logit_diff" in validation:
+        got = f"run on {validation['runtime']}: next-token logits within {validation['max_abs_logit_diff']:.2e} of PyTorch fp32"
+    else:
+        got = f"run on {validation['runtime']}"
+    g = validation.get("greedy_generation")
+    if g:
+        got += f"; greedy tokens identical to transformers fp32 on {g['identical_prompts']} of {g['prompts']} prompts ({g['new_tokens']} tokens each)"
     return f"wrote {path}/{model_file} ({label}); {got}"
 
 

@@ -1,7 +1,9 @@
 """The Android app's core (android_demo/core: tokenizer, pooling, note search, generation loop),
 compiled with the Kotlin compiler from npm and run on the JVM against the real MiniLM android
-artifact: token ids equal Hugging Face tokenizers on 300+ real texts, pooling of the recorded
-hidden states equals the recorded embeddings."""
+artifact (token ids equal Hugging Face tokenizers on 279 real texts, pooling of the recorded
+hidden states equals the recorded embeddings) and the real SmolLM2 (byte-level BPE ids and decoded
+text equal Hugging Face's, conversations through the app's chat pieces equal apply_chat_template,
+and the generation loop replays PyTorch's recorded logits into its greedy tokens)."""
 
 from __future__ import annotations
 
@@ -25,7 +27,15 @@ TRICKY = [
     "emoji 🙂👍🏽 and symbols © ® ™ £ € ¥ ± ≤",
     "https://example.com/a_b-c?d=e&f=g#h email@x.org $3.50 50% 1,000.5",
     "Supercalifragilisticexpialidocious" * 4,
+    "<|im_start|>user\nDon't   stop<|im_end|>\n<|im_start|>assistant\n",
+    "def f(x):\n    return x**2  # 12345 67.8\n\n\n",
+    "   leading spaces, trailing   ",
     "",
+]
+CHATS = [
+    [["user", "What is the capital of France?"]],
+    [["system", "Answer in one word."], ["user", "Largest planet?"]],
+    [["user", "Hi"], ["assistant", "Hello! How can I help?"], ["user", "Tell me a joke about café owners."]],
 ]
 
 
@@ -69,6 +79,50 @@ def _texts() -> list[str]:
     return texts + TRICKY
 
 
+def _decoder_spec(texts: list[str], tmp_path: Path) -> dict:
+    """SmolLM2's tokenizer, ids and decoded text of ``texts``, conversations with their template
+    ids, the app's chat pieces and golden greedy tokens recorded from the PyTorch model."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from edgekit.assets import SMOLLM2
+    from edgekit.calibration._sample import greedy_prompts
+    from edgekit.export.app_bundle import chat_format, decoder_golden
+
+    folder = SMOLLM2.hf_folder()
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+    eos = [int(model.generation_config.eos_token_id)]
+    golden = {"cases": decoder_golden(model, tokenizer, greedy_prompts()[:2], eos)}
+    assert any(len(c["greedy_tokens"]) > 8 for c in golden["cases"])
+    (tmp_path / "decoder-golden.json").write_text(json.dumps(golden))
+    ids = tokenizer(texts)["input_ids"]
+    chats = [
+        {
+            "messages": m,
+            "ids": tokenizer.apply_chat_template(
+                [{"role": r, "content": c} for r, c in m],
+                add_generation_prompt=True,
+                tokenize=True,
+                return_dict=False,
+            ),
+        }
+        for m in CHATS
+    ]
+    return {
+        "tokenizer": str(folder / "tokenizer.json"),
+        "texts": [
+            {"text": t, "ids": i, "decoded": tokenizer.decode(i, skip_special_tokens=True)}
+            for t, i in zip(texts, ids)
+        ],
+        "chats": chats,
+        "chat": chat_format(tokenizer),
+        "golden": str(tmp_path / "decoder-golden.json"),
+        "eos_token_ids": eos,
+        "vocab_size": int(model.config.vocab_size),
+    }
+
+
 def test_kotlin_core_on_the_jvm_matches_hugging_face_and_the_golden_vectors(minilm_android, tmp_path):
     from transformers import AutoTokenizer
 
@@ -85,6 +139,7 @@ def test_kotlin_core_on_the_jvm_matches_hugging_face_and_the_golden_vectors(mini
         "golden": str(minilm_android / "golden.json"),
         "max_length": max_length,
         "texts": [{"text": t, "ids": i} for t, i in zip(texts, ids)],
+        "decoder": _decoder_spec(texts, tmp_path),
     }
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     lib = KOTLINC.parent.parent / "lib"
@@ -100,4 +155,4 @@ def test_kotlin_core_on_the_jvm_matches_hugging_face_and_the_golden_vectors(mini
     )
     print(result.stdout)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("PASS ") == 7
+    assert result.stdout.count("PASS ") == 11 and "0 failed" in result.stdout

@@ -1,21 +1,19 @@
 package dev.edgekit.demo
 
 import android.app.Activity
+import android.content.Intent
 import android.os.Bundle
 import android.os.SystemClock
 import android.widget.Button
 import android.widget.EditText
-import android.widget.LinearLayout
-import android.widget.RadioButton
-import android.widget.RadioGroup
-import android.widget.ScrollView
 import android.widget.TextView
 import dev.edgekit.core.NoteIndex
 import java.io.File
 import java.util.concurrent.Executors
 
 /**
- * Semantic search over the user's notes with the MiniLM artifact, on ONNX Runtime or ExecuTorch.
+ * Semantic search over the user's notes with the MiniLM artifact, on ONNX Runtime or ExecuTorch;
+ * its last button opens the chat screen (ChatActivity).
  * The artifact is pushed with adb (android_demo/README.md) to
  * /sdcard/Android/data/dev.edgekit.demo/files/minilm-android/.
  */
@@ -28,28 +26,25 @@ class MainActivity : Activity() {
     override fun onCreate(savedInstanceState: Bundle?) {
         super.onCreate(savedInstanceState)
         val folder = File(getExternalFilesDir(null), "minilm-android")
-        val runtimes = RadioGroup(this).apply {
-            orientation = RadioGroup.HORIZONTAL
-            addView(RadioButton(context).apply { id = 1; text = "ONNX Runtime"; isChecked = true })
-            addView(RadioButton(context).apply { id = 2; text = "ExecuTorch" })
-        }
+        val runtimes = RuntimePicker(this, executorchFirst = false)
         val note = EditText(this).apply { hint = "a note to remember" }
         val query = EditText(this).apply { hint = "search your notes" }
         status = TextView(this)
         results = TextView(this)
-        val layout = LinearLayout(this).apply {
-            orientation = LinearLayout.VERTICAL
-            setPadding(32, 32, 32, 32)
-            addView(runtimes)
-            addView(Button(context).apply { text = "Load model"; setOnClickListener { load(folder, if (runtimes.checkedRadioButtonId == 2) "executorch" else "ort") } })
-            addView(note)
-            addView(Button(context).apply { text = "Add note"; setOnClickListener { addNote(note.text.toString()); note.text.clear() } })
-            addView(query)
-            addView(Button(context).apply { text = "Search"; setOnClickListener { search(query.text.toString()) } })
-            addView(status)
-            addView(results)
-        }
-        setContentView(ScrollView(this).apply { addView(layout) })
+        setContentView(
+            column(
+                this,
+                runtimes.view,
+                Button(this).apply { text = "Load model"; setOnClickListener { load(folder, runtimes.runtime) } },
+                note,
+                Button(this).apply { text = "Add note"; setOnClickListener { addNote(note.text.toString()); note.text.clear() } },
+                query,
+                Button(this).apply { text = "Search"; setOnClickListener { search(query.text.toString()) } },
+                status,
+                results,
+                Button(this).apply { text = "Chat (SmolLM2)"; setOnClickListener { startActivity(Intent(context, ChatActivity::class.java)) } },
+            ),
+        )
         status.text = if (File(folder, "edgekit-app.json").isFile) "artifact found in $folder" else "push the artifact to $folder first"
     }
 

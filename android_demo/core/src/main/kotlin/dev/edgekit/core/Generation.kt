@@ -65,3 +65,46 @@ class Generator(private val engine: DecoderEngine, private val eosIds: Set<Int>)
         }
     }
 }
+
+/**
+ * A chat template as plain pieces (edgekit-app.json's "chat"): one turn per role with `{content}`
+ * where the text goes, what opens the answer, and the system turn written when there is none.
+ */
+class ChatFormat(private val turns: Map<String, String>, private val generationPrompt: String, private val defaultSystem: String) {
+    /** The conversation [messages] (role to text), ready for the assistant's answer. */
+    fun render(messages: List<Pair<String, String>>): String {
+        val text = StringBuilder(if (messages.firstOrNull()?.first == "system") "" else defaultSystem)
+        for ((role, content) in messages) {
+            val turn = turns[role] ?: error("the chat template has no '$role' turn")
+            text.append(turn.replace("{content}", content))
+        }
+        return text.append(generationPrompt).toString()
+    }
+
+    companion object {
+        fun fromApp(chat: Map<String, Any?>): ChatFormat = ChatFormat(
+            chat["turns"].obj().mapValues { it.value as String },
+            chat["generation_prompt"] as String,
+            chat["default_system"] as String,
+        )
+    }
+}
+
+/**
+ * Streams generated text: each new token decodes the whole answer again, and only text that is
+ * complete (no half of a UTF-8 character still waiting for its next byte) is handed on.
+ */
+class TextStream(private val decode: (IntArray) -> String, private val onText: (String) -> Unit) {
+    private val tokens = ArrayList<Int>()
+    private var shown = ""
+
+    fun onToken(token: Int) {
+        tokens.add(token)
+        val text = decode(tokens.toIntArray())
+        if (text.endsWith('\uFFFD') || !text.startsWith(shown)) return
+        if (text.length > shown.length) { onText(text.substring(shown.length)); shown = text }
+    }
+
+    /** Everything decoded so far (what the stream has shown, plus any tail held back). */
+    val text: String get() = decode(tokens.toIntArray())
+}

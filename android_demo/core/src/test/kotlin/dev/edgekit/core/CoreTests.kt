@@ -79,6 +79,7 @@ fun main(args: Array<String>) {
             assertEquals(mapOf("c" to null, "d" to true), v["b"])
         },
     )
+    spec["decoder"]?.let { tests.putAll(decoderTests(it.obj())) }
     var failed = 0
     for ((name, test) in tests) {
         try {
