@@ -153,7 +153,9 @@ PTE_MAX_SEQ = 1024
 """The cache length of every ExecuTorch program timed here (edgekit's android default)."""
 
 
-def optimum_executorch_models(python: str, hf_folder: Path) -> dict[str, Path]:
+def optimum_executorch_models(
+    python: str, hf_folder: Path, precisions=tuple(OPTIMUM_EXECUTORCH)
+) -> dict[str, Path]:
     """optimum-executorch's .pte of the folder per precision, with its custom SDPA and KV-cache ops
     and the same cache length as edgekit's (cached by the folder's hash)."""
     import shutil
@@ -163,7 +165,8 @@ def optimum_executorch_models(python: str, hf_folder: Path) -> dict[str, Path]:
     tag = hash_folder(hf_folder)[:12]
     cli = Path(python).parent / "optimum-cli"
     models = {}
-    for precision, options in OPTIMUM_EXECUTORCH.items():
+    for precision in precisions:
+        options = OPTIMUM_EXECUTORCH[precision]
         out = _peer_file(f"optimum-executorch-{hf_folder.name}-{tag}-{precision}")
         if not (out / "model.pte").is_file():
             part = out.with_name(out.name + ".part")
@@ -216,7 +219,10 @@ def contenders(args) -> list[Contender]:
 
     hf = SMOLLM2.hf_folder()
     out = [Contender("PyTorch fp32 (transformers)", "torch", hf)]
+    only = [w.strip() for w in (args.only or "").split(",") if w.strip()]
     for name, key, target, precision, backend in EDGEKIT:
+        if only and not any(w in name for w in only):
+            continue  # not exported either: --only keeps a run to the runtimes asked for
         options = {"target": target} | ({"precision": precision} if precision != "fp32" else {})
         options |= {"max_seq": PTE_MAX_SEQ} if target == "android" else {}
         out.append(
@@ -241,9 +247,12 @@ def contenders(args) -> list[Contender]:
                 )
             )
     if args.optimum_executorch_python:
-        for precision, path in optimum_executorch_models(args.optimum_executorch_python, hf).items():
-            name = f"optimum-executorch {precision} (.pte, custom SDPA + KV cache)"
-            out.append(Contender(name, "pte", path, python=args.optimum_executorch_python, bits=precision))
+        name = "optimum-executorch {} (.pte, custom SDPA + KV cache)".format
+        asked = [p for p in OPTIMUM_EXECUTORCH if not only or any(w in name(p) for w in only)]
+        for precision, path in optimum_executorch_models(args.optimum_executorch_python, hf, asked).items():
+            out.append(
+                Contender(name(precision), "pte", path, python=args.optimum_executorch_python, bits=precision)
+            )
     return out
 
 

@@ -74,6 +74,9 @@ class SessionBase:
 
     stateful = False
     keeps_values = False
+    max_positions: int | None = None
+    """The longest sequence the session holds when it is shorter than the model's (an ExecuTorch
+    decoder program's cache); None: the model's own limit."""
 
 
 class Backend(Protocol):

@@ -33,8 +33,8 @@ def quiet_executorch() -> None:
     warnings.filterwarnings("ignore", message="This API is experimental")
     warnings.filterwarnings("ignore", message="_check_is_size will be removed")
     warnings.filterwarnings("ignore", message="While compiling, we found certain side effects")
-    # a decoder's KV cache is a mutated buffer whose initial values are not stored: ExecuTorch's
-    # Module allocates planned memory zeroed, and positions past the one written are masked
+    # a decoder's KV cache is a mutated buffer whose initial values are not stored: positions not
+    # written yet are never read (custom_sdpa) or masked (StaticCache; Module zero-fills memory)
     warnings.filterwarnings("ignore", message="Mutation on a buffer in the model is detected")
 
 
@@ -145,6 +145,7 @@ class ExecuTorchDecoderSession(SessionBase):
 
     def __init__(self, path: Path, max_seq: int, vocab: int, position_ids: bool, options: SessionOptions):
         self.path, self.max_seq = Path(path), int(max_seq)
+        self.max_positions = self.max_seq
         self._program, self._method = _load_method(self.path, options)
         names = ["input_ids", "attention_mask", *(["position_ids"] if position_ids else [])]
         self._inputs = [TensorSpec(n, (1, "sequence"), "int64") for n in names]

@@ -323,8 +323,8 @@ def _open_decoder(req: Request) -> tuple[int, Runner, GenerationConfig, str | No
     prompt_ids = [int(t) for t in prompt_ids]
     session = load_session(req.artifact, req.backend, threads=req.threads)
     max_length = req.export.get("max_length")
-    if getattr(session, "max_seq", None):  # an ExecuTorch program's cache is its own length
-        max_length = min(int(max_length or session.max_seq), session.max_seq)
+    if session.max_positions:  # an ExecuTorch program's cache is its own length
+        max_length = min(int(max_length or session.max_positions), session.max_positions)
 
     def run(on_token):
         return generate_ids(
