@@ -25,10 +25,14 @@ _START = _Start()
 
 
 def fits(config: Any) -> bool:
-    """Whether every layer attends causally over the whole sequence (no sliding window, no
-    per-layer types), which is what ``custom_sdpa`` computes."""
+    """Whether every layer attends causally over the whole sequence with plain scaled scores (no
+    sliding window in use, every layer type full attention, no logit soft-capping), which is what
+    ``custom_sdpa`` computes. A family it does not fit would still fail the export's fp32 check."""
     text = config.get_text_config()
-    return getattr(text, "sliding_window", None) is None and not getattr(text, "layer_types", None)
+    sliding = getattr(text, "sliding_window", None) is not None and getattr(text, "use_sliding_window", True)
+    types = getattr(text, "layer_types", None) or []
+    capped = getattr(text, "attn_logit_softcapping", None) is not None
+    return not sliding and not capped and all(t == "full_attention" for t in types)
 
 
 def _register() -> None:
