@@ -40,16 +40,16 @@ def max_seq(job: Any, built: Any) -> int:
 
 
 def decoder(job: Any, case: Any) -> tuple[Any, dict, dict]:
+    from edgekit.export.app_bundle import RUNTIME_FILES, android_sections, write_decoder_bundle
     from edgekit.export.targets.ort import TARGET as ORT
+    from edgekit.models.cache_io import eos_token_ids
 
     length = max_seq(job, case.built)
+    eos = list(eos_token_ids(case.built.model.generation_config.eos_token_id))
     info, quantized, onnx_validation = ORT.decoder(job, case)
     job = case.job  # the ORT role may have replaced it (a fused graph made from the source)
     ort_section, ort_validation = ort_file(job, case)
-    pte_section, pte_validation = pte_file(job, case, length)
-    from edgekit.export.app_bundle import RUNTIME_FILES, android_sections, write_decoder_bundle
-    from edgekit.models.cache_io import eos_token_ids
-
+    pte_section, pte_validation = pte_file(job, case, length, eos)
     lay = case.io
     with job.steps.step("app files and golden tokens"):
         app_files = write_decoder_bundle(
@@ -74,7 +74,7 @@ def decoder(job: Any, case: Any) -> tuple[Any, dict, dict]:
                     "padding": "right" if case.attention == "GroupQueryAttention" else "left",
                 },
                 "executorch": {k: pte_section[k] for k in ("inputs", "outputs", "max_seq", "cache")},
-                "eos_token_ids": list(eos_token_ids(case.built.model.generation_config.eos_token_id)),
+                "eos_token_ids": eos,
                 "max_length": int(case.built.max_length),
             },
         )
@@ -114,17 +114,15 @@ def ort_file(job: Any, case: Any) -> tuple[dict, dict]:
         return section, {"runtime": "onnxruntime", "format": "ort", "greedy_generation": generation}
 
 
-def pte_file(job: Any, case: Any, length: int) -> tuple[dict, dict]:
+def pte_file(job: Any, case: Any, length: int, eos: list[int]) -> tuple[dict, dict]:
     """The decoder's ExecuTorch program, checked on ``executorch.runtime``: each prompt's next-token
     logits against PyTorch (fp32: within the tolerance) and greedy tokens (fp32: identical)."""
     from edgekit.export.executorch_llm import write_decoder_pte
     from edgekit.export.executorch_pte import EXECUTORCH_RUNTIME
-    from edgekit.models.cache_io import eos_token_ids
     from edgekit.runtimes.base import SessionOptions
     from edgekit.runtimes.executorch_backend import ExecuTorchDecoderSession
 
     built, precision = case.built, job.cfg.precision
-    eos = list(eos_token_ids(built.model.generation_config.eos_token_id))
     with job.steps.step(f"ExecuTorch program ({precision}, static cache of {length})"):
         section = write_decoder_pte(built.model, precision, length, eos, job.tmp / "model.pte")
     with job.steps.step("validate ExecuTorch against PyTorch"):

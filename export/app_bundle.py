@@ -189,15 +189,12 @@ def write_decoder_bundle(tmp: Path, model_dir: Path, built: Any, prompts: list[s
         "chat": chat_format(built.tokenizer),
         "golden": GOLDEN_FILE,
     }
-    (tmp / APP_FILE).write_text(json.dumps(document, indent=2) + "\n")
     golden = {
-        "schema": APP_SCHEMA,
         "reference": "PyTorch fp32 (the source model), greedy",
         "top_logits": GOLDEN_TOP,
         "cases": decoder_golden(built.model, built.tokenizer, prompts, eos),
     }
-    (tmp / GOLDEN_FILE).write_text(json.dumps(golden) + "\n")
-    return [APP_FILE, GOLDEN_FILE]
+    return _write(tmp, document, golden)
 
 
 def write_bundle(tmp: Path, model_dir: Path, built: Any, reference: Any, cases: list, app: dict) -> list[str]:
@@ -215,13 +212,14 @@ def write_bundle(tmp: Path, model_dir: Path, built: Any, reference: Any, cases: 
         "pooling": {"mode": pooling.mode, "normalize": pooling.normalize} if pooling else None,
         "golden": GOLDEN_FILE,
     }
+    golden = {"reference": "PyTorch fp32 (the source model)", "cases": golden_cases(built, reference, cases)}
+    return _write(tmp, document, golden)
+
+
+def _write(tmp: Path, document: dict, golden: dict) -> list[str]:
+    """The app JSON (readable) and the golden vectors (compact) in ``tmp``, both with the schema; their names."""
     (tmp / APP_FILE).write_text(json.dumps(document, indent=2) + "\n")
-    golden = {
-        "schema": APP_SCHEMA,
-        "reference": "PyTorch fp32 (the source model)",
-        "cases": golden_cases(built, reference, cases),
-    }
-    (tmp / GOLDEN_FILE).write_text(json.dumps(golden) + "\n")
+    (tmp / GOLDEN_FILE).write_text(json.dumps({"schema": APP_SCHEMA, **golden}) + "\n")
     return [APP_FILE, GOLDEN_FILE]
 
 

@@ -64,11 +64,13 @@ def runner_module(model: Any, max_seq: int) -> Any:
     import torch
     from transformers.cache_utils import StaticCache, StaticLayer
 
+    from edgekit.models.decoder import cache_layout
+
     _register()
     model.set_attn_implementation(ATTENTION)
     config = model.config.get_text_config()
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    layout = cache_layout(config, uses_position_ids=False)
+    head_dim, kv_heads = layout.head_dim, layout.kv_heads
 
     class OperatorLayer(StaticLayer):
         def __init__(self):

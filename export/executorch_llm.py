@@ -40,9 +40,11 @@ def static_cache_module(model: Any, max_seq: int) -> Any:
     import torch
     from transformers.cache_utils import StaticCache
 
+    from edgekit.models.decoder import cache_layout
+
     config = model.config.get_text_config()
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    layout = cache_layout(config, uses_position_ids=False)
+    head_dim, kv_heads = layout.head_dim, layout.kv_heads
 
     class StaticCacheDecoder(torch.nn.Module):
         def __init__(self):

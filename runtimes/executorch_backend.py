@@ -138,14 +138,13 @@ def _native_stderr_quiet():
 class ExecuTorchDecoderSession(SessionBase):
     """A decoder's program (export/executorch_llm.py) as a stateful session: the KV cache lives in
     the program, so a run feeds the new tokens only; the session keeps the position. One sequence
-    (batch 1, no padding), at most ``max_seq`` positions; ``logits`` is the last position's."""
+    (batch 1, no padding), at most ``max_positions`` positions; ``logits`` is the last position's."""
 
     backend = "executorch"
     stateful = True
 
     def __init__(self, path: Path, max_seq: int, vocab: int, position_ids: bool, options: SessionOptions):
-        self.path, self.max_seq = Path(path), int(max_seq)
-        self.max_positions = self.max_seq
+        self.path, self.max_positions = Path(path), int(max_seq)
         self._program, self._method = _load_method(self.path, options)
         names = ["input_ids", "attention_mask", *(["position_ids"] if position_ids else [])]
         self._inputs = [TensorSpec(n, (1, "sequence"), "int64") for n in names]
@@ -181,9 +180,9 @@ class ExecuTorchDecoderSession(SessionBase):
                 "generate one prompt at a time with --backend executorch",
             )
         n = ids.shape[1]
-        if self.position + n > self.max_seq:
+        if self.position + n > self.max_positions:
             raise InputError(
-                f"the sequence reaches {self.position + n} positions; '{self.path.name}' holds a cache of {self.max_seq}",
+                f"the sequence reaches {self.position + n} positions; '{self.path.name}' holds a cache of {self.max_positions}",
                 "shorten the prompt or --max-new-tokens, or re-export with a larger --max-seq-len",
             )
         positions = torch.arange(self.position, self.position + n, dtype=torch.long)

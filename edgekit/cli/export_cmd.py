@@ -13,7 +13,7 @@ _HELP_EXPORT = {
     "model": "Hugging Face model folder (config.json, weights, tokenizer), an edgekit ONNX artifact, a CTranslate2 Whisper folder, or a .gguf file (or a folder holding one).",
     "out": "Artifact folder to write.",
     "target": "Export target: onnx, ort, openvino, trt, android.",
-    "precision": "fp32; fp16 (openvino weights; trt, the one decoder precision for trt); int8 (encoders: static, needs --calib, for onnx, ort, openvino, trt, android; decoders: weight-only, ort/openvino); int8-dynamic (ort); int4 (decoders, weight-only, ort/openvino); bf16 (decoders, openvino, CPUs with bf16 instructions: 16-bit weights); gguf (a .gguf --model's own Q4_0/Q4_1/Q8_0 blocks, ort). Default: gguf for a .gguf on ort, else fp32.",
+    "precision": "fp32; fp16 (openvino weights; trt, the one decoder precision for trt); int8 (encoders: static, needs --calib, for onnx, ort, openvino, trt, android; decoders: weight-only, ort/openvino); int8-dynamic (ort); int4 (decoders, weight-only, ort/openvino; android: weight-only .ort and 8-bit dynamic activations with int4 weights in the .pte, likewise int8); bf16 (decoders, openvino, CPUs with bf16 instructions: 16-bit weights); gguf (a .gguf --model's own Q4_0/Q4_1/Q8_0 blocks, ort). Default: gguf for a .gguf on ort, else fp32.",
     "task": "auto, feature-extraction (last_hidden_state), sentence-embedding (adds the pooled embedding), text-generation (causal LM with KV cache) or seq2seq (encoder-decoder: T5, BART, Whisper).",
     "opset": "ONNX opset.",
     "exporter": "auto (torch.export-based, TorchScript fallback), dynamo or torchscript.",
@@ -30,7 +30,7 @@ _HELP_EXPORT = {
     "eval_data": "INT8: held-out texts to measure quality on (.jsonl 'label' fields or class subfolders add accuracy).",
     "max_float_nodes": "INT8 accuracy guard: most layers it may keep in float.",
     "max_batch": "--target trt: largest batch of the optimization profiles; android: largest batch the ExecuTorch program is planned for.",
-    "max_seq": "--target trt: longest sequence of the optimization profiles (decoders: prompt + new tokens; default: the model's limit, at most 2048 for decoders); android: longest sequence the ExecuTorch program is planned for (default: the model's limit, at most 512 for encoders).",
+    "max_seq": "--target trt: longest sequence of the optimization profiles (decoders: prompt + new tokens; default: the model's limit, at most 2048 for decoders); android: longest sequence the ExecuTorch program is planned for, a decoder's cache length (default: the model's limit, at most 512 for encoders and 1024 for decoders).",
     "gqa": "--target ort, llama-style decoders: one fused GroupQueryAttention node per layer (rows unpadded or right-padded); --no-gqa keeps the standard graph.",
 }
 

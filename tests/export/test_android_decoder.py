@@ -108,6 +108,19 @@ def test_the_program_refuses_past_its_cache_and_beam_search(tiny_llama_android):
         )
 
 
+def test_a_cache_longer_than_the_model_is_refused_and_nothing_is_written(tiny_llama_android, tmp_path):
+    from edgekit.export.api import export_model
+    from edgekit.export.config import ExportConfig
+
+    src, _ = tiny_llama_android
+    with pytest.raises(InputError, match="--max-seq-len 4096 is longer than the model's 256 positions"):
+        export_model(
+            ExportConfig(model=str(src), out=str(tmp_path / "long"), target="android", max_seq=4096),
+            quiet=True,
+        )
+    assert not (tmp_path / "long").exists()
+
+
 def test_bench_times_decoding_on_the_executorch_program(tiny_llama_android, tmp_path):
     from edgekit.benchmarks.bench_config import BenchConfig, check_bench
     from edgekit.benchmarks.harness import bench
