@@ -95,6 +95,23 @@ def test_executorch_refuses_a_sequence_beyond_its_plan(tiny_android):
         )
 
 
+def test_a_damaged_program_is_named_in_one_line(tiny_android, tmp_path):
+    import shutil
+
+    from edgekit.runtimes.registry import load_session
+
+    _, out = tiny_android
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    size = (copy / "model.pte").stat().st_size
+    (copy / "model.pte").write_bytes(b"\x00" * size)  # the size its manifest records, not a program
+    with pytest.raises(InputError, match="ExecuTorch cannot read .*model.pte"):
+        load_session(copy, "executorch")
+    (copy / "model.pte").write_bytes(b"\x00" * 4096)
+    with pytest.raises(InputError, match="model.pte has 4096 bytes, its manifest records"):
+        load_session(copy, "executorch")
+
+
 def test_app_json_and_golden_vectors_agree_with_the_tokenizer_and_pytorch(tiny_android):
     from transformers import AutoTokenizer
 
