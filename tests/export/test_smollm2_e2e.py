@@ -71,12 +71,7 @@ def test_generate_cli_matches_pytorch_greedy(smol_artifact, smol_src):
         result = run_cli("generate", str(smol_artifact), "--prompt", prompt, "--max-new-tokens", "12")
         assert result.returncode == 0, result.stderr
         assert result.stdout.rstrip("\n") == expected
-    assert (
-        "Paris"
-        in run_cli(
-            "generate", str(smol_artifact), "--prompt", "The capital of France is", "--max-new-tokens", "4"
-        ).stdout
-    )
+        assert prompt != "The capital of France is" or "Paris" in result.stdout
 
 
 def test_sampling_is_seeded_and_chat_template_applies(smol_artifact):
@@ -154,8 +149,10 @@ def test_openvino_generation_matches_onnx_runtime_and_pytorch(smol_ov, smol_arti
     """OpenVINO (stateful, from the standard graph) and ONNX Runtime (GroupQueryAttention graph) print the same text."""
     manifest = json.loads((smol_ov / "manifest.json").read_text())
     assert manifest["export"]["stateful"] and manifest["validation"]["inference_precision"] == "f32"
-    for prompt in ("The capital of France is", "Water boils at a temperature of"):
-        ov = run_cli("generate", str(smol_ov), "--prompt", prompt, "--max-new-tokens", "12")
-        ort = run_cli("generate", str(smol_artifact), "--prompt", prompt, "--max-new-tokens", "12")
-        assert ov.returncode == 0, ov.stderr
-        assert ov.stdout == ort.stdout
+    # (the export itself checked greedy tokens against transformers on 3 prompts; one prompt here
+    # checks the CLI's whole path, tokenizer to printed text, on both runtimes)
+    prompt = "Water boils at a temperature of"
+    ov = run_cli("generate", str(smol_ov), "--prompt", prompt, "--max-new-tokens", "12")
+    ort = run_cli("generate", str(smol_artifact), "--prompt", prompt, "--max-new-tokens", "12")
+    assert ov.returncode == 0, ov.stderr
+    assert ov.stdout == ort.stdout and ov.stdout.strip()
