@@ -240,3 +240,25 @@ def test_missing_or_damaged_weights_are_named_in_one_line(tiny_models, tmp_path)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert last.startswith("error: cannot read the weights in") and "copy them again" in last
     assert not (tmp_path / "out").exists()
+
+
+def test_library_warnings_stay_off_the_terminal_unless_verbose():
+    """torchao, imported by transformers' quantizers, makes torch log a deprecation warning per enum
+    it registers ("register_constant ... deprecated"); torch's logging resets its top logger when
+    dynamo loads, so the quiet setting must name that logger. Seen, and named, with --verbose."""
+    import logging
+
+    from edgekit.cli._common import _setup_logging
+
+    pytree = logging.getLogger("torch.utils._pytree")
+    before = pytree.level
+    try:
+        import torch._dynamo  # noqa: F401 - what resets the "torch" logger's level
+
+        _setup_logging(verbose=False)
+        logging.getLogger("torch").setLevel(logging.WARNING)  # as torch's own log setup leaves it
+        assert not pytree.isEnabledFor(logging.WARNING)
+        _setup_logging(verbose=True)
+        assert pytree.isEnabledFor(logging.WARNING)
+    finally:
+        pytree.setLevel(before)

@@ -49,9 +49,12 @@ def _setup_logging(verbose: bool) -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler], force=True)
-    if not verbose:
-        for noisy in ("torch", "torchao", "transformers", "onnxscript", "httpx"):
-            logging.getLogger(noisy).setLevel(logging.ERROR)
+    # The libraries' own warnings only with --verbose (set both ways: a process that ran quiet
+    # before shows them again). torch.utils._pytree is named: torchao, imported by transformers'
+    # quantizers when installed, makes it warn per enum registered, and torch resets its top
+    # logger's level when dynamo loads.
+    for noisy in ("torch", "torch.utils._pytree", "torchao", "transformers", "onnxscript", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if verbose else logging.ERROR)
 
 
 def stderr():
