@@ -248,10 +248,11 @@ def test_library_warnings_stay_off_the_terminal_unless_verbose():
     dynamo loads, so the quiet setting must name that logger. Seen, and named, with --verbose."""
     import logging
 
-    from edgekit.cli._common import _setup_logging
+    from edgekit.cli._common import NOISY_LOGGERS, _setup_logging
 
+    root = logging.getLogger()
+    before = (root.level, list(root.handlers), {n: logging.getLogger(n).level for n in NOISY_LOGGERS})
     pytree = logging.getLogger("torch.utils._pytree")
-    before = pytree.level
     try:
         import torch._dynamo  # noqa: F401 - what resets the "torch" logger's level
 
@@ -260,5 +261,8 @@ def test_library_warnings_stay_off_the_terminal_unless_verbose():
         assert not pytree.isEnabledFor(logging.WARNING)
         _setup_logging(verbose=True)
         assert pytree.isEnabledFor(logging.WARNING)
-    finally:
-        pytree.setLevel(before)
+    finally:  # the worker's logging as it was, for the tests after this one
+        root.setLevel(before[0])
+        root.handlers[:] = before[1]
+        for name, level in before[2].items():
+            logging.getLogger(name).setLevel(level)

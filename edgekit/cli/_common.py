@@ -29,6 +29,10 @@ Encoding = Annotated[
 ]
 
 
+NOISY_LOGGERS = ("torch", "torch.utils._pytree", "torchao", "transformers", "onnxscript", "httpx")
+"""Libraries whose log lines reach the terminal only with --verbose."""
+
+
 def _setup_logging(verbose: bool) -> None:
     import os
 
@@ -53,7 +57,7 @@ def _setup_logging(verbose: bool) -> None:
     # before shows them again). torch.utils._pytree is named: torchao, imported by transformers'
     # quantizers when installed, makes it warn per enum registered, and torch resets its top
     # logger's level when dynamo loads.
-    for noisy in ("torch", "torch.utils._pytree", "torchao", "transformers", "onnxscript", "httpx"):
+    for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING if verbose else logging.ERROR)
 
 
