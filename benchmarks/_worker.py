@@ -35,7 +35,12 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def worker_main(conn, artifact: str, backend: str, threads: int | None, settle_s: float) -> None:
+def worker_main(
+    conn, artifact: str, backend: str, threads: int | None, settle_s: float, verbose: bool = False
+) -> None:
+    from edgekit.quiet import quiet_libraries
+
+    quiet_libraries(verbose)  # a spawned process: the CLI's logging set-up is not inherited
     try:
         baseline = _rss_mb()
         start = time.perf_counter()

@@ -11,11 +11,13 @@ from edgekit.artifacts import check_out_dir, read_manifest
 from edgekit.audio import read_wav
 from edgekit.benchmarks.generation import GENERATING, PER_CONTEXT_STEPS
 from edgekit.calibration.audio import require_audio
+from edgekit.calibration.images import check_image_folder
 from edgekit.calibration.pairs import load_pairs
 from edgekit.calibration.text import load_texts
 from edgekit.errors import InputError, MissingExtraError
 from edgekit.models.ctc import CTC_TASKS
 from edgekit.models.dual import DUAL_TASKS
+from edgekit.models.vision import VISION_TASKS
 
 log = logging.getLogger("edgekit.bench")
 
@@ -114,6 +116,7 @@ def check_bench(cfg: BenchConfig) -> tuple[list[tuple[Path, dict]], BenchConfig]
         )
     pairs = all(m.get("export", {}).get("task") in DUAL_TASKS for m in manifests)
     speech = all(m.get("export", {}).get("task") in CTC_TASKS for m in manifests)
+    images = all(m.get("export", {}).get("task") in VISION_TASKS for m in manifests)
     for data in (cfg.text, cfg.eval_data):
         if data is None:
             continue
@@ -123,6 +126,8 @@ def check_bench(cfg: BenchConfig) -> tuple[list[tuple[Path, dict]], BenchConfig]
                 read_wav(f)
         elif data is cfg.eval_data and pairs:
             load_pairs(data, encoding=cfg.encoding)
+        elif data is cfg.eval_data and images:
+            check_image_folder(data, "--eval-data")
         else:
             load_texts(data, encoding=cfg.encoding)
     if cfg.out is not None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.benchmarks.measures import percentiles, reference_worker
+from edgekit.benchmarks.measures import interleaved, percentiles, reference_worker
 from edgekit.errors import InputError
 
 SENTENCES = (
@@ -103,12 +103,9 @@ def run_ctc_cases(cfg, workers, loaded, tokenizers, rounds, progress, task, verb
             )
             for w in workers
         }
-        latencies: dict[int, list[float]] = {id(w): [] for w in workers}
-        for r in range(rounds):
-            for w in workers[r % len(workers) :] + workers[: r % len(workers)]:
-                latencies[id(w)].extend(w.ask("time", per_block, verbose))
-            if progress:
-                progress.advance(task)
+        latencies = interleaved(
+            workers, per_block, rounds, verbose, progress and (lambda: progress.advance(task))
+        )
         seconds = len(samples) / extractors[workers[0].artifact].sampling_rate
         for w in workers:
             row: dict[str, Any] = {

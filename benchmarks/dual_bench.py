@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.benchmarks.measures import agreement, percentiles, reference_worker
+from edgekit.benchmarks.measures import case_rows, reference_worker
 
 SYNTHETIC_IMAGES = 8
 
@@ -81,34 +81,16 @@ def run_dual_cases(cfg, workers, loaded, tokenizers, texts, rounds, progress, ta
             progress.update(
                 task, description=f"bench: {tower} tower, batch {batch}" + (f", seq {seq}" if seq else "")
             )
-        outputs = {
-            id(w): w.ask(
-                "inputs", {"tower": tower, "inputs": inputs[w.artifact], "warmup": cfg.warmup}, verbose
-            )
-            for w in workers
-        }
-        latencies: dict[int, list[float]] = {id(w): [] for w in workers}
-        for r in range(rounds):
-            for w in workers[r % len(workers) :] + workers[: r % len(workers)]:
-                latencies[id(w)].extend(w.ask("time", per_block, verbose))  # the tower "inputs" chose
-            if progress:
-                progress.advance(task)
-        for w in workers:
-            row: dict[str, Any] = {
-                "artifact": w.name,
-                "backend": w.backend,
-                "tower": tower,
-                "batch": batch,
-                "seq_len": seq,
-                "runs": len(latencies[id(w)]),
-            }
-            row.update(percentiles(latencies[id(w)]))
-            row["throughput_per_s"] = batch / (row["mean_ms"] / 1e3)
-            row["model_mb"] = w.info["tower_bytes"][tower] / 2**20
-            ref = reference_worker(w, workers)
-            if ref is not None:
-                row.update(agreement(outputs[id(ref)], outputs[id(w)], None))
-            rows.append(row)
+        rows += case_rows(
+            workers,
+            lambda w: {"tower": tower, "inputs": inputs[w.artifact], "warmup": cfg.warmup},
+            {"tower": tower, "batch": batch, "seq_len": seq},
+            per_block,
+            rounds,
+            verbose,
+            progress and (lambda: progress.advance(task)),
+            model_bytes=lambda w: w.info["tower_bytes"][tower],
+        )
     return rows
 
 

@@ -23,8 +23,9 @@ from edgekit.benchmarks.bench_config import BenchConfig, check_bench
 from edgekit.benchmarks.ctc_bench import utterance_description
 from edgekit.benchmarks.dual_bench import timing_images_description
 from edgekit.benchmarks.generation import GENERATING
-from edgekit.benchmarks.measures import agreement, percentiles, reference_worker
+from edgekit.benchmarks.measures import case_rows, reference_worker
 from edgekit.benchmarks.power import TIMED, PowerMonitor, add_power
+from edgekit.benchmarks.vision_bench import images_description
 from edgekit.errors import EdgekitError, InputError
 from edgekit.numerics import masked_mean, row_cosines
 
@@ -140,14 +141,25 @@ def _quality(
 
 
 def bench_kind(manifest: dict) -> str:
-    """'text-generation', 'seq2seq', 'image-text', 'speech-ctc' or 'encoder': what bench times an artifact as."""
+    """'text-generation', 'seq2seq', 'image-text', 'speech-ctc', 'image-features' or 'encoder':
+    what bench times an artifact as."""
     from edgekit.models.ctc import CTC_TASKS
     from edgekit.models.dual import DUAL_TASKS
+    from edgekit.models.vision import VISION_TASKS
 
     task = manifest.get("export", {}).get("task")
     if task in GENERATING:
         return task
-    return "image-text" if task in DUAL_TASKS else "speech-ctc" if task in CTC_TASKS else "encoder"
+    kinds = {**dict.fromkeys(DUAL_TASKS, "image-text"), **dict.fromkeys(CTC_TASKS, "speech-ctc")}
+    return {**kinds, **dict.fromkeys(VISION_TASKS, "image-features")}.get(task, "encoder")
+
+
+MEDIA_KINDS = {
+    "image-text": "edgekit.benchmarks.dual_bench",
+    "speech-ctc": "edgekit.benchmarks.ctc_bench",
+    "image-features": "edgekit.benchmarks.vision_bench",
+}
+"""Kinds whose cases are not text batch x sequence: each module says how many cases it times."""
 
 
 @dataclass
@@ -187,6 +199,10 @@ def _timed_rows(kind: str, run: _Run) -> list[dict[str, Any]]:
         from edgekit.benchmarks.dual_bench import run_dual_cases
 
         return run_dual_cases(run.cfg, run.workers, run.loaded, run.tokenizers, run.texts, *common)
+    if kind == "image-features":
+        from edgekit.benchmarks.vision_bench import run_vision_cases
+
+        return run_vision_cases(run.cfg, run.workers, run.loaded, *common)
     return _latency_rows(
         run.cfg, run.workers, run.tokenizers, run.input_names, run.loaded, run.texts, *common
     )
@@ -200,6 +216,10 @@ def _quality_rows(kind: str, run: _Run) -> list[dict[str, Any]]:
         return dual_quality(
             run.cfg, run.workers, run.loaded, run.tokenizers, run.progress, run.task, run.verbose
         )
+    if kind == "image-features":
+        from edgekit.benchmarks.vision_bench import vision_quality
+
+        return vision_quality(run.cfg, run.workers, run.loaded, run.progress, run.task, run.verbose)
     if kind in GENERATING or kind == "speech-ctc":  # CTC rows carry their transcripts' error rate
         return []
     return _quality(
@@ -236,7 +256,7 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
     loaded, cfg = check_bench(cfg)
     kind = _kind(loaded)
     generators = kind in GENERATING
-    texts, tokenizers = _texts_and_tokenizers(cfg, loaded)
+    texts, tokenizers = _texts_and_tokenizers(cfg, loaded) if kind != "image-features" else ([], {})
     threads = cfg.threads or os.cpu_count() or 1
     rounds = cfg.rounds or (3 if generators else max(1, cfg.repeat // 3))
     started = now_iso()
@@ -250,10 +270,10 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
         if power is not None:
             power.__enter__()
         n_cases = len(cfg.batches) * len(cfg.seq_lens)
-        if kind in ("image-text", "speech-ctc"):
-            from edgekit.benchmarks import ctc_bench, dual_bench
+        if kind in MEDIA_KINDS:
+            import importlib
 
-            n_cases = (dual_bench if kind == "image-text" else ctc_bench).cases_count(cfg)
+            n_cases = importlib.import_module(MEDIA_KINDS[kind]).cases_count(cfg)
         total = len(loaded) * len(cfg.backends) + (1 if generators else n_cases) * rounds
         task = progress.add_task("bench: loading", total=total) if progress else None
         workers.extend(_start_workers(cfg, loaded, names, threads, progress, task, verbose))
@@ -283,6 +303,7 @@ def bench(cfg: BenchConfig, quiet: bool = False, verbose: bool = False) -> dict[
         "inputs": str(cfg.text) if cfg.text else "edgekit built-in sample text",
         **({"images": timing_images_description(cfg)} if kind == "image-text" else {}),
         **({"audio": utterance_description(cfg)} if kind == "speech-ctc" else {}),
+        **({"images": images_description(cfg)} if kind == "image-features" else {}),
         "artifacts": _artifacts_section(loaded, names),
         "rows": rows,
         "quality": quality,
@@ -361,7 +382,9 @@ def _start_workers(
             if not (unreadable or duplicate_reference):
                 parent, child = ctx.Pipe()
                 proc = ctx.Process(
-                    target=worker_main, args=(child, str(path), backend, threads, cfg.settle_s), daemon=True
+                    target=worker_main,
+                    args=(child, str(path), backend, threads, cfg.settle_s, verbose),
+                    daemon=True,
                 )
                 proc.start()
                 worker = _Worker(path, name, backend, proc, parent, source)
@@ -394,34 +417,16 @@ def _latency_rows(
             if progress:
                 progress.update(task, description=f"bench: batch {batch}, seq {seq}")
             inputs = {p: tokenize_fixed(tokenizers[p], texts, batch, seq, input_names[p]) for p, _ in loaded}
-            outputs = {
-                id(w): w.ask("inputs", {"inputs": inputs[w.artifact], "warmup": cfg.warmup}, verbose)
-                for w in workers
-            }
-            latencies: dict[int, list[float]] = {id(w): [] for w in workers}
-            for r in range(rounds):
-                order = workers[r % len(workers) :] + workers[: r % len(workers)]  # rotate who goes first
-                for w in order:
-                    latencies[id(w)].extend(w.ask("time", per_block, verbose))
-                if progress:
-                    progress.advance(task)
-            for w in workers:
-                row = {
-                    "artifact": w.name,
-                    "backend": w.backend,
-                    "batch": batch,
-                    "seq_len": seq,
-                    "runs": len(latencies[id(w)]),
-                }
-                row.update(percentiles(latencies[id(w)]))
-                row["throughput_per_s"] = batch / (row["mean_ms"] / 1e3)
-                row["model_mb"] = w.info["model_bytes"] / 2**20
-                ref = reference_worker(w, workers)
-                if ref is not None:
-                    row.update(
-                        agreement(outputs[id(ref)], outputs[id(w)], inputs[w.artifact].get("attention_mask"))
-                    )
-                rows.append(row)
+            rows += case_rows(
+                workers,
+                lambda w: {"inputs": inputs[w.artifact], "warmup": cfg.warmup},
+                {"batch": batch, "seq_len": seq},
+                per_block,
+                rounds,
+                verbose,
+                progress and (lambda: progress.advance(task)),
+                mask=lambda w: inputs[w.artifact].get("attention_mask"),
+            )
     return rows
 
 

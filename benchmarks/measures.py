@@ -46,3 +46,53 @@ def agreement(
 def reference_worker(worker: Any, workers: list) -> Any:
     """The PyTorch worker of ``worker``'s source model (the fp32 reference its rows compare with), or None."""
     return next((x for x in workers if x.source == worker.source and x.backend == "torch"), None)
+
+
+def interleaved(
+    workers: list, per_block: int, rounds: int, verbose: bool, on_round=None
+) -> dict[int, list[float]]:
+    """Timed blocks of ``per_block`` runs of each worker's current inputs, ``rounds`` times, the
+    worker that goes first rotating each round (so no backend always runs on a warm or cold
+    cache); ``on_round`` is called after each round (a progress bar's advance)."""
+    latencies: dict[int, list[float]] = {id(w): [] for w in workers}
+    for r in range(rounds):
+        for w in workers[r % len(workers) :] + workers[: r % len(workers)]:
+            latencies[id(w)].extend(w.ask("time", per_block, verbose))
+        if on_round is not None:
+            on_round()
+    return latencies
+
+
+def case_rows(
+    workers: list,
+    args: Any,
+    case: dict[str, Any],
+    per_block: int,
+    rounds: int,
+    verbose: bool,
+    on_round=None,
+    model_bytes: Any = None,
+    mask: Any = None,
+) -> list[dict[str, Any]]:
+    """One timed case: ``args(worker)`` (its inputs, warm-up, tower) sent to every worker, then
+    interleaved timed blocks; a row per worker with ``case`` (batch, ...), the percentiles,
+    throughput, model size (``model_bytes(worker)``, default the whole model) and the outputs'
+    agreement with its source's PyTorch worker (``mask(worker)``: the attention mask, if any)."""
+    outputs = {id(w): w.ask("inputs", args(w), verbose) for w in workers}
+    latencies = interleaved(workers, per_block, rounds, verbose, on_round)
+    rows = []
+    for w in workers:
+        row: dict[str, Any] = {
+            "artifact": w.name,
+            "backend": w.backend,
+            **case,
+            "runs": len(latencies[id(w)]),
+        }
+        row.update(percentiles(latencies[id(w)]))
+        row["throughput_per_s"] = case["batch"] / (row["mean_ms"] / 1e3)
+        row["model_mb"] = (model_bytes(w) if model_bytes else w.info["model_bytes"]) / 2**20
+        ref = reference_worker(w, workers)
+        if ref is not None:
+            row.update(agreement(outputs[id(ref)], outputs[id(w)], mask(w) if mask else None))
+        rows.append(row)
+    return rows

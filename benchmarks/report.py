@@ -153,7 +153,8 @@ def quality_columns(result: dict[str, Any]) -> tuple:
 
 def quality_title(result: dict[str, Any]) -> str:
     first = result["quality"][0]
-    what = f"{first['pairs']} image-text pairs" if "pairs" in first else f"{first['texts']} eval texts"
+    counted = {"pairs": "image-text pairs", "images": "eval images", "texts": "eval texts"}
+    what = next(f"{first[k]} {name}" for k, name in counted.items() if k in first)
     return f"Quality against the fp32 PyTorch reference on {what}"
 
 

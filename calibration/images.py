@@ -128,6 +128,27 @@ def open_image(path: Path, where: str = "") -> Any:
         ) from exc
 
 
+def image_files(path: Path | str) -> list[Path]:
+    """The images in a folder (its subfolders too, in sorted order), or the one image file given."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        return [path] if path.suffix.lower() in IMAGE_SUFFIXES else []
+    return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def check_image_folder(path: Path | str, option: str) -> list[Path]:
+    """Every image of ``path`` opened once (a damaged one is named); none at all is refused."""
+    files = image_files(path)
+    if not files:
+        raise InputError(
+            f"{option} '{path}' holds no images but this model reads images",
+            "pass a folder of JPEG/PNG images (class subfolders give labels)",
+        )
+    for file in files:
+        open_image(file, option)
+    return files
+
+
 def load_images(
     files: list[Path], pre: ImagePreprocessor, limit: int | None = None
 ) -> tuple[list[Any], list[str]]:
@@ -167,7 +188,7 @@ def image_eval_feeds(
     import numpy as np
 
     folder = Path(folder).expanduser()
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+    files = image_files(folder)[:limit]
     arrays, skipped = load_images(files, ImagePreprocessor.from_model(model_dir))
     kept = [f for f in files if str(f) not in skipped]
     labels = (

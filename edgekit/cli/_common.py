@@ -11,6 +11,7 @@ from typing import Annotated, Callable, Optional
 import typer
 
 from edgekit.errors import Terminated
+from edgekit.quiet import NOISY_LOGGERS, quiet_libraries  # noqa: F401 - NOISY_LOGGERS: read by the tests
 
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks and debug logs.")]
 Overwrite = Annotated[
@@ -27,10 +28,6 @@ Encoding = Annotated[
         help="Encoding of the text data files (e.g. latin-1); default UTF-8, and bytes that do not decode are refused.",
     ),
 ]
-
-
-NOISY_LOGGERS = ("torch", "torch.utils._pytree", "torchao", "transformers", "onnxscript", "httpx")
-"""Libraries whose log lines reach the terminal only with --verbose."""
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -54,11 +51,8 @@ def _setup_logging(verbose: bool) -> None:
         handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler], force=True)
     # The libraries' own warnings only with --verbose (set both ways: a process that ran quiet
-    # before shows them again). torch.utils._pytree is named: torchao, imported by transformers'
-    # quantizers when installed, makes it warn per enum registered, and torch resets its top
-    # logger's level when dynamo loads.
-    for noisy in NOISY_LOGGERS:
-        logging.getLogger(noisy).setLevel(logging.WARNING if verbose else logging.ERROR)
+    # before shows them again).
+    quiet_libraries(verbose)
 
 
 def stderr():

@@ -8,24 +8,78 @@ from typing import Any
 
 from edgekit.errors import InputError, did_you_mean
 
+
+@dataclass(frozen=True)
+class Task:
+    """What optimize does for one --task: the precisions it offers, the kind of model and data it
+    works on, and whether students are distilled for it (else the teacher is only quantized)."""
+
+    precisions: tuple[str, ...]
+    kind: str
+    """'encoder', 'decoder' (KV-cache, weight-only int8/int4), 'dual' (image-text) or 'ctc' (speech)."""
+    eval_hint: str
+    """What --eval-data has to be, for the message when it is missing."""
+    calib_hint: str = "pass --calib texts.txt (or --data)"
+    distils: bool = True
+    text_data: bool = True
+    """Whether --data can stand in for --calib (text models); speech and image models need --calib."""
+
+
 TASKS = {
-    "sentence-embedding": ("fp32", "int8"),
-    "image-text": ("fp32", "int8"),
-    "causal-lm": ("fp32", "int8", "int4"),
+    "sentence-embedding": Task(
+        ("fp32", "int8"),
+        "encoder",
+        "labelled held-out texts: a .jsonl with 'text' and 'label', or a folder of class subfolders",
+    ),
+    "image-text": Task(
+        ("fp32", "int8"), "dual", "held-out image-text pairs (a .jsonl of image/text[/label], or a folder)"
+    ),
+    "causal-lm": Task(("fp32", "int8", "int4"), "decoder", "held-out texts"),
+    "speech-ctc": Task(
+        ("fp32", "int8"),
+        "ctc",
+        "held-out speech: WAV files (one file or a folder)",
+        calib_hint="pass --calib with a folder of WAV files",
+        distils=False,
+        text_data=False,
+    ),
+    "image-feature-extraction": Task(
+        ("fp32", "int8"),
+        "vision",
+        "labelled held-out images: a folder of class subfolders of JPEG/PNG files",
+        calib_hint="pass --calib with a folder of images",
+        distils=False,
+        text_data=False,
+    ),
 }
-"""Tasks whose every stage exists for optimize, and their precisions: for encoders int8 is static
-(calibrated); for decoders int8 and int4 are weight-only."""
+"""Tasks whose every stage exists for optimize. For encoders, image-text and speech models int8 is
+static (calibrated); for decoders int8 and int4 are weight-only. Speech and vision encoders are
+quantized only (no students yet)."""
 BACKEND_TARGETS = {"ort": "ort", "openvino": "openvino"}
 """The export target whose artifact each backend runs."""
 
 
+def task_kind(task: str) -> str:
+    return TASKS[task].kind if task in TASKS else ""
+
+
 def is_decoder(task: str) -> bool:
-    return task == "causal-lm"
+    return task_kind(task) == "decoder"
 
 
 def is_dual(task: str) -> bool:
     """Image-text dual encoders: data and eval data are image-text pairs; two towers per artifact."""
-    return task == "image-text"
+    return task_kind(task) == "dual"
+
+
+def is_vision(task: str) -> bool:
+    """Vision encoders: eval data is a folder of labelled images; quality is probe accuracy on their features."""
+    return task_kind(task) == "vision"
+
+
+def is_ctc(task: str) -> bool:
+    """CTC speech encoders: eval and calibration data are WAV files; quality is transcript agreement."""
+    return task_kind(task) == "ctc"
 
 
 @dataclass(frozen=True)
@@ -148,38 +202,41 @@ class OptimizeConfig:
         if unknown or not self.backends:
             name = unknown[0] if unknown else ""
             raise InputError(f"optimize has no backend '{name}'", did_you_mean(name, tuple(BACKEND_TARGETS)))
-        bad = [p for p in self.precisions if p not in TASKS[self.task]]
+        offered = TASKS[self.task].precisions
+        bad = [p for p in self.precisions if p not in offered]
         if bad or not self.precisions:
             name = bad[0] if bad else ""
             raise InputError(
-                f"optimize has no precision '{name}' for {self.task}", did_you_mean(name, TASKS[self.task])
+                f"optimize has no precision '{name}' for {self.task}", did_you_mean(name, offered)
             )
         for label, values in (("--backends", self.backends), ("--precisions", self.precisions)):
             if len(set(values)) != len(values):
                 raise InputError(f"{label} lists a value twice: {list(values)}", "list each once")
         if len(set(self.students)) != len(self.students):
             raise InputError("--students lists a shape twice", "list each student shape once")
+        if self.students and not TASKS[self.task].distils:
+            raise InputError(
+                f"optimize does not distil {self.task} students yet: it quantizes the teacher",
+                "pass --students none",
+            )
         if self.students and self.data is None:
             raise InputError(
                 "students need --data to be distilled on", "pass --data texts.txt, or --students none"
             )
         if self.eval_data is None:
-            what = (
-                "held-out texts"
-                if is_decoder(self.task)
-                else "held-out image-text pairs (a .jsonl of image/text[/label], or a folder)"
-                if is_dual(self.task)
-                else "labelled held-out texts: a .jsonl with 'text' and 'label', or a folder of class subfolders"
+            raise InputError(
+                "optimize compares every cell with the teacher on --eval-data",
+                f"pass {TASKS[self.task].eval_hint}",
             )
-            raise InputError("optimize compares every cell with the teacher on --eval-data", f"pass {what}")
         self._check_dual()
         if (
             not is_decoder(self.task)
             and "int8" in self.precisions
             and self.calib is None
-            and self.data is None
+            and (self.data is None or not TASKS[self.task].text_data)
         ):
-            raise InputError("INT8 needs calibration text", "pass --calib texts.txt (or --data)")
+            what = {"ctc": "audio", "vision": "images"}.get(task_kind(self.task), "text")
+            raise InputError(f"INT8 needs calibration {what}", TASKS[self.task].calib_hint)
         if not 0 <= self.max_drop < 1:
             raise InputError(
                 f"--max-drop must be in [0, 1), got {self.max_drop}", "pass e.g. --max-drop 0.02"

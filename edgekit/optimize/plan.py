@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekit.optimize.config import BACKEND_TARGETS, OptimizeConfig, Shape, is_decoder
+from edgekit.optimize.config import BACKEND_TARGETS, TASKS, OptimizeConfig, Shape, is_decoder
 
 TEACHER = "teacher"
 
@@ -99,11 +99,10 @@ def _target_options(cfg: OptimizeConfig, backend: str, precision: str) -> dict:
         return {**options, "task": "text-generation"}  # int8/int4: weight-only, no calibration
     if precision == "int8":
         options.update(
-            calib=str(Path(cfg.calib or cfg.data).expanduser().resolve()),
-            calib_size=cfg.calib_size,
-            seq_lens=(cfg.bench_seq_len,),
-            encoding=cfg.encoding,
+            calib=str(Path(cfg.calib or cfg.data).expanduser().resolve()), calib_size=cfg.calib_size
         )
+        if TASKS[cfg.task].text_data:  # speech and images: no text lengths or encoding
+            options.update(seq_lens=(cfg.bench_seq_len,), encoding=cfg.encoding)
         if cfg.calib_text is not None:  # image-text: the text tower's calibration texts
             options["calib_text"] = str(Path(cfg.calib_text).expanduser().resolve())
         if cfg.int8_guard:

@@ -51,6 +51,18 @@ def table(results: dict) -> tuple[list[str], list[list[str]]]:
     if results["task"] == "image-text":  # a text and an image per item; the metric the pairs allow
         titles = {"items/s": "pairs/s", "accuracy": DUAL_TITLES.get(results.get("metric"), "quality")}
         base = tuple((titles.get(t, t), k, f) for t, k, f in base)
+    if results["task"] == "image-feature-extraction":
+        base = tuple(("images/s" if t == "items/s" else t, k, f) for t, k, f in base)
+    if results["task"] == "speech-ctc":  # every --eval-data file once; transcripts against the teacher's
+        titles = {"p50 ms": "all files p50 ms", "p90 ms": "all files p90 ms", "items/s": "files/s"}
+        base = tuple((titles.get(t, t), k, f) for t, k, f in base if k != "accuracy")
+        base = (
+            base[:5]
+            + (("RTF", "rtf", "{:.4f}"),)
+            + base[5:-2]
+            + (("1 - CER", "accuracy", "{:.4f}"),)
+            + base[-2:]
+        )
     columns = base + (POWER if any("avg_watts" in c for c in results["cells"]) else ())
     header = [title for title, _, _ in columns] + ["stage time"]
     rows = []
@@ -115,9 +127,11 @@ def print_table(results: dict) -> None:
 
 def _case(results: dict) -> str:
     case = results["case"]
+    if results["task"] == "speech-ctc":
+        return "of every --eval-data file once (batch 1)"
     if not case:
         return "per generated token (batch 1, after a 32-token prompt)"
-    return f"at batch {case['batch']}, sequence {case['seq_len']}"
+    return f"at batch {case['batch']}" + (f", sequence {case['seq_len']}" if "seq_len" in case else " images")
 
 
 def markdown_report(results: dict, has_plot: bool) -> str:

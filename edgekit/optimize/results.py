@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from edgekit.optimize.config import OptimizeConfig, is_decoder, is_dual
+from edgekit.optimize.config import TASKS, OptimizeConfig, is_ctc, is_decoder, is_dual, is_vision
 from edgekit.optimize.plan import Plan
 
 QUALITY = {
@@ -21,6 +21,8 @@ DUAL_QUALITY = {
     "zero_shot_accuracy": "zero-shot accuracy on the labelled --eval-data pairs, relative to the teacher in PyTorch fp32",
     "i2t_r1": "image-to-text recall@1 on the --eval-data pairs, relative to the teacher in PyTorch fp32",
 }
+CTC_QUALITY = "transcript agreement with the teacher in PyTorch fp32 (1 - character error rate) over the --eval-data WAV files"
+VISION_QUALITY = "5-fold probe accuracy on the features of the labelled --eval-data images, relative to the teacher in PyTorch fp32"
 REPORT_FILES = ("results.json", "report.md", "report.html", "pareto.png")
 
 
@@ -84,7 +86,7 @@ DECODER_FIGURES = {
 
 
 def _figures(row: dict, decoder: bool) -> dict[str, Any]:
-    keys = ("p50_ms", "p90_ms", "throughput_per_s", "peak_rss_mb", "avg_watts", "per_joule")
+    keys = ("p50_ms", "p90_ms", "throughput_per_s", "peak_rss_mb", "avg_watts", "per_joule", "rtf")
     names = {k: (DECODER_FIGURES.get(k, k) if decoder else k) for k in keys}
     return {k: row.get(name) for k, name in names.items() if name in row}
 
@@ -104,6 +106,48 @@ def _dual_row(rows: list[dict], folder: str, backend: str, case: dict) -> dict |
         vision_p50_ms=vision["p50_ms"],
     )
     return row
+
+
+def _ctc_row(rows: list[dict], folder: str, backend: str, case: dict) -> dict | None:
+    """A speech cell's utterance rows as one: the time to transcribe every --eval-data file once
+    (p50s summed), files per second, the real-time factor over all of the audio."""
+    mine = [r for r in rows if r["artifact"] == folder and r["backend"] == backend]
+    if not mine:
+        return None
+    row = {k: sum(r[k] for r in mine) for k in ("p50_ms", "p90_ms", "audio_s")}
+    row.update(
+        throughput_per_s=len(mine) / (row["p50_ms"] / 1e3),
+        rtf=row["p50_ms"] / 1e3 / row["audio_s"],
+        peak_rss_mb=max(r.get("peak_rss_mb") or 0 for r in mine) or None,
+    )
+    return row
+
+
+def ctc_quality(rows: list[dict], reference: str) -> list[dict]:
+    """Per artifact and backend: 1 - the character error rate of its transcripts against the
+    teacher's in PyTorch, over every utterance (0 at worst)."""
+    from edgekit.numerics import error_rate
+
+    def texts(artifact: str, backend: str) -> dict[str, str]:
+        return {
+            r["utterance"]: r["transcript"]
+            for r in rows
+            if (r["artifact"], r["backend"]) == (artifact, backend)
+        }
+
+    ref = texts(reference, "torch")
+    out = []
+    for artifact, backend in dict.fromkeys((r["artifact"], r["backend"]) for r in rows):
+        got = texts(artifact, backend)
+        names = [n for n in ref if n in got]
+        if names:
+            cer = error_rate([ref[n] for n in names], [got[n] for n in names])
+            out.append({"artifact": artifact, "backend": backend, "transcript_agreement": max(0.0, 1 - cer)})
+    return out
+
+
+ROWS = {"dual": _dual_row, "ctc": _ctc_row}
+"""How a cell's bench rows become its one row, by task kind (default: the row of the timed case)."""
 
 
 def dual_metric(quality: list[dict]) -> str:
@@ -145,14 +189,17 @@ def collect(
     """results.json: the teacher's row, every cell's row, the Pareto front and the best per backend."""
     rows = bench_result["rows"] if bench_result else []
     quality = bench_result["quality"] if bench_result else []
-    decoder, dual = is_decoder(cfg.task), is_dual(cfg.task)
-    case = {} if decoder else {"batch": cfg.batch, "seq_len": cfg.bench_seq_len}
-    metric = dual_metric(quality) if dual else "accuracy"
+    decoder, dual, ctc = is_decoder(cfg.task), is_dual(cfg.task), is_ctc(cfg.task)
+    case = _case(cfg)
+    ref = plan.stage(plan.reference).folder
+    if ctc:  # the bench rows carry each utterance's transcript
+        quality = ctc_quality(rows, ref)
+    metric = dual_metric(quality) if dual else "transcript_agreement" if ctc else "accuracy"
+    kind_row = ROWS.get(TASKS[cfg.task].kind)
 
     def find_row(folder: str, backend: str) -> dict | None:
-        return _dual_row(rows, folder, backend, case) if dual else _find(rows, folder, backend, **case)
+        return kind_row(rows, folder, backend, case) if kind_row else _find(rows, folder, backend, **case)
 
-    ref = plan.stage(plan.reference).folder
     t_row, t_quality = find_row(ref, "torch"), _find(quality, ref, "torch")
     teacher = {**_figures(t_row or {}, decoder), **(t_quality or {})}
     cells = [
@@ -168,21 +215,8 @@ def collect(
     ]
     for cell in plan.cells:
         stage = plan.stage(cell.stage)
-        chain = [plan.stage(n) for n in _chain(plan, stage.name)]
-        error = next((outcomes[s.name].error for s in chain if not outcomes[s.name].ok), None)
-        error = error or bench_errors.get(cell.stage)
+        entry, error = _cell_entry(plan, cell, outcomes, bench_errors, stages_dir)
         folder = stages_dir / stage.folder
-        entry = {
-            "cell": f"{cell.source} {cell.backend} {cell.precision}",
-            "source": cell.source,
-            "backend": cell.backend,
-            "precision": cell.precision,
-            "artifact": str(Path("stages") / stage.folder),
-            "stages": {
-                s.name: {"state": outcomes[s.name].state, "seconds": _stage_seconds(stages_dir / s.folder)}
-                for s in chain
-            },
-        }
         row, q = find_row(stage.folder, cell.backend), _find(quality, stage.folder, cell.backend)
         if error is None and row is None:
             error = "no bench row"
@@ -199,7 +233,7 @@ def collect(
     return {
         "teacher": str(Path(cfg.model).expanduser().resolve()),
         "task": cfg.task,
-        "quality_metric": DUAL_QUALITY[metric] if dual else QUALITY[decoder],
+        "quality_metric": _quality_text(cfg.task, metric),
         "metric": "perplexity" if decoder else metric,
         "max_drop": cfg.max_drop,
         "case": case,
@@ -211,6 +245,44 @@ def collect(
         "pareto": pareto(cells),
         "best": best_per_backend(cfg, cells),
     }
+
+
+def _case(cfg: OptimizeConfig) -> dict[str, Any]:
+    """The bench case cells are compared at: none for decoders (per token) and speech (every
+    file once), the batch for images, batch and sequence for text encoders."""
+    if is_decoder(cfg.task) or is_ctc(cfg.task):
+        return {}
+    if is_vision(cfg.task):
+        return {"batch": cfg.batch}
+    return {"batch": cfg.batch, "seq_len": cfg.bench_seq_len}
+
+
+def _cell_entry(
+    plan: Plan, cell, outcomes: dict, bench_errors: dict, stages_dir: Path
+) -> tuple[dict, str | None]:
+    """A cell's name, artifact and stages (with their states and times), and the first error on its way."""
+    stage = plan.stage(cell.stage)
+    chain = [plan.stage(n) for n in _chain(plan, stage.name)]
+    error = next((outcomes[s.name].error for s in chain if not outcomes[s.name].ok), None)
+    entry = {
+        "cell": f"{cell.source} {cell.backend} {cell.precision}",
+        "source": cell.source,
+        "backend": cell.backend,
+        "precision": cell.precision,
+        "artifact": str(Path("stages") / stage.folder),
+        "stages": {
+            s.name: {"state": outcomes[s.name].state, "seconds": _stage_seconds(stages_dir / s.folder)}
+            for s in chain
+        },
+    }
+    return entry, error or bench_errors.get(cell.stage)
+
+
+def _quality_text(task: str, metric: str) -> str:
+    """What a task's quality figure is, for the report."""
+    kind = TASKS[task].kind
+    texts = {"dual": DUAL_QUALITY.get(metric), "ctc": CTC_QUALITY, "vision": VISION_QUALITY}
+    return texts.get(kind) or QUALITY[kind == "decoder"]
 
 
 def _other_stages(plan: Plan, stages_dir: Path, bench_result: dict | None) -> list[str]:

@@ -19,7 +19,15 @@ from typing import Any
 
 from edgekit.errors import EdgekitError, InputError
 from edgekit.optimize.board import Board
-from edgekit.optimize.config import OptimizeConfig, fit_shapes, is_decoder, is_dual
+from edgekit.optimize.config import (
+    OptimizeConfig,
+    fit_shapes,
+    is_ctc,
+    is_decoder,
+    is_dual,
+    is_vision,
+    task_kind,
+)
 from edgekit.optimize.plan import Plan, Stage, bench_key, input_hash, make_plan
 
 log = logging.getLogger("edgekit.optimize")
@@ -48,6 +56,7 @@ def optimize(cfg: OptimizeConfig, quiet: bool = False, verbose: bool = False) ->
     config = read_model_config(teacher)
     cfg = dataclasses.replace(cfg, students=fit_shapes(cfg.students, config))
     _check_shapes(cfg, config)
+    _check_teacher(cfg, config)
     _check_data(cfg)
     out = _prepare_out(cfg)
     started = now_iso()
@@ -99,13 +108,32 @@ def _check_shapes(cfg: OptimizeConfig, config: dict) -> None:
             )
 
 
+def _check_teacher(cfg: OptimizeConfig, config: dict) -> None:
+    """A speech or vision task's teacher is a model of that kind (any other would fail in every cell)."""
+    from edgekit.models.ctc import ctc_model_types
+    from edgekit.models.vision import vision_model_types
+
+    kinds = {"ctc": ("a CTC speech", ctc_model_types), "vision": ("a vision encoder", vision_model_types)}
+    if task_kind(cfg.task) in kinds:
+        what, types = kinds[task_kind(cfg.task)]
+        if config.get("model_type") not in types():
+            raise InputError(
+                f"--task {cfg.task} takes {what} model; '{cfg.model}' is a {config.get('model_type')} model",
+                f"give a {', '.join(types())} model folder, or another --task",
+            )
+
+
 def _check_data(cfg: OptimizeConfig) -> None:
     """Every data file read once before anything is written: one that does not decode, or held-out
     data without labels, is the user's to fix, not a failed cell."""
-    from collections import Counter
-
     from edgekit.calibration.text import load_labeled, load_texts
 
+    if is_ctc(cfg.task):
+        _check_audio(cfg)
+        return
+    if is_vision(cfg.task):
+        _check_images(cfg)
+        return
     for path in (cfg.data, cfg.calib) if not is_dual(cfg.task) else (cfg.calib_text,):
         if path is not None:
             load_texts(path, encoding=cfg.encoding)
@@ -120,11 +148,41 @@ def _check_data(cfg: OptimizeConfig) -> None:
                 load_pairs(path, cfg.encoding)
         return
     _, labels = load_labeled(cfg.eval_data, encoding=cfg.encoding)
+    _require_labels(
+        cfg, labels, "a .jsonl with 'text' and 'label' fields, or a folder of class subfolders of .txt files"
+    )
+
+
+def _check_audio(cfg: OptimizeConfig) -> None:
+    """Speech: every WAV file of --eval-data and --calib decodes (an unreadable one is named)."""
+    from edgekit.audio import read_wav
+    from edgekit.calibration.audio import require_audio
+
+    for path, option in ((cfg.eval_data, "--eval-data"), (cfg.calib, "--calib")):
+        if path is not None:
+            for file in require_audio(path, option):
+                read_wav(file, 16000)
+
+
+def _check_images(cfg: OptimizeConfig) -> None:
+    """Vision: every image of --eval-data and --calib opens; --eval-data has class subfolders."""
+    from edgekit.calibration.images import check_image_folder
+
+    if cfg.calib is not None:
+        check_image_folder(cfg.calib, "--calib")
+    folder = Path(cfg.eval_data).expanduser()
+    labels = [f.parent.name for f in check_image_folder(folder, "--eval-data") if f.parent != folder]
+    _require_labels(cfg, labels, "a folder of class subfolders of images")
+
+
+def _require_labels(cfg: OptimizeConfig, labels: list[str], what: str) -> None:
+    from collections import Counter
+
     counts = Counter(labels or [])
     if len(counts) < 2 or min(counts.values()) < 2:
         raise InputError(
             f"--eval-data '{cfg.eval_data}' needs labels (at least two, two examples each): quality is probe accuracy",
-            "give a .jsonl with 'text' and 'label' fields, or a folder of class subfolders of .txt files",
+            f"give {what}",
         )
 
 
@@ -284,6 +342,12 @@ def run_bench(
 def _bench_options(cfg: OptimizeConfig) -> dict:
     if is_decoder(cfg.task):  # batch 1: tokens/s after a 32-token prompt, per-token latency at 16 tokens
         return {"new_tokens": cfg.new_tokens, "prompt_len": 32, "contexts": (16,), "threads": cfg.threads}
+    if is_ctc(cfg.task) or is_vision(cfg.task):  # speech: each utterance whole, batch 1; images at --batch
+        return {
+            "batches": (1 if is_ctc(cfg.task) else cfg.batch,),
+            "repeat": cfg.repeat,
+            "threads": cfg.threads,
+        }
     return {
         "batches": (cfg.batch,),
         "seq_lens": (cfg.bench_seq_len,),

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from edgekit.artifacts import CPU_FEATURES
-from edgekit.benchmarks.harness import BenchConfig, agreement, bench, percentiles
+from edgekit.benchmarks.harness import BenchConfig, bench
+from edgekit.benchmarks.measures import agreement, percentiles
 from edgekit.export import ExportConfig, export_model
 
 

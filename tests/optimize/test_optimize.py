@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -228,6 +229,9 @@ def test_a_failing_cell_is_reported_and_the_others_go_on(setup, tmp_path, monkey
         (("--task", "token-classification"), "does not take --task token-classification"),
         (("--task", "causal-lm", "--precisions", "int4,fp64"), "no precision 'fp64' for causal-lm"),
         (("--students", "9"), "more layers than the teacher's 2"),
+        (("--task", "speech-ctc", "--students", "1"), "does not distil speech-ctc students yet"),
+        (("--task", "speech-ctc"), "takes a CTC speech model; "),
+        (("--task", "speech-ctc", "--precisions", "int8"), "INT8 needs calibration audio"),
     ],
 )
 def test_bad_input_fails_in_one_line(setup, tmp_path, extra, needle):
@@ -364,3 +368,48 @@ def test_an_image_text_teacher_takes_the_same_command(tmp_path):
     assert distilled["config"]["student_vision_layers"] == 1 and distilled["config"]["student_layers"] == 1
     report = (out / "report.md").read_text()
     assert "pairs/s" in report and "zero-shot acc" in report
+
+
+def test_a_speech_teacher_is_quantized_and_scored_on_its_transcripts(tmp_path):
+    """CTC speech: no students; fp32 and INT8 (calibrated on WAV files, guarded on the held-out
+    WAVs' character error rate) on both backends, every file timed whole, quality 1 - CER."""
+    from edgekit.audio import speak, write_wav
+
+    from ..speech.ctc_models import make_tiny_ctc
+
+    teacher = make_tiny_ctc(tmp_path / "w2v", "wav2vec2")
+    wavs = tmp_path / "wavs"
+    wavs.mkdir()
+    for i, text in enumerate(("small models on phones", "speech in, letters out")):
+        write_wav(wavs / f"s{i}.wav", *speak(text))
+    out = tmp_path / "opt"
+    args = ["--model", str(teacher), "--task", "speech-ctc", "--eval-data", str(wavs), "--calib", str(wavs)]
+    args += ["--backends", "ort,openvino", "--precisions", "fp32,int8", "--max-drop", "0.5", "--repeat", "3"]
+    result = run_cli("optimize", *args, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    results, cells = _every_cell_ok(out)
+    assert set(cells) == {"teacher torch fp32"} | {
+        f"teacher {b} {p}" for b in ("ort", "openvino") for p in ("fp32", "int8")
+    }
+    assert (
+        results["metric"] == "transcript_agreement"
+        and "1 - character error rate" in results["quality_metric"]
+    )
+    bench = json.loads(next((out / "stages").glob("bench-*/bench.json")).read_text())
+    for name, c in cells.items():
+        backend = name.split()[1]
+        rows = [
+            r
+            for r in bench["rows"]
+            if r["backend"] == backend and r["artifact"] == Path(c.get("artifact", "")).name
+        ]
+        if backend != "torch":  # the cell's row: both files once, their p50s summed
+            assert len(rows) == 2 and c["p50_ms"] == pytest.approx(sum(r["p50_ms"] for r in rows))
+        assert c["rtf"] > 0 and c["throughput_per_s"] > 0 and 0 <= c["accuracy"] <= 1
+    # the fp32 graphs run the teacher's weights: the same transcripts
+    assert cells["teacher ort fp32"]["accuracy"] == cells["teacher openvino fp32"]["accuracy"] == 1.0
+    int8 = json.loads(next((out / "stages").glob("export-teacher-ort-int8-*/manifest.json")).read_text())
+    assert int8["export"]["quantization"]["calibration"]["kind"] == "audio"
+    assert "cer_vs_fp32" in int8["validation"]["quality"]  # the guard judged it on the WAVs' transcripts
+    report = (out / "report.md").read_text()
+    assert "files/s" in report and "1 - CER" in report and "RTF" in report

@@ -122,3 +122,84 @@ def test_text_calibration_for_an_image_model_is_refused(tiny_vit, tmp_path):
     ]
     assert "Traceback" not in result.stderr and "Loading weights" not in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.fixture(scope="module")
+def labelled_photos(tmp_path_factory):
+    """The real photos in two class subfolders (grey and colour), three each."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("labelled")
+    source = save_photos(tmp_path_factory.mktemp("src"))
+    for i, path in enumerate(sorted(source.glob("*.png"))):
+        image = Image.open(path)
+        for label, converted in (
+            ("grey", image.convert("L").convert("RGB")),
+            ("colour", image.convert("RGB")),
+        ):
+            (folder / label).mkdir(exist_ok=True)
+            converted.resize((64, 64)).save(folder / label / f"{i}.png")
+    return folder
+
+
+def test_bench_times_images_and_scores_features_against_fp32(tiny_vit, labelled_photos, tmp_path):
+    fp32 = tmp_path / "fp32"
+    assert run_cli("export", "--model", str(tiny_vit), "--out", str(fp32)).returncode == 0
+    out = tmp_path / "bench"
+    args = ["--backend", "torch,ort", "--batch", "1,4", "--repeat", "3"]
+    result = run_cli("bench", str(fp32), *args, "--eval-data", str(labelled_photos), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "torchao" not in result.stderr and "_pytree" not in result.stderr  # nor from the bench workers
+    bench = json.loads((out / "bench.json").read_text())
+    assert bench["images"] == f"the images of {labelled_photos}"
+    rows = bench["rows"]
+    assert {(r["backend"], r["batch"]) for r in rows} == {(b, n) for b in ("torch", "ort") for n in (1, 4)}
+    for r in rows:
+        assert r["p50_ms"] > 0 and r["seq_len"] is None
+        if r["backend"] != "torch":  # the same fp32 graph: the same features as PyTorch's
+            assert r["max_abs_diff.pooler_output"] < 1e-4 and r["cosine.last_hidden_state"] > 0.9999
+    quality = {q["backend"]: q for q in bench["quality"]}
+    assert all(q["images"] == 12 for q in quality.values())
+    assert quality["torch"]["relative_accuracy"] == 1.0 and 0 <= quality["torch"]["accuracy"] <= 1
+    assert (
+        quality["ort"]["mean_cosine"] > 0.9999 and quality["ort"]["accuracy"] == quality["torch"]["accuracy"]
+    )
+    text = tmp_path / "t.txt"
+    text.write_text("a line of text\n")
+    bad = run_cli("bench", str(fp32), "--backend", "ort", "--eval-data", str(text))
+    assert bad.returncode != 0 and "holds no images but this model reads images" in bad.stderr
+
+
+def test_optimize_quantizes_a_vision_encoder_and_scores_probe_accuracy(tiny_vit, labelled_photos, tmp_path):
+    out = tmp_path / "opt"
+    args = [
+        "--model",
+        str(tiny_vit),
+        "--task",
+        "image-feature-extraction",
+        "--eval-data",
+        str(labelled_photos),
+    ]
+    args += ["--calib", str(labelled_photos), "--backends", "ort,openvino", "--precisions", "fp32,int8"]
+    result = run_cli(
+        "optimize", *args, "--batch", "4", "--repeat", "3", "--max-drop", "0.5", "--out", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    results = json.loads((out / "results.json").read_text())
+    cells = {c["cell"]: c for c in results["cells"]}
+    assert all(c["state"] == "ok" for c in cells.values()), [c.get("error") for c in cells.values()]
+    assert set(cells) == {"teacher torch fp32"} | {
+        f"teacher {b} {p}" for b in ("ort", "openvino") for p in ("fp32", "int8")
+    }
+    assert (
+        results["case"] == {"batch": 4}
+        and "features of the labelled --eval-data images" in results["quality_metric"]
+    )
+    for c in cells.values():
+        assert c["p50_ms"] > 0 and 0 <= c["accuracy"] <= 1
+    assert cells["teacher ort fp32"]["relative_quality"] == pytest.approx(1.0)
+    assert (out / "best-ort" / "manifest.json").is_file() and "images/s" in (out / "report.md").read_text()
+    wrong = run_cli(
+        "optimize", *args[:4], "--eval-data", str(tmp_path / "t.txt"), "--out", str(tmp_path / "o")
+    )
+    assert wrong.returncode != 0
