@@ -85,6 +85,9 @@ def worker_main(
                     ("timings", timed_seq2seq(session, arg["inputs"], arg["prompt"], arg["new_tokens"]))
                 )
                 time.sleep(settle_s)
+            elif command == "caption":
+                conn.send(("tokens", captions(session, arg)))
+                time.sleep(settle_s)
             elif command == "recompute":
                 conn.send(("latencies", timed_recompute(session, artifact, arg["prompt"], arg["repeat"])))
                 time.sleep(settle_s)
@@ -275,3 +278,15 @@ def timed_seq2seq(stepper, inputs, prompt: list[int], new_tokens: int) -> dict:
     stepper.decoder.times.clear()
     decode(stepper, prompt, GenerationConfig(max_new_tokens=new_tokens), eos_token_ids=())
     return {"encode_s": encode_s, "steps": list(stepper.decoder.times)}
+
+
+def captions(stepper, arg: dict) -> list[list[int]]:
+    """Greedy tokens for each encoder input of ``arg["feeds"]``, up to EOS or ``max_new_tokens``."""
+    from edgekit.runtimes.generate import GenerationConfig
+    from edgekit.runtimes.seq2seq import generate_seq2seq
+
+    cfg = GenerationConfig(max_new_tokens=arg["max_new_tokens"])
+    return [
+        generate_seq2seq(stepper, feed, [arg["start"]], cfg, eos_token_ids=tuple(arg["eos"]))
+        for feed in arg["feeds"]
+    ]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from edgekit.artifacts import check_out_dir, read_manifest
 from edgekit.audio import read_wav
+from edgekit.benchmarks.caption_bench import is_captioner
 from edgekit.benchmarks.generation import GENERATING, PER_CONTEXT_STEPS
 from edgekit.calibration.audio import require_audio
 from edgekit.calibration.images import check_image_folder
@@ -22,6 +23,7 @@ from edgekit.models.vision import VISION_TASKS
 log = logging.getLogger("edgekit.bench")
 
 DEFAULT_CONTEXTS = (16, 128, 512)
+DEFAULT_NEW_TOKENS = 128
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,9 @@ class BenchConfig:
     out: Path | None = None
     overwrite: bool = False
     settle_s: float = 0.1
-    new_tokens: int = 128
-    """Decoders: greedy tokens per generation run (EOS ignored)."""
+    new_tokens: int | None = None
+    """Decoders: greedy tokens per generation run (EOS ignored); None = DEFAULT_NEW_TOKENS, or
+    fewer where an encoder-decoder's positions hold fewer (captioners often hold 64)."""
     prompt_len: int = 32
     """Decoders: prompt length for time-to-first-token and tokens/s."""
     contexts: tuple[int, ...] | None = None
@@ -83,6 +86,23 @@ def decoder_room(manifest: dict, cfg: BenchConfig) -> int | None:
     return int(limit) - tokens_after_context(manifest["export"].get("task"), cfg)
 
 
+def resolve_new_tokens(cfg: BenchConfig, manifests: list[dict]) -> BenchConfig:
+    """Default new tokens: DEFAULT_NEW_TOKENS, within every encoder-decoder's positions after its start token."""
+    import dataclasses
+
+    if cfg.new_tokens is not None:
+        return cfg
+    limits = [
+        int(limit) - 1
+        for m in manifests
+        if m.get("export", {}).get("task") == "seq2seq" and (limit := sequence_limit(m["export"]))
+    ]
+    new_tokens = max(2, min([DEFAULT_NEW_TOKENS, *limits]))
+    if new_tokens != DEFAULT_NEW_TOKENS:
+        log.info("new tokens %d: the encoder-decoders hold %d positions", new_tokens, new_tokens + 1)
+    return dataclasses.replace(cfg, new_tokens=new_tokens)
+
+
 def resolve_contexts(cfg: BenchConfig, manifests: list[dict]) -> BenchConfig:
     """Default contexts: DEFAULT_CONTEXTS that every generating artifact can hold (at least the shortest)."""
     import dataclasses
@@ -104,7 +124,7 @@ def check_bench(cfg: BenchConfig) -> tuple[list[tuple[Path, dict]], BenchConfig]
     """The artifacts' folders and manifests, and the config with its defaults resolved; bad input raises."""
     _check_options(cfg)
     manifests = [read_manifest(Path(artifact)) for artifact in cfg.artifacts]
-    cfg = resolve_contexts(cfg, manifests)
+    cfg = resolve_contexts(resolve_new_tokens(cfg, manifests), manifests)
     loaded = []
     for artifact, manifest in zip(cfg.artifacts, manifests):
         _check_artifact(cfg, artifact, manifest)
@@ -116,7 +136,14 @@ def check_bench(cfg: BenchConfig) -> tuple[list[tuple[Path, dict]], BenchConfig]
         )
     pairs = all(m.get("export", {}).get("task") in DUAL_TASKS for m in manifests)
     speech = all(m.get("export", {}).get("task") in CTC_TASKS for m in manifests)
-    images = all(m.get("export", {}).get("task") in VISION_TASKS for m in manifests)
+    images = all(m.get("export", {}).get("task") in VISION_TASKS or is_captioner(m) for m in manifests)
+    unscored = [m["export"]["task"] for m in manifests if m.get("export", {}).get("task") in GENERATING]
+    if cfg.eval_data is not None and unscored and not all(is_captioner(m) for m in manifests):
+        raise InputError(
+            f"--eval-data scores encoders, image-text models, vision, speech CTC and captioner artifacts; "
+            f"{unscored[0]} artifacts are timed on --text only",
+            "drop --eval-data",
+        )
     for data in (cfg.text, cfg.eval_data):
         if data is None:
             continue
@@ -155,7 +182,7 @@ def _check_options(cfg: BenchConfig) -> None:
             f"--repeat must be >= 1 and --warmup >= 0 (got {cfg.repeat}, {cfg.warmup})",
             "pass e.g. --warmup 5 --repeat 30",
         )
-    if cfg.new_tokens < 2:
+    if cfg.new_tokens is not None and cfg.new_tokens < 2:
         raise InputError(f"--new-tokens must be >= 2, got {cfg.new_tokens}", "pass e.g. --new-tokens 128")
     if cfg.prompt_len < 1:
         raise InputError(f"--prompt-len must be >= 1, got {cfg.prompt_len}", "pass e.g. --prompt-len 32")

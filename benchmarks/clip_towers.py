@@ -103,24 +103,9 @@ def make_clip(folder: Path, layers: int) -> Path:
     return folder
 
 
-def _exports(model: Path, photos: Path, pairs: Path, root: Path) -> list[Path]:
-    from edgekit.export import ExportConfig, export_model
-
-    outs = []
-    for name, target, precision in (
-        ("fp32", "onnx", "fp32"),
-        ("ort-int8", "ort", "int8"),
-        ("ov-fp32", "openvino", "fp32"),
-        ("ov-int8", "openvino", "int8"),
-    ):
-        calib = {"calib": photos, "calib_text": pairs} if precision == "int8" else {}
-        cfg = ExportConfig(model=model, out=root / name, target=target, precision=precision, **calib)
-        outs.append(export_model(cfg))
-    return outs
-
-
 def main(argv: list[str] | None = None) -> dict:
     from edgekit.benchmarks.harness import BenchConfig, bench
+    from edgekit.benchmarks.measures import export_variants
     from edgekit.benchmarks.report import print_table
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -131,7 +116,9 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         pairs, photos = write_pairs(root / "data")
-        artifacts = _exports(make_clip(root / "clip", args.layers), photos, pairs, root)
+        artifacts = export_variants(
+            make_clip(root / "clip", args.layers), root, {"calib": photos, "calib_text": pairs}
+        )
         cfg = BenchConfig(
             artifacts=tuple(artifacts), backends=("torch", "ort", "openvino"), batches=(1, 8),
             seq_lens=(16,), repeat=args.repeat, eval_data=pairs, out=args.out, overwrite=True,

@@ -69,23 +69,6 @@ def write_speech(folder: Path) -> Path:
     return folder
 
 
-def _exports(model: Path, calib: Path, root: Path) -> list[Path]:
-    from edgekit.export import ExportConfig, export_model
-
-    fp32 = export_model(ExportConfig(model=model, out=root / "fp32"))
-    outs = [fp32]
-    for name, target, precision in (
-        ("ort-int8", "ort", "int8"),
-        ("ort-int8-dynamic", "ort", "int8-dynamic"),
-        ("ov-fp32", "openvino", "fp32"),
-        ("ov-int8", "openvino", "int8"),
-    ):
-        extra = {"calib": calib} if precision == "int8" else {}
-        cfg = ExportConfig(model=fp32, out=root / name, target=target, precision=precision, **extra)
-        outs.append(export_model(cfg))
-    return outs
-
-
 def _mean_cer(rows: list[dict]) -> dict[str, float]:
     """Per artifact/backend: the mean over utterances of the CER against fp32's transcript."""
     cers: dict[str, list[float]] = {}
@@ -98,6 +81,7 @@ def _mean_cer(rows: list[dict]) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> dict:
     from edgekit.benchmarks.ctc_bench import summary
     from edgekit.benchmarks.harness import BenchConfig, bench
+    from edgekit.benchmarks.measures import VARIANTS, export_variants
     from edgekit.benchmarks.report import print_table
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -114,7 +98,8 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         model = make_wav2vec2(root / "w2v", args.layers)
-        artifacts = _exports(model, write_speech(root / "calib"), root)
+        variants = (*VARIANTS[:1], ("ort-int8-dynamic", "ort", "int8-dynamic"), *VARIANTS[1:])
+        artifacts = export_variants(model, root, {"calib": write_speech(root / "calib")}, variants)
         if args.optimum_python:
             from edgekit.artifacts import read_manifest
             from edgekit.benchmarks.peers import optimum_ctc

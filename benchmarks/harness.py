@@ -209,7 +209,10 @@ def _timed_rows(kind: str, run: _Run) -> list[dict[str, Any]]:
 
 
 def _quality_rows(kind: str, run: _Run) -> list[dict[str, Any]]:
-    """Quality on --eval-data against the fp32 reference (encoders and image-text models)."""
+    """Quality on --eval-data against the fp32 reference (encoders, image-text models, vision
+    encoders, captioners)."""
+    from edgekit.benchmarks.caption_bench import caption_quality, is_captioner
+
     if kind == "image-text":
         from edgekit.benchmarks.dual_bench import dual_quality
 
@@ -220,6 +223,10 @@ def _quality_rows(kind: str, run: _Run) -> list[dict[str, Any]]:
         from edgekit.benchmarks.vision_bench import vision_quality
 
         return vision_quality(run.cfg, run.workers, run.loaded, run.progress, run.task, run.verbose)
+    if kind == "seq2seq" and all(is_captioner(m) for _, m in run.loaded):
+        return caption_quality(
+            run.cfg, run.workers, run.loaded, run.tokenizers, run.progress, run.task, run.verbose
+        )
     if kind in GENERATING or kind == "speech-ctc":  # CTC rows carry their transcripts' error rate
         return []
     return _quality(

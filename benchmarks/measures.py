@@ -96,3 +96,26 @@ def case_rows(
             row.update(agreement(outputs[id(ref)], outputs[id(w)], mask(w) if mask else None))
         rows.append(row)
     return rows
+
+
+VARIANTS = (("ort-int8", "ort", "int8"), ("ov-fp32", "openvino", "fp32"), ("ov-int8", "openvino", "int8"))
+"""The variants the per-kind benchmarks time beside their fp32 ONNX export: folder, target, precision."""
+
+
+def export_variants(
+    model: Any, root: Any, calib: dict[str, Any], variants: tuple[tuple[str, str, str], ...] = VARIANTS
+) -> list[Any]:
+    """``model`` exported to ONNX fp32 (``root/fp32``), then each variant made from that artifact;
+    ``calib`` (ExportConfig fields such as ``calib``, ``calib_text``) is given to the int8 ones."""
+    from edgekit.export import ExportConfig, export_model
+
+    fp32 = export_model(ExportConfig(model=model, out=root / "fp32"))
+    outs = [fp32]
+    for name, target, precision in variants:
+        extra = calib if precision == "int8" else {}
+        outs.append(
+            export_model(
+                ExportConfig(model=fp32, out=root / name, target=target, precision=precision, **extra)
+            )
+        )
+    return outs

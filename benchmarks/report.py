@@ -146,9 +146,13 @@ def markdown_table(result: dict[str, Any]) -> str:
 
 
 def quality_columns(result: dict[str, Any]) -> tuple:
+    from edgekit.benchmarks.caption_bench import CAPTION_COLUMNS
     from edgekit.benchmarks.dual_bench import QUALITY_COLUMNS as DUAL_COLUMNS
 
-    return DUAL_COLUMNS if "pairs" in result["quality"][0] else QUALITY_COLUMNS
+    first = result["quality"][0]
+    if "pairs" in first:
+        return DUAL_COLUMNS
+    return CAPTION_COLUMNS if "caption_exact" in first or "captions" in first else QUALITY_COLUMNS
 
 
 def quality_title(result: dict[str, Any]) -> str:

@@ -127,11 +127,11 @@ def text_calibration(
 def image_calibration(
     model_dir: Path, path: Path, input_name: str, size: int = DEFAULT_SIZE, seed: int = 0
 ) -> CalibrationSet:
-    from edgekit.calibration.images import ImagePreprocessor, load_images
+    from edgekit.calibration.images import ImagePreprocessor, image_files, load_images
 
     check_size(size)
     pre = ImagePreprocessor.from_model(model_dir)
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(path)
     random.Random(seed).shuffle(files)
     arrays, skipped = load_images(files, pre, limit=size)
     feeds = [{input_name: a[None]} for a in arrays]

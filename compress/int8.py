@@ -200,3 +200,53 @@ def runtime_int8_ops(session: Any) -> dict[str, int]:
         if layer in ("FullyConnected", "MatMul", "Convolution", "Subgraph") and precision in ("u8", "i8"):
             counts[layer] = counts.get(layer, 0) + 1
     return counts
+
+
+def ort_static_encoder(
+    src: Path, out: Path, calib: Any, method: Any, fuse: bool, progress: Any = None
+) -> dict:
+    """Static INT8 of every weight MatMul of the fp32 graph ``src`` (an encoder-decoder's encoder,
+    e.g. a captioner's vision tower) into ``out``, with activation ranges from ``calib``. No guard
+    here: the caller compares the whole model's greedy tokens with fp32."""
+    from edgekit.calibration.ranges import cached_ranges
+    from edgekit.compress.ort_quant import load_with_shapes, qdq_summary, quantize_static_qdq, weight_matmuls
+
+    target = weight_matmuls(load_with_shapes(src))
+    ranges = cached_ranges(src, calib, target.activations, method, progress=progress)
+    quantize_static_qdq(load_with_shapes(src), out, ranges.tensors, target.nodes, fuse=fuse)
+    return {
+        "mode": "static",
+        "format": "Q/DQ, weight MatMul + bias fused to com.microsoft.MatMulIntegerToFloat"
+        if fuse
+        else "Q/DQ",
+        "weights": "int8 symmetric, per output channel",
+        "activations": "uint8 asymmetric, per tensor, calibrated",
+        "method": ranges.method,
+        "ranges_from_cache": ranges.from_cache,
+        "calibration": calib.manifest(),
+        "quantized_nodes": len(target.nodes),
+        "graph": qdq_summary(out),
+    }
+
+
+def openvino_static_encoder(model: Any, calib: Any, quiet: bool) -> tuple[Any, dict]:
+    """NNCF post-training INT8 of an encoder-decoder's encoder IR (``model``, an ``ov.Model``) on
+    ``calib``; the quantized model and its manifest section."""
+    import nncf
+
+    if quiet:
+        nncf.set_log_level(logging.WARNING)
+    hush = contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext()
+    with hush:
+        quantized = nncf.quantize(
+            model,
+            nncf.Dataset(calib.feeds),
+            model_type=nncf.ModelType.TRANSFORMER,
+            subset_size=len(calib.feeds),
+        )
+    return quantized, {
+        "mode": "static",
+        "tool": f"nncf {nncf.__version__}",
+        "model_type": "transformer",
+        "calibration": calib.manifest(),
+    }

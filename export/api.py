@@ -116,7 +116,7 @@ def plan_export(cfg: ExportConfig) -> ExportJob:
     if cfg.max_batch < 1:
         raise InputError(f"--max-batch must be at least 1, got {cfg.max_batch}", "pass e.g. --max-batch 16")
     target.check_options(cfg)
-    kind.export_module().check(cfg, target)
+    kind.export_module().check(cfg, target, spec)
     if cfg.eval_data is not None or cfg.max_drop is not None:
         require("sklearn", "measuring accuracy on labelled eval data", "ort")
     if prior is not None and not target.reuses(prior):

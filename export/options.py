@@ -24,17 +24,22 @@ def check_cached(cfg: Any, precisions: tuple[str, ...], what: str, hint: str) ->
         raise InputError(
             f"--target {cfg.target} --precision {cfg.precision} is not available for {what}", hint
         )
-    if cfg.precision in (*WEIGHT_ONLY, "gguf"):
-        for option, value in (
-            ("--calib", cfg.calib),
-            ("--max-drop", cfg.max_drop),
-            ("--eval-data", cfg.eval_data),
-        ):
-            if value is not None:
-                raise InputError(
-                    f"{option} does not apply to a decoder's weight-only {cfg.precision}",
-                    "drop the option; generation is compared with fp32 instead",
-                )
+    for option, value in (
+        ("--calib", cfg.calib),
+        ("--max-drop", cfg.max_drop),
+        ("--eval-data", cfg.eval_data),
+    ):
+        if value is None:
+            continue
+        if cfg.precision in (*WEIGHT_ONLY, "gguf"):
+            raise InputError(
+                f"{option} does not apply to a decoder's weight-only {cfg.precision}",
+                "drop the option; generation is compared with fp32 instead",
+            )
+        raise InputError(
+            f"{option} does not apply to --precision {cfg.precision} of {what}",
+            "drop the option; the export is validated against PyTorch instead",
+        )
     if cfg.exporter == "torchscript":
         raise InputError(
             "the TorchScript exporter cannot export a KV-cache decoder correctly",

@@ -117,64 +117,88 @@ def build_cmd(
     )
 
 
-def _print_export_summary(path: Path) -> None:
-    from edgekit.artifacts import read_manifest
-
-    manifest = read_manifest(path)
-    validation = manifest["validation"]
+def _tower_lines(path: Path, manifest: dict) -> list[str] | None:
+    validation, export = manifest["validation"], manifest["export"]
     if "towers" in validation:
-        for name, tower in manifest["export"]["towers"].items():
-            print(
-                _part_line(
-                    path,
-                    f"{name} tower",
-                    tower["model_file"],
-                    validation["towers"][name],
-                    manifest["export"]["precision"],
-                )
+        return [
+            _part_line(
+                path, f"{name} tower", tower["model_file"], validation["towers"][name], export["precision"]
             )
-        return
-    if manifest["export"].get("format") == "android":
-        for runtime, name in manifest["export"]["runtime_files"].items():
-            print(
-                _part_line(path, f"for {runtime}", name, validation[runtime], manifest["export"]["precision"])
-            )
-        return
-    if manifest["export"].get("precision") == "bf16":
-        g = validation["greedy_generation"]
-        print(
-            f"wrote {path} (openvino-ir, run in {validation['inference_precision']}); logits within {validation['max_abs_diff']['logits']:.3f} of PyTorch fp32; greedy tokens identical to transformers fp32 on {g['identical_prompts']} of {g['prompts']} prompts ({g['new_tokens']} tokens each)"
-        )
-        return
-    if manifest["export"].get("quantization", {}).get("mode") == "weight-only":
-        g = validation["greedy_generation"]
-        what = (
-            manifest["export"]["quantization"]["weights"] if manifest["export"]["precision"] == "gguf" else ""
-        )
-        exact = validation.get("gguf_blocks_exact")
-        print(
-            f"wrote {path} ({manifest['export']['format']}, weight-only {what or manifest['export']['precision']}); greedy tokens identical to transformers fp32 on {g['identical_prompts']} of {g['prompts']} prompts ({g['new_tokens']} tokens each)"
-            + (
-                f"; with float compute the blocks match the dequantized model to max |diff| {max(exact['max_abs_diff'].values()):.2e}"
-                if exact
-                else ""
-            )
-        )
-        return
-    if "quality" in validation:
-        q = validation["quality"]
-        quant = manifest["export"].get("quantization", {})
-        acc = (
-            f", accuracy {q['accuracy']:.4f} vs fp32 {q['reference_accuracy']:.4f}" if "accuracy" in q else ""
-        )
-        if "cer_vs_fp32" in q:
-            acc += f", character error rate against fp32's transcripts {100 * q['cer_vs_fp32']:.2f}%"
-        kept = f"; {len(quant['float_nodes'])} layer(s) kept in float" if quant.get("float_nodes") else ""
-        print(
-            f"wrote {path} ({manifest['export']['format']}, {manifest['export']['precision']}); on {validation['runtime']} vs PyTorch fp32 over {q['texts']} {q.get('inputs', 'texts')}: mean cosine {q['mean_cosine']:.4f} (min {q['min_cosine']:.4f}){acc}{kept}"
-        )
-        _print_engine_status(manifest, path)
-        return
+            for name, tower in export["towers"].items()
+        ]
+    if export.get("format") == "android":
+        return [
+            _part_line(path, f"for {runtime}", name, validation[runtime], export["precision"])
+            for runtime, name in export["runtime_files"].items()
+        ]
+    return None
+
+
+def _bf16_line(path: Path, manifest: dict) -> str | None:
+    if manifest["export"].get("precision") != "bf16":
+        return None
+    validation = manifest["validation"]
+    g = validation["greedy_generation"]
+    return (
+        f"wrote {path} (openvino-ir, run in {validation['inference_precision']}); logits within "
+        f"{validation['max_abs_diff']['logits']:.3f} of PyTorch fp32; greedy tokens identical to transformers "
+        f"fp32 on {g['identical_prompts']} of {g['prompts']} prompts ({g['new_tokens']} tokens each)"
+    )
+
+
+def _seq2seq_compressed_line(path: Path, manifest: dict) -> str | None:
+    """An encoder-decoder whose graphs were compressed: how each part was, and its greedy tokens against fp32."""
+    export, validation = manifest["export"], manifest["validation"]
+    if export.get("task") != "seq2seq" or "fp32" not in validation:
+        return None
+    g = validation["greedy_generation"]
+    parts = ", ".join(
+        f"{part} {'static INT8' if q.get('mode') == 'static' else 'weight-only ' + export['precision']}"
+        for part, q in export["quantization"].items()
+    )
+    return (
+        f"wrote {path} ({export['format']}: {parts}); greedy tokens identical to fp32 on "
+        f"{g['identical_inputs']} of {g['inputs']} inputs ({g['new_tokens']} tokens each)"
+    )
+
+
+def _weight_only_line(path: Path, manifest: dict) -> str | None:
+    export, validation = manifest["export"], manifest["validation"]
+    if export.get("quantization", {}).get("mode") != "weight-only":
+        return None
+    g = validation["greedy_generation"]
+    what = export["quantization"]["weights"] if export["precision"] == "gguf" else export["precision"]
+    exact = validation.get("gguf_blocks_exact")
+    blocks = (
+        f"; with float compute the blocks match the dequantized model to max |diff| "
+        f"{max(exact['max_abs_diff'].values()):.2e}"
+        if exact
+        else ""
+    )
+    return (
+        f"wrote {path} ({export['format']}, weight-only {what}); greedy tokens identical to transformers fp32 "
+        f"on {g['identical_prompts']} of {g['prompts']} prompts ({g['new_tokens']} tokens each){blocks}"
+    )
+
+
+def _quality_line(path: Path, manifest: dict) -> str | None:
+    export, validation = manifest["export"], manifest["validation"]
+    if "quality" not in validation:
+        return None
+    q, quant = validation["quality"], export.get("quantization", {})
+    acc = f", accuracy {q['accuracy']:.4f} vs fp32 {q['reference_accuracy']:.4f}" if "accuracy" in q else ""
+    if "cer_vs_fp32" in q:
+        acc += f", character error rate against fp32's transcripts {100 * q['cer_vs_fp32']:.2f}%"
+    kept = f"; {len(quant['float_nodes'])} layer(s) kept in float" if quant.get("float_nodes") else ""
+    return (
+        f"wrote {path} ({export['format']}, {export['precision']}); on {validation['runtime']} vs PyTorch fp32 "
+        f"over {q['texts']} {q.get('inputs', 'texts')}: mean cosine {q['mean_cosine']:.4f} "
+        f"(min {q['min_cosine']:.4f}){acc}{kept}"
+    )
+
+
+def _validation_line(path: Path, manifest: dict) -> str:
+    export, validation = manifest["export"], manifest["validation"]
     worst = max(validation["max_abs_diff"].items(), key=lambda kv: kv[1])
     diffs = (
         ", ".join(f"{k} {v:.2e}" for k, v in validation["max_abs_diff"].items())
@@ -188,12 +212,29 @@ def _print_export_summary(path: Path) -> None:
         diffs += f"; greedy tokens identical to transformers on {agreed} " + (
             "prompts" if "prompts" in greedy else "inputs"
         )
-    fmt = manifest["export"].get("format", "onnx")
-    if "validation_inputs" in manifest["export"]:
+    if "validation_inputs" in export:
         diffs += "; inputs: seeded random token ids (the folder has no tokenizer)"
-    print(
-        f"wrote {path} ({fmt}, {manifest['export']['exporter']} exporter, opset {manifest['export']['opset']}); validated on {validation.get('runtime')} on {len(validation['cases'])} inputs: max |diff| {diffs} (atol {validation['atol']:g})"
+    return (
+        f"wrote {path} ({export.get('format', 'onnx')}, {export['exporter']} exporter, opset {export['opset']}); "
+        f"validated on {validation.get('runtime')} on {len(validation['cases'])} inputs: max |diff| {diffs} "
+        f"(atol {validation['atol']:g})"
     )
+
+
+def _print_export_summary(path: Path) -> None:
+    """One line per written graph: the first summary below that applies to the manifest."""
+    from edgekit.artifacts import read_manifest
+
+    manifest = read_manifest(path)
+    lines = _tower_lines(path, manifest)
+    if lines is not None:
+        print("\n".join(lines))
+        return
+    for summary in (_bf16_line, _seq2seq_compressed_line, _weight_only_line):
+        if (line := summary(path, manifest)) is not None:
+            print(line)
+            return
+    print(_quality_line(path, manifest) or _validation_line(path, manifest))
     _print_engine_status(manifest, path)
 
 

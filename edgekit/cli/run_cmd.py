@@ -42,10 +42,10 @@ _HELP_BENCH = {
     "repeat": "Timed runs per case.",
     "threads": "Intra-op threads for every backend (default: all cores).",
     "text": "Input texts: .txt (a line each), .jsonl (field 'text') or a folder of .txt; default: built-in sample.",
-    "new_tokens": "Decoders: greedy tokens per generation run.",
+    "new_tokens": "Decoders and encoder-decoders: greedy tokens per generation run (default 128, fewer where an encoder-decoder holds fewer positions).",
     "prompt_len": "Decoders: prompt tokens for time-to-first-token and tokens/s.",
     "contexts": "Decoders and encoder-decoders: context lengths for per-token latency, with and without cache (default 16,128,512, less those past the model's positions).",
-    "eval_data": "Encoders: texts to measure quality on against PyTorch fp32 (embedding cosine; labels in .jsonl 'label' or class subfolders add 5-fold accuracy). Image-text models: image-text pairs (.jsonl of image/text/label, or images with same-name .txt captions) for recall and zero-shot agreement against fp32.",
+    "eval_data": "Encoders: texts to measure quality on against PyTorch fp32 (embedding cosine; labels in .jsonl 'label' or class subfolders add 5-fold accuracy). Image-text models: image-text pairs (.jsonl of image/text/label, or images with same-name .txt captions) for recall and zero-shot agreement against fp32. Vision encoders: an image folder. CTC models: WAV files. Captioners: a folder of photos, each variant's greedy captions against fp32's (exact match, token F1).",
     "out": "Folder for bench.json, bench.md and bench.png.",
 }
 
@@ -136,7 +136,7 @@ def bench_cmd(
     repeat: Annotated[int, typer.Option(help=_HELP_BENCH["repeat"])] = 30,
     threads: Annotated[Optional[int], typer.Option(help=_HELP_BENCH["threads"])] = None,
     text: Annotated[Optional[Path], typer.Option(help=_HELP_BENCH["text"])] = None,
-    new_tokens: Annotated[int, typer.Option("--new-tokens", help=_HELP_BENCH["new_tokens"])] = 128,
+    new_tokens: Annotated[Optional[int], typer.Option("--new-tokens", help=_HELP_BENCH["new_tokens"])] = None,
     prompt_len: Annotated[int, typer.Option("--prompt-len", help=_HELP_BENCH["prompt_len"])] = 32,
     contexts: Annotated[Optional[str], typer.Option("--contexts", help=_HELP_BENCH["contexts"])] = None,
     eval_data: Annotated[Optional[Path], typer.Option("--eval-data", help=_HELP_BENCH["eval_data"])] = None,

@@ -10,7 +10,7 @@ from edgekit.export.job import ExportJob, reference_session
 from edgekit.export.kinds._graph import check_graph, export_graph
 
 
-def check(cfg: Any, target: Any) -> None:
+def check(cfg: Any, target: Any, spec: Any = None) -> None:
     check_graph(cfg, target)
 
 

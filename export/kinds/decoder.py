@@ -22,7 +22,7 @@ from edgekit.models.tokenizer import check_tokenizer
 log = logging.getLogger("edgekit.export")
 
 
-def check(cfg: Any, target: Any) -> None:
+def check(cfg: Any, target: Any, spec: Any = None) -> None:
     check_cached(cfg, target.decoder_precisions, "decoders", target.decoder_hint)
     check_tokenizer(Path(cfg.model))
 

@@ -22,7 +22,7 @@ from edgekit.models.tokenizer import check_tokenizer
 EXAMPLE_TEXTS = ["a photo of a cat", "a diagram of a small model running on a phone"]
 
 
-def check(cfg: Any, target: Any) -> None:
+def check(cfg: Any, target: Any, spec: Any = None) -> None:
     check_graph(cfg, target)
     check_tokenizer(Path(cfg.model), {"INT8 calibration of the text tower (--calib-text)": cfg.calib_text})
     if cfg.precision == "int8" and cfg.calib_text is None:

@@ -13,7 +13,7 @@ from edgekit.models.tokenizer import check_tokenizer
 EXAMPLE_TEXTS = ["Edge devices run small models.", "A second, longer example sentence for the export."]
 
 
-def check(cfg: Any, target: Any) -> None:
+def check(cfg: Any, target: Any, spec: Any = None) -> None:
     check_graph(cfg, target)
     check_tokenizer(
         Path(cfg.model), {"INT8 calibration on text (--calib)": cfg.calib, "--eval-data": cfg.eval_data}

@@ -9,17 +9,49 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from edgekit.errors import InputError
 from edgekit.export.job import ExportJob, Named, convert_and_check, prior_info, reference_session
-from edgekit.export.options import PARITY_TOKENS, WEIGHT_ONLY_PARITY_TOKENS, check_cached
+from edgekit.export.options import PARITY_TOKENS, WEIGHT_ONLY, WEIGHT_ONLY_PARITY_TOKENS, check_cached
 from edgekit.models.cache_io import eos_token_ids
 
 log = logging.getLogger("edgekit.export")
 
-SEQ2SEQ_HINT = "export with --target onnx, ort or openvino at fp32 (openvino: fp16 too), or weight-only int8/int4 with --target ort or openvino"
+SEQ2SEQ_HINT = (
+    "export with --target onnx, ort or openvino at fp32 (openvino: fp16 too), or weight-only int8/int4 "
+    "with --target ort or openvino (captioners: add --calib photos/ for a static INT8 vision encoder)"
+)
 
 
-def check(cfg: Any, target: Any) -> None:
+def check(cfg: Any, target: Any, spec: Any = None) -> None:
+    """As every cached model; besides, a captioner's vision encoder takes ``--calib`` images with
+    int8/int4 (static INT8 of its activations; the decoder stays weight-only)."""
+    import dataclasses
+
+    if cfg.calib is not None and cfg.precision in WEIGHT_ONLY and cfg.precision in target.seq2seq_precisions:
+        _check_encoder_calibration(cfg, spec)
+        cfg = dataclasses.replace(cfg, calib=None)
     check_cached(cfg, target.seq2seq_precisions, "encoder-decoders", SEQ2SEQ_HINT)
+
+
+def _check_encoder_calibration(cfg: Any, spec: Any) -> None:
+    from edgekit.calibration.dataset import check_calib_path, check_size
+    from edgekit.calibration.images import image_files
+    from edgekit.calibration.ranges import RangeMethod
+
+    if spec is None or spec.encoder_input != "pixel_values":
+        family = getattr(spec, "family", "this")
+        raise InputError(
+            f"--calib calibrates an image captioner's vision encoder; {family} encoder-decoders "
+            f"take weight-only {cfg.precision} and read no calibration data",
+            "drop --calib",
+        )
+    if not image_files(check_calib_path(cfg.calib)):  # unreadable ones are named and skipped later
+        raise InputError(
+            f"--calib '{cfg.calib}' holds no images, and a captioner's encoder reads images",
+            "pass a folder of JPEG/PNG photos",
+        )
+    RangeMethod(cfg.calib_method, cfg.percentile).check()
+    check_size(cfg.calib_size)
 
 
 @dataclass
@@ -50,8 +82,23 @@ class Seq2SeqCase:
             self.built, sessions, self.cases, new_tokens=new_tokens, strict=strict, cfg=cfg
         )
 
+    def encoder_calibration(self) -> Any:
+        """The ``--calib`` images through the artifact's preprocessor (a captioner's static INT8
+        encoder), or None: weight-only graphs read no data."""
+        from pathlib import Path
+
+        from edgekit.calibration.dataset import image_calibration
+
+        cfg = self.job.cfg
+        if cfg.calib is None:
+            return None
+        with self.job.steps.step("calibration images"):
+            return image_calibration(
+                self.job.model_dir, Path(cfg.calib).expanduser(), "pixel_values", cfg.calib_size, cfg.seed
+            )
+
     def weight_only_parity(self, sessions: dict, precision: str) -> dict:
-        """Greedy tokens of weight-only graphs against fp32, reported (and warned about), not required."""
+        """Greedy tokens of compressed graphs against fp32, reported (and warned about), not required."""
         from edgekit.runtimes.generate import GenerationConfig
 
         with self.job.steps.step("compare greedy generation with fp32"):

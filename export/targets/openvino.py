@@ -134,7 +134,14 @@ class OpenVINOTarget(TargetBase):
         section = {**IR_SECTION, **ir, "stateful": True, "kv_cache_precision": "f32"}
         if cfg.precision in WEIGHT_ONLY:
             del sessions
-            quant, sessions = self.weight_only(job, files)
+            calib = case.encoder_calibration()
+            if calib is None:
+                quant, sessions = self.weight_only(job, files)
+            else:  # a captioner: a static INT8 vision encoder, a weight-only decoder
+                encoder = self.static_encoder(job, files["encoder"], calib)
+                quant, sessions = self.weight_only(job, {"decoder": files["decoder"]})
+                quant = {"encoder": encoder, **quant}
+                sessions = {**_sessions(tmp, {"encoder": files["encoder"]}), **sessions}
             generation = case.weight_only_parity(sessions, cfg.precision)
             section = {**section, "weights": cfg.precision, "quantization": quant}
             validation = {
@@ -144,6 +151,21 @@ class OpenVINOTarget(TargetBase):
                 "fp32": validation,
             }
         return section, validation
+
+    def static_encoder(self, job: Any, name: str, calib: Any) -> dict:
+        """NNCF static INT8 of the validated encoder IR ``tmp/name``, in place, calibrated on ``calib``."""
+        import openvino as ov
+
+        from edgekit.compress.int8 import openvino_static_encoder
+        from edgekit.export.openvino_ir import replace_ir
+
+        with job.steps.step(f"static INT8 encoder (NNCF, {len(calib.feeds)} images)"):
+            quantized, quant = openvino_static_encoder(
+                ov.Core().read_model(str(job.tmp / name)), calib, job.steps.quiet
+            )
+            replace_ir(quantized, job.tmp / name)
+            del quantized
+        return quant
 
     def weight_only(
         self, job: Any, files: dict[str, str], cache: dict | None = None

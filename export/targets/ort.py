@@ -100,7 +100,14 @@ class OrtTarget(OnnxTarget):
     def seq2seq(self, job: Any, case: Any) -> tuple[dict, dict]:
         if job.cfg.precision not in WEIGHT_ONLY:
             return {}, case.validation
-        quant, sessions = self.weight_only(job, case.files)
+        calib = case.encoder_calibration()
+        if calib is None:
+            quant, sessions = self.weight_only(job, case.files)
+        else:  # a captioner: a static INT8 vision encoder, a weight-only decoder
+            encoder = self.static_encoder(job, case.files["encoder"], calib)
+            quant, sessions = self.weight_only(job, {"decoder": case.files["decoder"]})
+            quant = {"encoder": encoder, **quant}
+            sessions = {"encoder": self.session(job.tmp / case.files["encoder"]), **sessions}
         generation = case.weight_only_parity(sessions, job.cfg.precision)
         return {"quantization": quant}, {
             "runtime": "onnxruntime",
@@ -108,6 +115,30 @@ class OrtTarget(OnnxTarget):
             "greedy_generation": generation,
             "fp32": case.validation,
         }
+
+    def static_encoder(self, job: Any, name: str, calib: Any) -> dict:
+        """Static INT8 of the validated encoder graph ``tmp/name``, in place, calibrated on ``calib``."""
+        from edgekit.calibration.ranges import RangeMethod
+        from edgekit.compress.int8 import ort_static_encoder
+
+        cfg = job.cfg
+        method = RangeMethod(cfg.calib_method, cfg.percentile)
+        src = job.tmp / "encoder.fp32.onnx"
+        (job.tmp / name).rename(src)
+        passes = len(calib.feeds) * (2 if method.needs_histogram else 1)
+        with job.steps.step(
+            f"static INT8 encoder ({method.name}, {len(calib.feeds)} images)", passes
+        ) as advance:
+            quant = ort_static_encoder(src, job.tmp / name, calib, method, self.fuse_int8, advance)
+        src.unlink()
+        return quant
+
+    @staticmethod
+    def session(path: Any) -> Any:
+        from edgekit.runtimes.base import SessionOptions
+        from edgekit.runtimes.ort_backend import OrtSession
+
+        return OrtSession(path, SessionOptions())
 
     def weight_only(self, job: Any, files: dict[str, str]) -> tuple[dict[str, dict], dict[str, Any]]:
         """Weight-only int8/int4 (MatMulNBits) of each validated graph in ``tmp``, in place; their sessions."""

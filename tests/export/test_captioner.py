@@ -139,3 +139,88 @@ def test_bench_times_the_captioner_encoder_and_decoding(captioners, tmp_path):
     rows = json.loads((out / "bench.json").read_text())["rows"]
     assert {r["backend"] for r in rows} == {"torch", "ort"}
     assert all(r["encoder_ms"] > 0 and r["tokens_per_s"] > 0 for r in rows)
+
+
+@pytest.mark.parametrize("target", ["ort", "openvino"])
+def test_captioner_int8_calibrates_its_vision_encoder_on_photos(captioners, photos, tmp_path, target):
+    """--calib photos/ with int8: the encoder's activations are calibrated INT8 (Q/DQ on ORT,
+    NNCF on OpenVINO), the decoder weight-only; greedy captions are compared with fp32."""
+    model, artifact = captioners["gpt2"]
+    out = tmp_path / f"{target}-int8"
+    result = run_cli(
+        "export", "--model", str(artifact), "--target", target, "--precision", "int8",
+        "--calib", str(photos), "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    quant = manifest["export"]["quantization"]
+    assert quant["encoder"]["mode"] == "static"
+    assert quant["encoder"]["calibration"]["kind"] == "image"
+    assert quant["encoder"]["calibration"]["images_available"] == len(PHOTOS)
+    assert "mode" not in quant["decoder"] or quant["decoder"]["mode"] != "static"
+    if target == "ort":
+        assert (
+            quant["encoder"]["graph"]["MatMulIntegerToFloat"] > 0 and quant["encoder"]["quantized_nodes"] > 0
+        )
+    generation = manifest["validation"]["greedy_generation"]
+    assert generation["inputs"] >= 1 and 0 <= generation["identical_inputs"] <= generation["inputs"]
+    photo = str(photos / "chelsea.png")
+    caption = run_cli("generate", str(out), "--image", photo, "--max-new-tokens", "8")
+    assert caption.returncode == 0 and caption.stdout.strip(), caption.stderr
+
+
+def test_captioner_calibration_is_checked_before_work(captioners, tmp_path):
+    _, artifact = captioners["gpt2"]
+    (tmp_path / "texts").mkdir()
+    (tmp_path / "texts" / "a.txt").write_text("a caption, not an image\n")
+    for args, message in (
+        (["--calib", str(tmp_path / "texts")], "holds no images"),
+        (["--calib", str(tmp_path / "absent")], "does not exist"),
+        (
+            ["--calib", str(tmp_path / "texts"), "--precision", "fp32"],
+            "--calib does not apply to --precision fp32",
+        ),
+    ):
+        precision = [] if "--precision" in args else ["--precision", "int8"]
+        result = run_cli(
+            "export", "--model", str(artifact), "--target", "ort", *precision, *args,
+            "--out", str(tmp_path / "out"),
+        )  # fmt: skip
+        assert result.returncode != 0 and message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_bench_scores_int8_captions_against_fp32_on_photos(captioners, photos, tmp_path):
+    """--eval-data photos/: every variant captions each photo; the fp32 PyTorch worker's captions
+    are the reference (its own agreement is 1 by construction, the INT8 one's is measured)."""
+    from edgekit.benchmarks.caption_bench import token_f1
+
+    model, artifact = captioners["gpt2"]
+    int8 = tmp_path / "int8"
+    done = run_cli(
+        "export", "--model", str(artifact), "--target", "ort", "--precision", "int8",
+        "--calib", str(photos), "--out", str(int8),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "bench"
+    result = run_cli(
+        "bench", str(artifact), str(int8), "--backend", "torch,ort", "--repeat", "2", "--new-tokens", "4",
+        "--contexts", "4", "--eval-data", str(photos), "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    bench = json.loads((out / "bench.json").read_text())
+    quality = {(q["artifact"], q["backend"]): q for q in bench["quality"]}
+    assert set(quality) == {("gpt2-onnx", "torch"), ("gpt2-onnx", "ort"), ("int8", "ort")}
+    assert all(q["images"] == len(PHOTOS) and len(q["captions"]) == len(PHOTOS) for q in quality.values())
+    fp32_ort, q8 = quality[("gpt2-onnx", "ort")], quality[("int8", "ort")]
+    assert fp32_ort["caption_exact"] == 1.0 and fp32_ort["caption_token_f1"] == 1.0
+    assert fp32_ort["captions"] == quality[("gpt2-onnx", "torch")]["captions"]
+    assert 0.0 <= q8["caption_exact"] <= q8["caption_token_f1"] <= 1.0
+    assert "captions identical to fp32" in (out / "bench.md").read_text()
+    assert token_f1([1, 2, 3], [1, 2, 3]) == 1.0 and token_f1([1, 2], [3]) == 0.0
+    assert abs(token_f1([1, 2, 2], [2, 2, 4, 5]) - 2 * (2 / 3) * 0.5 / (2 / 3 + 0.5)) < 1e-12
+    refused = run_cli(
+        "bench", str(artifact), "--backend", "ort", "--eval-data", str(tmp_path / "bench" / "bench.md"), "--repeat", "1",
+        "--out", str(tmp_path / "b2"),
+    )  # fmt: skip
+    assert refused.returncode != 0 and "holds no images" in refused.stderr
