@@ -365,9 +365,11 @@ def seq2seq_greedy_parity(
     results = []
     for inputs in cases["prompts"]:
         with torch.inference_mode():
-            hf = transformers.GenerationMixin.generate(
-                built.model, **{k: torch.from_numpy(v) for k, v in inputs.items()}, generation_config=hf_cfg
-            )
+            tensors = {k: torch.from_numpy(v) for k, v in inputs.items()}
+            if hasattr(built.model, "reference_generate"):  # an adapted family (BLIP): its own generate
+                hf = built.model.reference_generate(hf_cfg, [built.start_token], **tensors)
+            else:
+                hf = transformers.GenerationMixin.generate(built.model, **tensors, generation_config=hf_cfg)
         expected = hf[0, 1:].tolist()
         got = generate_seq2seq(stepper, inputs, [built.start_token], cfg, eos_token_ids=eos_ids)
         while len(expected) > len(got) and expected[-1] == hf_cfg.pad_token_id:

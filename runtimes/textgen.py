@@ -131,7 +131,13 @@ def _check_image_request(req: Request, encoder_input: str | None) -> None:
     if encoder_input != "pixel_values":
         reads = {"input_features": "audio (--audio)"}.get(encoder_input or "", "a text prompt (--prompt)")
         raise InputError(f"'{req.artifact}' reads {reads}, not an image", "drop --image")
-    if req.image is None or req.prompt is not None or req.chat or req.audio is not None:
+    continues = bool(req.export.get("text_prompt"))
+    if req.image is None or (req.prompt is not None and not continues) or req.chat or req.audio is not None:
+        if continues:
+            raise InputError(
+                f"'{req.artifact}' is an image captioner: it reads an image (and a --prompt it continues), not audio or a chat",
+                "pass the picture with --image",
+            )
         raise InputError(
             f"'{req.artifact}' is an image captioner: it reads an image, not a text prompt or audio",
             "pass the picture with --image (and no --prompt)",
@@ -140,19 +146,23 @@ def _check_image_request(req: Request, encoder_input: str | None) -> None:
         raise InputError("--language and --translate apply to speech models only", "drop them")
 
 
-def _seq2seq_runner(req: Request, encoder_inputs: dict[str, np.ndarray]) -> Runner:
-    """Generation from the decoder's start token after one encoder pass (the new tokens checked
-    against the decoder's positions first)."""
+def _seq2seq_runner(
+    req: Request, encoder_inputs: dict[str, np.ndarray], prompt: list[int] | None = None
+) -> Runner:
+    """Generation from the decoder's start token (and ``prompt`` after it) after one encoder pass
+    (the new tokens checked against the decoder's positions first)."""
     from edgekit.runtimes.seq2seq import generate_seq2seq, open_seq2seq
 
-    export, cfg = req.export, req.cfg
-    if cfg.max_new_tokens + 1 > int(export.get("max_length") or 1 << 30):
+    export, cfg, prompt = req.export, req.cfg, prompt or []
+    room = int(export.get("max_length") or 1 << 30) - 1 - len(prompt)
+    if cfg.max_new_tokens > room:
         raise InputError(
-            f"--max-new-tokens {cfg.max_new_tokens} exceeds the decoder's {export['max_length']} positions",
-            f"use --max-new-tokens {int(export['max_length']) - 1} or less",
+            f"--max-new-tokens {cfg.max_new_tokens} exceeds the decoder's {export['max_length']} positions"
+            + (f" after the {len(prompt)}-token prompt" if prompt else ""),
+            f"use --max-new-tokens {room} or less" if room > 0 else "use a shorter --prompt",
         )
     stepper, _ = open_seq2seq(req.artifact, req.backend, req.threads)
-    start = [int(export["decoder_start_token_id"])]
+    start = [int(export["decoder_start_token_id"]), *prompt]
 
     def run(on_token):
         return generate_seq2seq(stepper, encoder_inputs, start, cfg, eos_token_ids=req.eos, on_token=on_token)
@@ -167,9 +177,10 @@ def _open_captioner(req: Request) -> tuple[int, Runner, GenerationConfig, str | 
 
     pixels = ImagePreprocessor.from_model(req.artifact)(open_image(Path(req.image).expanduser()))
     encoder_inputs = {"pixel_values": np.ascontiguousarray(pixels[None], dtype=np.float32)}
-    run = _seq2seq_runner(req, encoder_inputs)
-
-    return 0, run, req.cfg, None
+    # a prompt the caption continues (BLIP's conditional captioning): its tokens after the start
+    # token, without the tokenizer's own [CLS]/[SEP] (BLIP's generate drops them the same way)
+    prompt = req.tokenizer(req.prompt, add_special_tokens=False)["input_ids"] if req.prompt else []
+    return len(prompt), _seq2seq_runner(req, encoder_inputs, prompt), req.cfg, None
 
 
 def _transcribe_ctc(req: Request, on_text: Callable[[str], None] | None) -> TextResult:

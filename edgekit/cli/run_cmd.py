@@ -12,7 +12,7 @@ from edgekit.cli._common import Encoding, Overwrite, Verbose, handled, split_lis
 
 _HELP_GENERATE = {
     "artifact": "A text-generation or seq2seq artifact written by 'edgekit export'.",
-    "prompt": "The prompt text (text models).",
+    "prompt": "The prompt text (text models; BLIP captioners: the start of the caption, continued).",
     "audio": "A WAV file to transcribe (speech models: Whisper reads at most 30 s; CTC models any length, in 20 s windows).",
     "image": "A picture to caption (image captioners: a vision encoder with a text decoder).",
     "language": "Speech models: the spoken language code, e.g. en (default: detected from the audio).",

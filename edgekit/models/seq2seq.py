@@ -24,6 +24,7 @@ The names follow Hugging Face's ONNX tooling.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,6 +162,15 @@ def build_seq2seq(model_dir: Path, spec: Seq2SeqSpec) -> BuiltSeq2Seq:
         with_tokenizer=spec.text_encoder,
         tokenizer_needed_for="an encoder-decoder export",
     )
+    if not spec.exports(getattr(model.config, "architectures", None)):
+        raise InputError(
+            f"'{model_dir}' is a {model.config.architectures} model; edgekit exports {spec.family} as "
+            f"{' or '.join(spec.architectures)} (a captioner) only",
+            "pass a captioning checkpoint of this family",
+        )
+    if spec.adapter:
+        module, function = spec.adapter.split(":")
+        model = getattr(importlib.import_module(f"edgekit.models.{module}"), function)(model)
     encoder_cls, decoder_cls = _modules()
     token = start_token(model)
     encoder = encoder_cls(model, spec, token).eval()
@@ -198,9 +208,12 @@ def feature_shape(config: Any, spec: Seq2SeqSpec, batch: int) -> tuple[int, ...]
     """The fixed shape of a speech or image encoder's input: Whisper's log-mel window, or a
     captioner's pixels at the vision encoder's size."""
     if spec.encoder_input == "pixel_values":
-        size = config.encoder.image_size
+        vision = (
+            getattr(config, "vision_config", None) or config.encoder
+        )  # BLIP's, or a VisionEncoderDecoder's
+        size = vision.image_size
         h, w = (size, size) if isinstance(size, int) else tuple(size)
-        return (batch, int(getattr(config.encoder, "num_channels", 3)), int(h), int(w))
+        return (batch, int(getattr(vision, "num_channels", 3)), int(h), int(w))
     return (batch, int(config.num_mel_bins), 2 * int(config.max_source_positions))
 
 

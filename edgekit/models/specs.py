@@ -134,10 +134,20 @@ class Seq2SeqSpec:
     atol: float = 1e-4
     attn_implementation: str | None = "eager"
     tasks: tuple[str, ...] = field(default=SEQ2SEQ_TASKS)
+    architectures: tuple[str, ...] = ()
+    """Where a model type also names other heads (BLIP: retrieval, VQA), the ones this spec exports."""
+    adapter: str | None = None
+    """``module:function`` in edgekit.models that wraps a loaded model whose forward is not an
+    encoder-decoder's (``decoder_input_ids``, ``encoder_outputs``, ``past_key_values``) into one."""
+    text_prompt: bool = False
+    """The decoder continues a text prompt after its start token (BLIP's conditional captioning)."""
 
     @property
     def text_encoder(self) -> bool:
         return self.encoder_input == "input_ids"
+
+    def exports(self, architectures: list[str] | None) -> bool:
+        return not self.architectures or bool(set(architectures or ()) & set(self.architectures))
 
 
 _SEQ2SEQ_SPECS: tuple[Seq2SeqSpec, ...] = (
@@ -159,6 +169,17 @@ _SEQ2SEQ_SPECS: tuple[Seq2SeqSpec, ...] = (
         ("vision-encoder-decoder",),
         encoder_input="pixel_values",
         model_class="VisionEncoderDecoderModel",
+    ),
+    # BLIP: a ViT and a BERT decoder with cross-attention, not an encoder-decoder class; an adapter
+    # gives it one's forward. Its prompt (conditional captioning) follows the [DEC] start token.
+    Seq2SeqSpec(
+        "blip",
+        ("blip",),
+        encoder_input="pixel_values",
+        model_class="BlipForConditionalGeneration",
+        architectures=("BlipForConditionalGeneration",),
+        adapter="blip:as_seq2seq",
+        text_prompt=True,
     ),
 )
 
@@ -185,7 +206,10 @@ def claims_decoder(raw_config: dict) -> bool:
 
 
 def claims_seq2seq(raw_config: dict) -> bool:
-    """A known encoder-decoder family."""
-    return raw_config.get("model_type") in _SEQ2SEQ_BY_TYPE and bool(
-        raw_config.get("is_encoder_decoder", True)
+    """A known encoder-decoder family (with the head its spec exports)."""
+    spec = _SEQ2SEQ_BY_TYPE.get(raw_config.get("model_type") or "")
+    return (
+        spec is not None
+        and bool(raw_config.get("is_encoder_decoder", True))
+        and spec.exports(raw_config.get("architectures"))
     )

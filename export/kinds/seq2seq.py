@@ -145,6 +145,7 @@ def export(job: ExportJob) -> tuple[dict, dict]:
         },
         "seq2seq": built.io.as_dict(),
         "decoder_start_token_id": built.start_token,
+        "text_prompt": job.spec.text_prompt,
         "eos_token_ids": list(
             eos_token_ids(built.model.generation_config.eos_token_id or getattr(config, "eos_token_id", None))
         ),

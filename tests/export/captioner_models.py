@@ -46,3 +46,47 @@ def make_tiny_captioner(
     }  # fmt: skip
     (folder / "preprocessor_config.json").write_text(json.dumps(processor))
     return folder
+
+
+def make_tiny_blip(folder: Path, seed: int = 0, peaked: float = 25.0) -> Path:
+    """A tiny ``BlipForConditionalGeneration`` (a ViT and a BERT decoder with cross-attention) with
+    BLIP's tokenizer layout: the MiniLM WordPiece plus [DEC] (bos, the decoder's start) and [ENC]."""
+    import torch
+    import transformers
+
+    from edgekit.assets import MINILM
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(MINILM.path()))
+    tokenizer.add_special_tokens({"bos_token": "[DEC]", "additional_special_tokens": ["[ENC]"]})
+    tokenizer.save_pretrained(str(folder))
+    text = transformers.BlipTextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+        max_position_embeddings=64, bos_token_id=tokenizer.bos_token_id, sep_token_id=tokenizer.sep_token_id,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.sep_token_id,
+    )  # fmt: skip
+    vision = transformers.BlipVisionConfig(
+        hidden_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        image_size=32,
+        patch_size=8,
+    )
+    config = transformers.BlipConfig(text_config=text.to_dict(), vision_config=vision.to_dict())
+    torch.manual_seed(seed)
+    model = transformers.BlipForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        head = model.text_decoder.get_output_embeddings().weight
+        head.mul_(peaked)
+        head[tokenizer.sep_token_id] *= 1.6
+    model.save_pretrained(str(folder))
+    processor = {
+        "do_resize": True, "size": {"height": 32, "width": 32}, "resample": 3, "do_rescale": True,
+        "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [0.48145466, 0.4578275, 0.40821073],
+        "image_std": [0.26862954, 0.26130258, 0.27577711], "do_convert_rgb": True,
+        "image_processor_type": "BlipImageProcessor",
+    }  # fmt: skip
+    (folder / "preprocessor_config.json").write_text(json.dumps(processor))
+    return folder

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import PHOTOS, run_cli, save_photos
-from .captioner_models import make_tiny_captioner
+from .captioner_models import make_tiny_blip, make_tiny_captioner
 
 
 @pytest.fixture(scope="module")
@@ -22,11 +22,15 @@ def photos(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def captioners(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
-    """decoder -> (model folder, ONNX artifact); TrOCR's encoder is wider than its decoder."""
+    """decoder -> (model folder, ONNX artifact); TrOCR's encoder is wider than its decoder; BLIP
+    is no encoder-decoder class (models/blip.py adapts it)."""
     root = tmp_path_factory.mktemp("captioners")
     out = {}
-    for decoder, width in (("gpt2", 32), ("trocr", 48)):
-        model = make_tiny_captioner(root / decoder, decoder, encoder_width=width, peaked=25.0)
+    for decoder, width in (("gpt2", 32), ("trocr", 48), ("blip", 48)):
+        if decoder == "blip":
+            model = make_tiny_blip(root / decoder)
+        else:
+            model = make_tiny_captioner(root / decoder, decoder, encoder_width=width, peaked=25.0)
         result = run_cli("export", "--model", str(model), "--out", str(root / f"{decoder}-onnx"))
         assert result.returncode == 0, result.stderr
         assert "greedy tokens identical to transformers on 3 inputs" in result.stdout
@@ -41,7 +45,7 @@ def _photo_cases(model: Path, photos: Path) -> dict:
     return {"prompts": [{"pixel_values": pre(open_image(photos / f"{n}.png"))[None]} for n in PHOTOS]}
 
 
-@pytest.mark.parametrize("decoder", ["gpt2", "trocr"])
+@pytest.mark.parametrize("decoder", ["gpt2", "trocr", "blip"])
 def test_captioner_exports_two_graphs_and_beams_like_transformers(captioners, photos, decoder):
     from edgekit.export.validate import seq2seq_greedy_parity
     from edgekit.models.seq2seq import build_seq2seq
@@ -54,7 +58,8 @@ def test_captioner_exports_two_graphs_and_beams_like_transformers(captioners, ph
     assert export["graphs"]["encoder"]["inputs"] == ["pixel_values"]
     assert export["seq2seq"]["encoder_input"] == "pixel_values" and export["max_length"] == 64
     sessions = {p: load_session(artifact, "ort", model_file=f) for p, f in export["model_files"].items()}
-    built = build_seq2seq(model, seq2seq_spec_for("vision-encoder-decoder"))
+    model_type = json.loads((model / "config.json").read_text())["model_type"]
+    built = build_seq2seq(model, seq2seq_spec_for(model_type))
     cases = _photo_cases(model, photos)
     for extra in (
         {},
@@ -105,8 +110,9 @@ def test_generate_image_cli_and_bad_inputs(captioners, photos, tmp_path):
         assert "Traceback" not in result.stderr
 
 
-def test_openvino_captioner_generates_like_onnx_runtime(captioners, photos, tmp_path):
-    _, artifact = captioners["trocr"]
+@pytest.mark.parametrize("decoder", ["trocr", "blip"])
+def test_openvino_captioner_generates_like_onnx_runtime(captioners, photos, tmp_path, decoder):
+    _, artifact = captioners[decoder]
     result = run_cli(
         "export", "--model", str(artifact), "--target", "openvino", "--out", str(tmp_path / "ov")
     )
@@ -224,3 +230,52 @@ def test_bench_scores_int8_captions_against_fp32_on_photos(captioners, photos, t
         "--out", str(tmp_path / "b2"),
     )  # fmt: skip
     assert refused.returncode != 0 and "holds no images" in refused.stderr
+
+
+def test_blip_continues_a_prompt_like_transformers_and_refuses_other_heads(captioners, photos, tmp_path):
+    """BLIP's conditional captioning: ``--prompt`` tokens follow the [DEC] start token, as
+    ``BlipForConditionalGeneration.generate`` puts them; the CLI prints the continuation. A BLIP
+    checkpoint of another head (retrieval) is refused in one line."""
+    import torch
+    import transformers
+    from PIL import Image
+
+    model, artifact = captioners["blip"]
+    assert json.loads((artifact / "manifest.json").read_text())["export"]["text_prompt"] is True
+    blip = transformers.BlipForConditionalGeneration.from_pretrained(str(model)).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(model))
+    processor = transformers.BlipImageProcessor.from_pretrained(str(model))
+    for name in PHOTOS[:3]:
+        photo = photos / f"{name}.png"
+        pixels = processor(Image.open(photo).convert("RGB"), return_tensors="pt")["pixel_values"]
+        ids = tokenizer(["a picture of"], return_tensors="pt")["input_ids"]
+        with torch.inference_mode():
+            hf = blip.generate(pixel_values=pixels, input_ids=ids, max_new_tokens=8, do_sample=False)
+        new = hf[0, ids.shape[1] - 1 :].tolist()  # [CLS] became [DEC] and [SEP] was dropped
+        new = new[: new.index(102) + 1] if 102 in new else new
+        expected = tokenizer.decode(new, skip_special_tokens=True).strip()
+        got = run_cli(
+            "generate",
+            str(artifact),
+            "--image",
+            str(photo),
+            "--prompt",
+            "a picture of",
+            "--max-new-tokens",
+            "8",
+        )
+        assert got.returncode == 0, got.stderr
+        assert got.stdout.strip() == expected
+    retrieval = tmp_path / "blip-retrieval"
+    retrieval.mkdir()
+    for f in model.iterdir():
+        (retrieval / f.name).write_bytes(f.read_bytes())
+    config = json.loads((model / "config.json").read_text())
+    (retrieval / "config.json").write_text(
+        json.dumps({**config, "architectures": ["BlipForImageTextRetrieval"]})
+    )
+    for task in ([], ["--task", "seq2seq"]):
+        refused = run_cli("export", "--model", str(retrieval), *task, "--out", str(tmp_path / "out"))
+        assert refused.returncode != 0 and "Traceback" not in refused.stderr, refused.stderr
+        assert not (tmp_path / "out").exists()
+    assert "BlipForConditionalGeneration" in refused.stderr, refused.stderr
