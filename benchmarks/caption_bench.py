@@ -51,12 +51,13 @@ def token_f1(got: list[int], expected: list[int]) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def _photo_feeds(cfg, artifact) -> tuple[list[str], list[dict[str, np.ndarray]]]:
+def _photo_feeds(cfg, artifact, export: dict, tokenizer) -> tuple[list[str], list[dict[str, np.ndarray]]]:
     from edgekit.calibration.images import ImagePreprocessor, image_files, open_image
+    from edgekit.runtimes.seq2seq import image_encoder_feed
 
     pre = ImagePreprocessor.from_model(artifact)
     files = image_files(cfg.eval_data)
-    feeds = [{"pixel_values": np.ascontiguousarray(pre(open_image(f, "--eval-data"))[None])} for f in files]
+    feeds = [image_encoder_feed(export, tokenizer, pre(open_image(f, "--eval-data"))[None]) for f in files]
     return [f.name for f in files], feeds
 
 
@@ -64,8 +65,8 @@ def caption_quality(cfg, workers, loaded, tokenizers, progress, task, verbose) -
     """One quality row per captioner worker: its captions of the eval photos against the reference's."""
     manifests = dict(loaded)
     feeds, names, tokens = {}, [], {}
-    for artifact, _ in loaded:
-        names, feeds[artifact] = _photo_feeds(cfg, artifact)
+    for artifact, manifest in loaded:
+        names, feeds[artifact] = _photo_feeds(cfg, artifact, manifest["export"], tokenizers.get(artifact))
     if progress:
         progress.update(task, description=f"bench: captioning {len(names)} photos")
     for w in workers:

@@ -109,11 +109,19 @@ def seq2seq_encoder_inputs(
         from edgekit.models.specs import seq2seq_spec_for
 
         config = AutoConfig.from_pretrained(str(artifact))
-        shape = feature_shape(config, seq2seq_spec_for(config.model_type), 1)
+        shape = feature_shape(config, seq2seq_spec_for(config.model_type), 1, artifact)
         features = np.random.default_rng(0).normal(0.0, 0.5, shape).astype(np.float32)
         what = "features" if io["encoder_input"] == "input_features" else "pixels"
         whole = "one full window" if what == "features" else "one image"
-        return {io["encoder_input"]: features}, f"seeded {what} {list(shape)} ({whole})"
+        if what == "features":
+            return {io["encoder_input"]: features}, f"seeded {what} {list(shape)} ({whole})"
+        from edgekit.runtimes.seq2seq import image_encoder_feed
+
+        feed = image_encoder_feed(manifest["export"], tokenizer, features)
+        task = (
+            f", the default task's {feed['input_ids'].shape[1]}-token prompt" if "input_ids" in feed else ""
+        )
+        return feed, f"seeded {what} {list(shape)} ({whole}{task})"
     ids = np.asarray([prompt_ids(tokenizer, texts, source_len)], dtype=np.int64)
     inputs = {"input_ids": ids}
     if io["encoder_mask"]:

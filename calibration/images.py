@@ -36,6 +36,21 @@ def _hw(value: Any, key: str) -> tuple[int, int] | int | None:
     )
 
 
+def has_image_processor(folder: Path) -> bool:
+    """Whether ``folder`` says how to prepare images: a ``preprocessor_config.json``, or a
+    ``processor_config.json`` that holds an ``image_processor`` section."""
+    import json
+
+    folder = Path(folder)
+    if (folder / "preprocessor_config.json").is_file():
+        return True
+    joint = folder / "processor_config.json"
+    try:
+        return joint.is_file() and isinstance(json.loads(joint.read_text()).get("image_processor"), dict)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 @dataclass(frozen=True)
 class ImagePreprocessor:
     size: tuple[int, int] | int | None = (224, 224)
@@ -51,12 +66,16 @@ class ImagePreprocessor:
         from edgekit.artifacts import read_json
 
         file = Path(model_dir) / "preprocessor_config.json"
-        if not file.is_file():
+        joint = Path(model_dir) / "processor_config.json"  # transformers 5 saves processors whole
+        if file.is_file():
+            cfg = read_json(file, "fix the file")
+        elif has_image_processor(model_dir):
+            cfg = read_json(joint, "fix the file")["image_processor"]
+        else:
             raise InputError(
                 f"'{model_dir}' has no preprocessor_config.json, so images cannot be prepared for it",
                 "add the image processor's preprocessor_config.json to the model folder",
             )
-        cfg = read_json(file, "fix the file")
         crop = _hw(cfg.get("crop_size"), "crop_size") if cfg.get("do_center_crop") else None
         if isinstance(crop, int):
             crop = (crop, crop)

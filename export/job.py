@@ -33,6 +33,7 @@ SUPPORT_FILES = (
     "sentence_bert_config.json",
     "config_sentence_transformers.json",
     "preprocessor_config.json",
+    "processor_config.json",
 )
 
 

@@ -124,3 +124,17 @@ def generate_seq2seq(
     cfg.check()
     stepper.encode(encoder_inputs)
     return decode(stepper, decoder_prompt, cfg, eos_token_ids, on_token)
+
+
+def image_encoder_feed(export: Mapping, tokenizer, pixels: np.ndarray, prompt: str | None = None) -> dict:
+    """A captioner's encoder inputs for prepared ``pixels`` [batch, 3, H, W]: ``pixel_values``, and
+    for a task-prompted encoder (Florence-2, ``export.encoder_prompt``) the prompt's ids for every
+    row (``prompt`` None: the default task)."""
+    feed = {"pixel_values": np.ascontiguousarray(pixels, dtype=np.float32)}
+    section = export.get("encoder_prompt")
+    if section:
+        from edgekit.models.task_prompt import encoder_prompt_ids
+
+        ids = encoder_prompt_ids(section, tokenizer, prompt)
+        feed["input_ids"] = np.asarray([ids] * pixels.shape[0], dtype=np.int64)
+    return feed

@@ -131,11 +131,11 @@ def _check_image_request(req: Request, encoder_input: str | None) -> None:
     if encoder_input != "pixel_values":
         reads = {"input_features": "audio (--audio)"}.get(encoder_input or "", "a text prompt (--prompt)")
         raise InputError(f"'{req.artifact}' reads {reads}, not an image", "drop --image")
-    continues = bool(req.export.get("text_prompt"))
-    if req.image is None or (req.prompt is not None and not continues) or req.chat or req.audio is not None:
-        if continues:
+    prompted = bool(req.export.get("text_prompt") or req.export.get("encoder_prompt"))
+    if req.image is None or (req.prompt is not None and not prompted) or req.chat or req.audio is not None:
+        if prompted:
             raise InputError(
-                f"'{req.artifact}' is an image captioner: it reads an image (and a --prompt it continues), not audio or a chat",
+                f"'{req.artifact}' is an image captioner: it reads an image (and a --prompt), not audio or a chat",
                 "pass the picture with --image",
             )
         raise InputError(
@@ -176,7 +176,12 @@ def _open_captioner(req: Request) -> tuple[int, Runner, GenerationConfig, str | 
     from edgekit.calibration.images import ImagePreprocessor, open_image
 
     pixels = ImagePreprocessor.from_model(req.artifact)(open_image(Path(req.image).expanduser()))
-    encoder_inputs = {"pixel_values": np.ascontiguousarray(pixels[None], dtype=np.float32)}
+    from edgekit.runtimes.seq2seq import image_encoder_feed
+
+    if req.export.get("encoder_prompt"):  # the task prompt goes to the encoder (Florence-2)
+        encoder_inputs = image_encoder_feed(req.export, req.tokenizer, pixels[None], req.prompt)
+        return 0, _seq2seq_runner(req, encoder_inputs), req.cfg, None
+    encoder_inputs = image_encoder_feed(req.export, req.tokenizer, pixels[None])
     # a prompt the caption continues (BLIP's conditional captioning): its tokens after the start
     # token, without the tokenizer's own [CLS]/[SEP] (BLIP's generate drops them the same way)
     prompt = req.tokenizer(req.prompt, add_special_tokens=False)["input_ids"] if req.prompt else []

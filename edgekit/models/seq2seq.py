@@ -53,7 +53,7 @@ def _modules():
             super().__init__()
             self.model, self.spec, self.start_token = model, spec, start_token
 
-        def forward(self, features, attention_mask=None):
+        def forward(self, features, attention_mask=None, input_ids=None):
             batch = features.shape[0]
             cache = EncoderDecoderCache(
                 DynamicCache(config=self.model.config), DynamicCache(config=self.model.config)
@@ -67,6 +67,8 @@ def _modules():
             }
             if attention_mask is not None:
                 kwargs["attention_mask"] = attention_mask
+            if input_ids is not None:  # a task prompt beside the image (Florence-2)
+                kwargs["input_ids"] = input_ids
             out = self.model(**kwargs)
             return (out.encoder_last_hidden_state, *flat_cache(out.past_key_values.cross_attention_cache))
 
@@ -120,14 +122,26 @@ class BuiltSeq2Seq:
     start_token: int
     encoder_length: int = 0
     """Positions the encoder gives (fixed for speech and images; text: that of the example)."""
+    prompt: dict | None = None
+    """A task-prompted encoder's prompt layout (``models/task_prompt.py``: bos, eos, tasks)."""
+    model_dir: Path | None = None
 
     @property
     def text_config(self) -> Any:
         """The decoder's config (a captioner's ``decoder``; the model's own for the others)."""
         return self.config.get_text_config(decoder=True)
 
+    @property
+    def dynamic_encoder_length(self) -> bool:
+        """The encoder's positions depend on its input (text, or an image with a prompt)."""
+        return self.spec.text_encoder or self.spec.encoder_prompt
+
     def encoder_names(self) -> tuple[list[str], list[str]]:
-        inputs = [self.spec.encoder_input] + (["attention_mask"] if self.spec.text_encoder else [])
+        inputs = (
+            [self.spec.encoder_input]
+            + (["input_ids"] if self.spec.encoder_prompt else [])
+            + (["attention_mask"] if self.spec.text_encoder else [])
+        )
         return inputs, ["last_hidden_state"] + self.io.cross_names("present")
 
     def decoder_names(self) -> tuple[list[str], list[str]]:
@@ -159,7 +173,7 @@ def build_seq2seq(model_dir: Path, spec: Seq2SeqSpec) -> BuiltSeq2Seq:
         model_dir,
         spec.model_class or "AutoModelForSeq2SeqLM",
         spec.attn_implementation,
-        with_tokenizer=spec.text_encoder,
+        with_tokenizer=spec.text_encoder or spec.encoder_prompt,
         tokenizer_needed_for="an encoder-decoder export",
     )
     if not spec.exports(getattr(model.config, "architectures", None)):
@@ -175,7 +189,7 @@ def build_seq2seq(model_dir: Path, spec: Seq2SeqSpec) -> BuiltSeq2Seq:
     token = start_token(model)
     encoder = encoder_cls(model, spec, token).eval()
     with torch.inference_mode():
-        example = encoder_example(model, spec, batch=1)
+        example = encoder_example(model, spec, batch=1, model_dir=model_dir)
         outs = encoder(**example)
     cross = outs[1:]
     io = Seq2SeqIO(
@@ -186,13 +200,24 @@ def build_seq2seq(model_dir: Path, spec: Seq2SeqSpec) -> BuiltSeq2Seq:
         encoder_mask=spec.text_encoder,
     )
     decoder = decoder_cls(model, io.num_layers).eval()
+    prompt = model.prompt_section(model_dir) if spec.encoder_prompt else None
     return BuiltSeq2Seq(
-        encoder, decoder, model, tokenizer, model.config, spec, io, token, int(cross[0].shape[2])
+        encoder,
+        decoder,
+        model,
+        tokenizer,
+        model.config,
+        spec,
+        io,
+        token,
+        int(cross[0].shape[2]),
+        prompt,
+        model_dir,
     )
 
 
 def encoder_example(
-    model, spec: Seq2SeqSpec, batch: int = 2, length: int = 5, seed: int = 0
+    model, spec: Seq2SeqSpec, batch: int = 2, length: int = 5, seed: int = 0, model_dir: Path | None = None
 ) -> dict[str, Any]:
     """Example encoder inputs: token ids (text) or log-mel features of the model's fixed length (speech)."""
     import torch
@@ -201,20 +226,39 @@ def encoder_example(
     if spec.text_encoder:
         ids = torch.randint(4, int(model.config.vocab_size), (batch, length), generator=generator)
         return {"features": ids, "attention_mask": torch.ones(batch, length, dtype=torch.long)}
-    return {"features": torch.randn(*feature_shape(model.config, spec, batch), generator=generator)}
+    shape = feature_shape(model.config, spec, batch, model_dir)
+    example = {"features": torch.randn(*shape, generator=generator)}
+    if spec.encoder_prompt:
+        vocab = int(model.config.get_text_config(decoder=True).vocab_size)
+        example["input_ids"] = torch.randint(4, vocab, (batch, length), generator=generator)
+    return example
 
 
-def feature_shape(config: Any, spec: Seq2SeqSpec, batch: int) -> tuple[int, ...]:
+def feature_shape(
+    config: Any, spec: Seq2SeqSpec, batch: int, model_dir: Path | None = None
+) -> tuple[int, ...]:
     """The fixed shape of a speech or image encoder's input: Whisper's log-mel window, or a
     captioner's pixels at the vision encoder's size."""
     if spec.encoder_input == "pixel_values":
         vision = (
             getattr(config, "vision_config", None) or config.encoder
         )  # BLIP's, or a VisionEncoderDecoder's
-        size = vision.image_size
+        size = getattr(vision, "image_size", None) or _processor_size(model_dir)
         h, w = (size, size) if isinstance(size, int) else tuple(size)
         return (batch, int(getattr(vision, "num_channels", 3)), int(h), int(w))
     return (batch, int(config.num_mel_bins), 2 * int(config.max_source_positions))
+
+
+def _processor_size(model_dir: Path | None) -> tuple[int, int]:
+    """The image size of a vision config that names none (Florence-2's DaViT is convolutional): the
+    folder's image processor's fixed size, else Florence-2's 768 x 768."""
+    from edgekit.calibration.images import ImagePreprocessor, has_image_processor
+
+    if model_dir is not None and has_image_processor(model_dir):
+        size = ImagePreprocessor.from_model(model_dir).size
+        if isinstance(size, tuple):
+            return size
+    return (768, 768)
 
 
 def decoder_example(built: BuiltSeq2Seq) -> dict[str, Any]:
@@ -222,7 +266,7 @@ def decoder_example(built: BuiltSeq2Seq) -> dict[str, Any]:
     import torch
 
     batch, past_len, new_len, enc_len = 2, 3, 4, 5
-    if not built.spec.text_encoder:
+    if not built.dynamic_encoder_length:
         enc_len = built.encoder_length
     io = built.io
     generator = torch.Generator().manual_seed(0)
@@ -252,6 +296,9 @@ def encoder_shapes(built: BuiltSeq2Seq) -> tuple[dict, dict[str, dict[int, str]]
     else:
         shapes = {"features": {0: dyn}}
         names = {inputs[0]: {0: "batch"}}
+        if built.spec.encoder_prompt:
+            shapes["input_ids"] = {0: dyn, 1: dyn}
+            names["input_ids"] = {0: "batch", 1: "prompt_sequence"}
     names["last_hidden_state"] = {0: "batch", 1: "encoder_sequence"}
     for name in outputs[1:]:
         names[name] = {0: "batch", 2: "encoder_sequence"}
@@ -265,7 +312,7 @@ def decoder_shapes(built: BuiltSeq2Seq) -> tuple[dict, dict[str, dict[int, str]]
     past_shapes = []
     for _ in range(built.io.num_layers):
         past_shapes += [{0: dyn, 2: dyn}] * 2
-        past_shapes += [{0: dyn, 2: dyn} if built.spec.text_encoder else {0: dyn}] * 2
+        past_shapes += [{0: dyn, 2: dyn} if built.dynamic_encoder_length else {0: dyn}] * 2
     shapes: dict[str, Any] = {"input_ids": {0: dyn, 1: dyn}, "past": past_shapes}
     names: dict[str, dict[int, str]] = {
         "input_ids": {0: "batch", 1: "sequence"},
@@ -303,12 +350,19 @@ def reference_io(built: BuiltSeq2Seq, model_file: str | None = None):
 
     if "encoder" in (model_file or ""):
         inputs, outputs = built.encoder_names()
+        specs = None
+        if built.spec.encoder_prompt:  # pixels and token ids
+            specs = {
+                inputs[0]: (("batch", None, None, None), "float32"),
+                "input_ids": (("batch", "prompt_sequence"), "int64"),
+            }
         return ReferenceIO(
             built.encoder,
             inputs,
             outputs,
             image_inputs=not built.spec.text_encoder,
             first_input_as="features",
+            input_specs=specs,
         )
     inputs, outputs = built.decoder_names()
     return ReferenceIO(built.decoder, inputs, outputs, past_names=built.io.past_names())

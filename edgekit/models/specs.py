@@ -141,6 +141,8 @@ class Seq2SeqSpec:
     encoder-decoder's (``decoder_input_ids``, ``encoder_outputs``, ``past_key_values``) into one."""
     text_prompt: bool = False
     """The decoder continues a text prompt after its start token (BLIP's conditional captioning)."""
+    encoder_prompt: bool = False
+    """The encoder reads a task prompt's ``input_ids`` beside the image (Florence-2)."""
 
     @property
     def text_encoder(self) -> bool:
@@ -180,6 +182,16 @@ _SEQ2SEQ_SPECS: tuple[Seq2SeqSpec, ...] = (
         architectures=("BlipForConditionalGeneration",),
         adapter="blip:as_seq2seq",
         text_prompt=True,
+    ),
+    # Florence-2 (the closest to OFA): DaViT image features ahead of the task prompt, through a BART
+    # encoder-decoder; the encoder graph reads pixels and the prompt's ids (models/florence2.py).
+    Seq2SeqSpec(
+        "florence2",
+        ("florence2",),
+        encoder_input="pixel_values",
+        model_class="Florence2ForConditionalGeneration",
+        adapter="florence2:as_seq2seq",
+        encoder_prompt=True,
     ),
 )
 

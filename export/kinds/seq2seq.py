@@ -93,9 +93,17 @@ class Seq2SeqCase:
         if cfg.calib is None:
             return None
         with self.job.steps.step("calibration images"):
-            return image_calibration(
+            calib = image_calibration(
                 self.job.model_dir, Path(cfg.calib).expanduser(), "pixel_values", cfg.calib_size, cfg.seed
             )
+        if self.built.prompt is not None:  # the default task's prompt beside every image (Florence-2)
+            from edgekit.runtimes.seq2seq import image_encoder_feed
+
+            export = {"encoder_prompt": self.built.prompt}
+            calib.feeds = [
+                image_encoder_feed(export, self.built.tokenizer, f["pixel_values"]) for f in calib.feeds
+            ]
+        return calib
 
     def weight_only_parity(self, sessions: dict, precision: str) -> dict:
         """Greedy tokens of compressed graphs against fp32, reported (and warned about), not required."""
@@ -146,6 +154,7 @@ def export(job: ExportJob) -> tuple[dict, dict]:
         "seq2seq": built.io.as_dict(),
         "decoder_start_token_id": built.start_token,
         "text_prompt": job.spec.text_prompt,
+        "encoder_prompt": built.prompt,
         "eos_token_ids": list(
             eos_token_ids(built.model.generation_config.eos_token_id or getattr(config, "eos_token_id", None))
         ),
@@ -170,7 +179,12 @@ def _graphs(job: ExportJob, built: Any, references: dict, cases: dict, files: di
 
     infos = {}
     for part, module, example, (shapes, axes) in (
-        ("encoder", built.encoder, encoder_example(built.model, job.spec), encoder_shapes(built)),
+        (
+            "encoder",
+            built.encoder,
+            encoder_example(built.model, job.spec, model_dir=job.model_dir),
+            encoder_shapes(built),
+        ),
         ("decoder", built.decoder, decoder_example(built), decoder_shapes(built)),
     ):
         names = built.encoder_names() if part == "encoder" else built.decoder_names()

@@ -90,3 +90,50 @@ def make_tiny_blip(folder: Path, seed: int = 0, peaked: float = 25.0) -> Path:
     }  # fmt: skip
     (folder / "preprocessor_config.json").write_text(json.dumps(processor))
     return folder
+
+
+def make_tiny_florence2(folder: Path, seed: int = 0, peaked: float = 25.0) -> Path:
+    """A tiny ``Florence2ForConditionalGeneration`` (a two-stage DaViT, a BART encoder-decoder) with
+    its processor (the task table, an image processor at 32 x 32) over the MiniLM WordPiece with an
+    ``<image>`` token, [CLS]/[SEP] as <s>/</s>; the LM head untied and scaled by ``peaked``."""
+    import torch
+    import transformers
+
+    from edgekit.assets import MINILM
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(
+        str(MINILM.path()),
+        extra_special_tokens={"image_token": "<image>"},
+        bos_token="[CLS]",
+        eos_token="[SEP]",
+    )
+    text = transformers.BartConfig(
+        vocab_size=len(tokenizer), d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=37, decoder_ffn_dim=37, max_position_embeddings=64,
+        bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id, pad_token_id=tokenizer.pad_token_id,
+        decoder_start_token_id=tokenizer.sep_token_id, forced_eos_token_id=None,
+    )  # fmt: skip
+    vision = transformers.Florence2VisionConfig(
+        depths=[1, 1], patch_size=[7, 3], patch_stride=[4, 2], patch_padding=[3, 1], patch_prenorm=[False, True],
+        embed_dim=[16, 32], num_heads=[2, 2], num_groups=[2, 2], window_size=2, projection_dim=32, drop_path_rate=0.0,
+    )  # fmt: skip
+    config = transformers.Florence2Config(
+        text_config=text.to_dict(), vision_config=vision.to_dict(), image_token_id=tokenizer.image_token_id,
+        tie_word_embeddings=False,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    model = transformers.Florence2ForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        head = model.get_output_embeddings().weight
+        head.mul_(peaked)
+        head[tokenizer.sep_token_id] *= 1.6
+    model.save_pretrained(str(folder))
+    image_processor = transformers.CLIPImageProcessorPil(
+        size={"height": 32, "width": 32}, do_center_crop=False, image_seq_length=17
+    )
+    transformers.Florence2Processor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(
+        str(folder)
+    )
+    return folder

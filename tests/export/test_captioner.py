@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import PHOTOS, run_cli, save_photos
-from .captioner_models import make_tiny_blip, make_tiny_captioner
+from .captioner_models import make_tiny_blip, make_tiny_captioner, make_tiny_florence2
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +23,12 @@ def photos(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def captioners(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
     """decoder -> (model folder, ONNX artifact); TrOCR's encoder is wider than its decoder; BLIP
-    is no encoder-decoder class (models/blip.py adapts it)."""
+    is no encoder-decoder class (models/blip.py adapts it); Florence-2's encoder reads a task prompt too."""
     root = tmp_path_factory.mktemp("captioners")
     out = {}
-    for decoder, width in (("gpt2", 32), ("trocr", 48), ("blip", 48)):
-        if decoder == "blip":
-            model = make_tiny_blip(root / decoder)
+    for decoder, width in (("gpt2", 32), ("trocr", 48), ("blip", 48), ("florence2", 32)):
+        if decoder in ("blip", "florence2"):
+            model = {"blip": make_tiny_blip, "florence2": make_tiny_florence2}[decoder](root / decoder)
         else:
             model = make_tiny_captioner(root / decoder, decoder, encoder_width=width, peaked=25.0)
         result = run_cli("export", "--model", str(model), "--out", str(root / f"{decoder}-onnx"))
@@ -38,14 +38,19 @@ def captioners(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
     return out
 
 
-def _photo_cases(model: Path, photos: Path) -> dict:
+def _photo_cases(model: Path, photos: Path, export: dict, tokenizer) -> dict:
+    """Every photo through the model's preprocessor (and, for Florence-2, the default task's prompt)."""
     from edgekit.calibration.images import ImagePreprocessor, open_image
+    from edgekit.runtimes.seq2seq import image_encoder_feed
 
     pre = ImagePreprocessor.from_model(model)
-    return {"prompts": [{"pixel_values": pre(open_image(photos / f"{n}.png"))[None]} for n in PHOTOS]}
+    feeds = [
+        image_encoder_feed(export, tokenizer, pre(open_image(photos / f"{n}.png"))[None]) for n in PHOTOS
+    ]
+    return {"prompts": feeds}
 
 
-@pytest.mark.parametrize("decoder", ["gpt2", "trocr", "blip"])
+@pytest.mark.parametrize("decoder", ["gpt2", "trocr", "blip", "florence2"])
 def test_captioner_exports_two_graphs_and_beams_like_transformers(captioners, photos, decoder):
     from edgekit.export.validate import seq2seq_greedy_parity
     from edgekit.models.seq2seq import build_seq2seq
@@ -55,12 +60,13 @@ def test_captioner_exports_two_graphs_and_beams_like_transformers(captioners, ph
 
     model, artifact = captioners[decoder]
     export = json.loads((artifact / "manifest.json").read_text())["export"]
-    assert export["graphs"]["encoder"]["inputs"] == ["pixel_values"]
+    prompted = decoder == "florence2"
+    assert export["graphs"]["encoder"]["inputs"] == ["pixel_values"] + (["input_ids"] if prompted else [])
     assert export["seq2seq"]["encoder_input"] == "pixel_values" and export["max_length"] == 64
     sessions = {p: load_session(artifact, "ort", model_file=f) for p, f in export["model_files"].items()}
     model_type = json.loads((model / "config.json").read_text())["model_type"]
     built = build_seq2seq(model, seq2seq_spec_for(model_type))
-    cases = _photo_cases(model, photos)
+    cases = _photo_cases(model, photos, export, built.tokenizer)
     for extra in (
         {},
         dict(num_beams=5, no_repeat_ngram_size=3),  # OFA's captioning settings
@@ -110,7 +116,7 @@ def test_generate_image_cli_and_bad_inputs(captioners, photos, tmp_path):
         assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("decoder", ["trocr", "blip"])
+@pytest.mark.parametrize("decoder", ["trocr", "blip", "florence2"])
 def test_openvino_captioner_generates_like_onnx_runtime(captioners, photos, tmp_path, decoder):
     _, artifact = captioners[decoder]
     result = run_cli(
@@ -279,3 +285,61 @@ def test_blip_continues_a_prompt_like_transformers_and_refuses_other_heads(capti
         assert refused.returncode != 0 and "Traceback" not in refused.stderr, refused.stderr
         assert not (tmp_path / "out").exists()
     assert "BlipForConditionalGeneration" in refused.stderr, refused.stderr
+
+
+def test_florence2_task_prompt_is_laid_out_as_its_processor_does(captioners, photos, tmp_path):
+    """The encoder graph reads the image and ``<s> prompt </s>``; Florence-2's processor puts N
+    image placeholders first and the model fills them with the image features. Both layouts must
+    give the same encoder output, for a task alone, a task with input, and free text; different
+    prompts give different outputs (so the check can fail); ``generate`` equals transformers."""
+    import numpy as np
+    import torch
+    import transformers
+    from PIL import Image
+
+    from edgekit.runtimes.registry import load_session
+    from edgekit.runtimes.seq2seq import image_encoder_feed
+
+    model, artifact = captioners["florence2"]
+    export = json.loads((artifact / "manifest.json").read_text())["export"]
+    assert export["encoder_prompt"]["tasks"]["<CAPTION>"] == "What does the image describe?"
+    florence = transformers.Florence2ForConditionalGeneration.from_pretrained(str(model)).eval()
+    processor = transformers.Florence2Processor.from_pretrained(str(model))
+    encoder = load_session(artifact, "ort", model_file=export["model_files"]["encoder"])
+    photo = photos / "chelsea.png"
+    image = Image.open(photo).convert("RGB")
+    states = {}
+    for prompt in ("<CAPTION>", "<OD>", "<CAPTION_TO_PHRASE_GROUNDING> a cat on a bed", "what is here"):
+        hf_in = processor(text=prompt, images=image, return_tensors="pt")
+        with torch.inference_mode():
+            hf = florence(
+                input_ids=hf_in["input_ids"], pixel_values=hf_in["pixel_values"],
+                decoder_input_ids=torch.tensor([[export["decoder_start_token_id"]]]),
+            ).encoder_last_hidden_state.numpy()  # fmt: skip
+        feed = image_encoder_feed(export, processor.tokenizer, hf_in["pixel_values"].numpy(), prompt)
+        got = encoder.run(feed)["last_hidden_state"]
+        assert got.shape == hf.shape and float(np.abs(got - hf).max()) < 1e-4, prompt
+        states[prompt] = got
+        if prompt in ("<CAPTION>", "<OD>"):
+            with torch.inference_mode():
+                tokens = florence.generate(
+                    input_ids=hf_in["input_ids"],
+                    pixel_values=hf_in["pixel_values"],
+                    max_new_tokens=8,
+                    do_sample=False,
+                )
+            expected = processor.tokenizer.decode(tokens[0, 1:], skip_special_tokens=True).strip()
+            cli = run_cli(
+                "generate", str(artifact), "--image", str(photo), "--prompt", prompt, "--max-new-tokens", "8"
+            )
+            assert cli.returncode == 0 and cli.stdout.strip() == expected, cli.stderr
+    assert float(np.abs(states["<CAPTION>"][:, -4:] - states["<OD>"][:, -4:]).max()) > 1e-3
+    bad = run_cli("generate", str(artifact), "--image", str(photo), "--prompt", "<CAPTION> extra words")
+    assert bad.returncode != 0 and "takes no text after it" in bad.stderr and "Traceback" not in bad.stderr
+    int8 = run_cli(
+        "export", "--model", str(artifact), "--target", "ort", "--precision", "int8", "--calib", str(photos),
+        "--out", str(tmp_path / "int8"),
+    )  # fmt: skip
+    assert int8.returncode == 0, int8.stderr
+    quant = json.loads((tmp_path / "int8" / "manifest.json").read_text())["export"]["quantization"]
+    assert quant["encoder"]["mode"] == "static" and quant["encoder"]["quantized_nodes"] > 0

@@ -25,7 +25,7 @@ BEAM_CONFIGS = [
 
 def test_every_registered_seq2seq_family_has_a_tiny_test_model():
     # captioners (vision-encoder-decoder) have theirs in test_captioner.py
-    covered = {"mt5", "mbart", "marian", "vision-encoder-decoder", "blip"}
+    covered = {"mt5", "mbart", "marian", "vision-encoder-decoder", "blip", "florence2"}
     assert sorted(set(seq2seq_model_types()) - covered - set(TINY_SEQ2SEQ)) == []
 
 
