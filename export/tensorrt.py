@@ -44,7 +44,7 @@ def profiles(
     (an empty past for the prefill); ``total_sequence`` (attention mask of a decoder) 1..max_seq;
     a speech encoder's ``samples`` 0.1 s..20 s at 16 kHz (20 s: the window edgekit runs long
     audio in), optimised for 10 s; numbers are fixed dimensions."""
-    return _shapes(
+    return shapes_for(
         inputs,
         {
             "batch": (1, opt_batch, max_batch),
@@ -57,14 +57,19 @@ def profiles(
 
 
 def decoder_profiles(
-    inputs: list[dict], max_batch: int, opt_context: int, max_seq: int
+    inputs: list[dict],
+    max_batch: int,
+    opt_context: int,
+    max_seq: int,
+    extra: dict[str, tuple[int, int, int]] | None = None,
 ) -> list[dict[str, Any]]:
     """Two profiles for a KV-cache decoder, one engine sharing the weights (the layout
     TensorRT-LLM-style runtimes use): index 0 ``decode``, one new token per row over a past of
     0..max_seq-1, tuned at ``opt_context`` -- the step that runs for every generated token; index 1
     ``prefill``, a prompt of 1..max_seq tokens on an empty past, tuned at ``opt_context`` tokens.
     Each profile's min, opt and max are consistent shapes (total = past + new), which TensorRT
-    checks; a session picks the profile whose ranges hold the shapes it is given."""
+    checks; a session picks the profile whose ranges hold the shapes it is given. ``extra``: the
+    ranges of other named axes, the same in both (an encoder-decoder's ``encoder_sequence``)."""
     opt = max(1, min(opt_context, max_seq - 1))
     decode = {
         "batch": (1, 1, max_batch),
@@ -79,12 +84,12 @@ def decoder_profiles(
         "total_sequence": (1, opt, max_seq),
     }
     return [
-        {"name": "decode", "shapes": _shapes(inputs, decode)},
-        {"name": "prefill", "shapes": _shapes(inputs, prefill)},
+        {"name": "decode", "shapes": shapes_for(inputs, {**(extra or {}), **decode})},
+        {"name": "prefill", "shapes": shapes_for(inputs, {**(extra or {}), **prefill})},
     ]
 
 
-def _shapes(inputs: list[dict], sizes: dict[str, tuple[int, int, int]]) -> dict[str, dict[str, list[int]]]:
+def shapes_for(inputs: list[dict], sizes: dict[str, tuple[int, int, int]]) -> dict[str, dict[str, list[int]]]:
     out: dict[str, dict[str, list[int]]] = {}
     for spec in inputs:
         shape: dict[str, list[int]] = {key: [] for key in ("min", "opt", "max")}
@@ -285,7 +290,7 @@ def trt_export(
         quality = measure(evalset, OrtSession(tmp / "model.onnx", SessionOptions()), cfg.seed)
     section = {
         "tensorrt": {
-            **_commands_and_engine(tmp, cfg.precision, profile, steps),
+            **commands_and_engine(tmp, cfg.precision, profile, steps),
             "fp32_ops": list(FP32_OPS) if cfg.precision == "fp16" else None,
         },
         **quant,
@@ -293,7 +298,7 @@ def trt_export(
     return section, quality
 
 
-def _commands_and_engine(
+def commands_and_engine(
     tmp: Path, precision: str, profile: list[dict[str, Any]], steps: Any
 ) -> dict[str, Any]:
     """Write ``build_trt.sh``; build the engine now when TensorRT and a GPU are here. The manifest's
@@ -372,7 +377,7 @@ def trt_decoder_export(
         )
     section = {
         "tensorrt": {
-            **_commands_and_engine(tmp, "fp16", profile, steps),
+            **commands_and_engine(tmp, "fp16", profile, steps),
             "max_seq": max_seq,
             "fp32_ops": list(DECODER_FP32_OPS),
             "fp32_nodes": len(kept),
@@ -443,9 +448,12 @@ def _trt_int8(cfg: Any, model_dir: Path, built: Any, tmp: Path, steps: Any) -> d
 
 def graph_folders(folder: Path, export: dict) -> list[tuple[Path, dict]]:
     """The folders of an artifact that each hold a TensorRT graph (model.onnx + profiles), with
-    the manifest section of each: the artifact itself, or one per tower of an image-text model."""
+    the manifest section of each: the artifact itself, one per tower of an image-text model, or an
+    encoder-decoder's encoder and decoder."""
     if "towers" in export:
         return [(folder / name, tower["tensorrt"]) for name, tower in export["towers"].items()]
+    if "tensorrt_graphs" in export:
+        return [(folder / name, section) for name, section in export["tensorrt_graphs"].items()]
     return [(folder, export["tensorrt"])]
 
 

@@ -198,13 +198,14 @@ class TrtBackend:
 def engine_path(artifact: Path, model_file: str | None = None) -> Path:
     """Where the engine of a graph lies: ``model.engine`` beside its ONNX, in the artifact or in a
     tower's folder (``text/model.onnx`` -> ``text/model.engine``). Graphs that share one folder
-    (an encoder-decoder's two) have no engine of their own."""
+    (an encoder-decoder's, other than --target trt's ``encoder/`` and ``decoder/``) have no engine
+    of their own."""
     if model_file is None:
         return artifact / ENGINE_FILE
     parent = Path(model_file).parent
     if parent == Path("."):
         raise InputError(
-            "the TensorRT backend runs single-graph artifacts and image-text towers only",
-            "export encoder-decoders with --target onnx or openvino",
+            "this artifact's graphs share one folder, so none has a TensorRT engine of its own",
+            "export it with --target trt",
         )
     return artifact / parent / ENGINE_FILE

@@ -154,11 +154,26 @@ def _seq2seq_compressed_line(path: Path, manifest: dict) -> str | None:
     g = validation["greedy_generation"]
     parts = ", ".join(
         f"{part} {'static INT8' if q.get('mode') == 'static' else 'weight-only ' + export['precision']}"
-        for part, q in export["quantization"].items()
+        for part, q in export.get("quantization", {}).items()
     )
+    engines = ""
+    if "tensorrt_graphs" in export:  # fp16 graphs for TensorRT, in a folder each
+        worst = max(validation["max_abs_diff"].values())
+        parts = (
+            f"encoder/ and decoder/ in fp16 for TensorRT, within {worst:.2e} of PyTorch fp32 on ONNX Runtime"
+        )
+        why = next(
+            (t["not_built_because"] for t in export["tensorrt_graphs"].values() if not t["engine_built"]),
+            None,
+        )
+        engines = (
+            f"\nTensorRT engines not built: {why}; on the device run 'edgekit build {path}'"
+            if why
+            else "\nbuilt both TensorRT engines"
+        )
     return (
         f"wrote {path} ({export['format']}: {parts}); greedy tokens identical to fp32 on "
-        f"{g['identical_inputs']} of {g['inputs']} inputs ({g['new_tokens']} tokens each)"
+        f"{g['identical_inputs']} of {g['inputs']} inputs ({g['new_tokens']} tokens each){engines}"
     )
 
 

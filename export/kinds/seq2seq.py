@@ -17,7 +17,7 @@ from edgekit.models.cache_io import eos_token_ids
 log = logging.getLogger("edgekit.export")
 
 SEQ2SEQ_HINT = (
-    "export with --target onnx, ort or openvino at fp32 (openvino: fp16 too), or weight-only int8/int4 "
+    "export with --target onnx, ort or openvino at fp32 (openvino and trt: fp16), or weight-only int8/int4 "
     "with --target ort or openvino (captioners: add --calib photos/ for a static INT8 vision encoder)"
 )
 

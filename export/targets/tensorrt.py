@@ -14,7 +14,7 @@ class TensorRTTarget(TargetBase):
     name = "trt"
     graph_precisions = ("fp16", "int8")
     decoder_precisions = ("fp16",)
-    seq2seq_precisions = ()
+    seq2seq_precisions = ("fp16",)
     decoder_hint = "use --precision fp16 for TensorRT, or weight-only int8/int4 with --target ort or openvino"
     takes_max_seq = True
     measures_float_quality = True
@@ -41,6 +41,11 @@ class TensorRTTarget(TargetBase):
             job.cfg, case.built, case.reference, job.tmp, job.steps, inputs, case.prompts, validation
         )
         return info, section, validation
+
+    def seq2seq(self, job: Any, case: Any) -> tuple[dict, dict]:
+        from edgekit.export.tensorrt_seq2seq import trt_seq2seq_export
+
+        return trt_seq2seq_export(job, case)
 
 
 TARGET = TensorRTTarget()

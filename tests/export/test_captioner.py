@@ -343,3 +343,31 @@ def test_florence2_task_prompt_is_laid_out_as_its_processor_does(captioners, pho
     assert int8.returncode == 0, int8.stderr
     quant = json.loads((tmp_path / "int8" / "manifest.json").read_text())["export"]["quantization"]
     assert quant["encoder"]["mode"] == "static" and quant["encoder"]["quantized_nodes"] > 0
+
+
+def test_florence2_trt_fp16_profiles_take_the_task_prompt(captioners, photos, tmp_path):
+    """--target trt fp16 of a task-prompted captioner: the encoder's profile ranges the prompt's
+    length beside fixed-size pixels; the decoder's cross-attention length covers patches + prompt."""
+    _, artifact = captioners["florence2"]
+    out = tmp_path / "trt"
+    result = run_cli(
+        "export", "--model", str(artifact), "--target", "trt", "--precision", "fp16", "--out", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    export = json.loads((out / "manifest.json").read_text())["export"]
+    encoder = export["tensorrt_graphs"]["encoder"]["profiles"][0]["shapes"]
+    assert encoder["pixel_values"]["min"][1:] == encoder["pixel_values"]["max"][1:] == [3, 32, 32]
+    assert encoder["input_ids"]["min"] == [1, 1] and encoder["input_ids"]["max"][1] == 128
+    cross = export["tensorrt_graphs"]["decoder"]["profiles"][0]["shapes"]["past_key_values.0.encoder.key"]
+    assert cross["max"][2] >= 17 + 128  # image features + the longest prompt
+    caption = run_cli(
+        "generate",
+        str(out),
+        "--image",
+        str(photos / "chelsea.png"),
+        "--prompt",
+        "<OD>",
+        "--max-new-tokens",
+        "6",
+    )
+    assert caption.returncode == 0 and caption.stdout.strip(), caption.stderr

@@ -416,7 +416,7 @@ def test_trt_image_text_towers_each_get_a_graph_profiles_and_a_build_script(trt_
         section = export["towers"][tower]["tensorrt"]
         assert section["precision"] == "fp16" and axis in section["profiles"][0]["shapes"]
         assert engine_path(trt_dual, export["model_files"][tower]) == folder / "model.engine"
-    with pytest.raises(InputError, match="encoder-decoders"):
+    with pytest.raises(InputError, match="share one folder"):
         engine_path(trt_dual, "decoder.onnx")  # two graphs in one folder: no engine each
 
 
@@ -443,3 +443,93 @@ def test_image_text_engines_embed_like_onnx_runtime(trt_dual):  # pragma: no cov
     for embed, arg in (("embed_images", [image]), ("embed_texts", labels)):
         a, b = getattr(engines, embed)(arg), getattr(onnx_runtime, embed)(arg)
         assert (a * b).sum(1).min() > 0.99  # fp16 engines against the fp32-run graph, unit vectors
+
+
+@pytest.fixture(scope="module")
+def trt_seq2seq(tmp_path_factory):
+    """A tiny random BART for --target trt fp16: encoder/ and decoder/ with profiles each."""
+    from .seq2seq_models import make_tiny_seq2seq
+
+    root = tmp_path_factory.mktemp("trt-seq2seq")
+    out = root / "trt"
+    src = make_tiny_seq2seq(root / "bart", "bart")
+    result = run_cli(
+        "export", "--model", str(src), "--target", "trt", "--precision", "fp16", "--out", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    assert "encoder/ and decoder/ in fp16 for TensorRT" in result.stdout
+    return src, out
+
+
+def test_trt_encoder_decoder_gets_fp16_graphs_with_consistent_profiles(trt_seq2seq):
+    """Each graph in a folder of its own with its profiles; the encoder's text length and the
+    decoder's cross-attention length share one range; decode is one token over a past up to the
+    target positions less one, prefill a prompt on an empty past; fp16 checked on ONNX Runtime."""
+    import onnx
+
+    from edgekit.export.tensorrt import graph_folders
+    from edgekit.runtimes.trt_backend import engine_path
+
+    _, out = trt_seq2seq
+    manifest = json.loads((out / "manifest.json").read_text())
+    export = manifest["export"]
+    assert export["model_files"] == {"encoder": "encoder/model.onnx", "decoder": "decoder/model.onnx"}
+    assert export["tensorrt"] == {"precision": "fp16", "engine_built": TRT_READY}
+    assert [f for f, _ in graph_folders(out, export)] == [out / "encoder", out / "decoder"]
+    for part in ("encoder", "decoder"):
+        assert {"model.onnx", "trt_profiles.json", "build_trt.sh"} <= {p.name for p in (out / part).iterdir()}
+        assert engine_path(out, export["model_files"][part]) == out / part / "model.engine"
+        graph = onnx.load(str(out / part / "model.onnx"))
+        assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.graph.initializer)
+        assert [i.type.tensor_type.elem_type for i in graph.graph.input if i.name.startswith("past")] in (
+            [],
+            [onnx.TensorProto.FLOAT] * len([i for i in graph.graph.input if i.name.startswith("past")]),
+        )  # the exported io types stay
+    assert not list(out.glob("*.onnx"))  # the fp32 graphs were replaced, not left beside
+    encoder = export["tensorrt_graphs"]["encoder"]["profiles"][0]["shapes"]
+    source = encoder["input_ids"]["max"][1]
+    assert encoder["input_ids"]["min"] == [1, 1] and encoder["attention_mask"]["max"] == [16, source]
+    decode, prefill = export["tensorrt_graphs"]["decoder"]["profiles"]
+    assert (decode["name"], prefill["name"]) == ("decode", "prefill")
+    assert (
+        decode["shapes"]["input_ids"]["max"][1] == 1
+        and prefill["shapes"]["past_key_values.0.decoder.key"]["max"][2] == 0
+    )
+    max_seq = prefill["shapes"]["input_ids"]["max"][1]
+    assert decode["shapes"]["past_key_values.0.decoder.key"]["max"][2] == max_seq - 1
+    for profile in (decode, prefill):
+        assert profile["shapes"]["past_key_values.0.encoder.key"]["max"][2] == source
+        assert profile["shapes"]["encoder_attention_mask"]["max"] == [16, source]
+    validation = manifest["validation"]
+    assert validation["passed"] and validation["atol"] == 0.25 and "fp32" in validation
+    assert (
+        0 <= validation["greedy_generation"]["identical_inputs"] <= validation["greedy_generation"]["inputs"]
+    )
+    ran = run_cli(
+        "generate", str(out), "--backend", "ort", "--prompt", "Edge devices", "--max-new-tokens", "6"
+    )
+    assert ran.returncode == 0, ran.stderr
+
+
+def test_build_of_encoder_decoder_refuses_clearly_without_tensorrt(trt_seq2seq):
+    if TRT_READY:
+        pytest.skip("TensorRT and a GPU are present: the engines are built instead")
+    _, out = trt_seq2seq
+    result = run_cli("build", str(out))
+    assert result.returncode != 0 and "cannot build the TensorRT engine here" in result.stderr
+    assert not (out / "encoder" / "model.engine").exists() and not (out / "decoder" / "model.engine").exists()
+    result = run_cli("generate", str(out), "--backend", "trt", "--prompt", "Edge devices")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not TRT_READY, reason=f"TensorRT engine build needs TensorRT and a GPU: {TRT_WHY}")
+def test_encoder_decoder_engines_generate_what_onnx_runtime_does(trt_seq2seq):  # pragma: no cover - GPU only
+    _, out = trt_seq2seq
+    assert run_cli("build", str(out)).returncode == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert all(g["engine_built"] for g in manifest["export"]["tensorrt_graphs"].values())
+    args = ["--prompt", "Edge devices run small models.", "--max-new-tokens", "8"]
+    trt_run = run_cli("generate", str(out), "--backend", "trt", *args)
+    ort_run = run_cli("generate", str(out), "--backend", "ort", *args)
+    assert trt_run.returncode == 0, trt_run.stderr
+    assert trt_run.stdout.strip() == ort_run.stdout.strip()
