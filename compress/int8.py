@@ -46,6 +46,7 @@ def ort_int8(
         quantize_dynamic_int8,
         quantize_static_qdq,
         weight_matmuls,
+        with_convs,
     )
     from edgekit.runtimes.base import SessionOptions
     from edgekit.runtimes.ort_backend import OrtSession
@@ -64,6 +65,8 @@ def ort_int8(
         if cfg.smooth_alpha > 0:
             src, target, smoothed = smooth_graph(src, target, calib, cfg.smooth_alpha, steps)
             (tmp / "model.fp32.onnx").unlink()
+        if getattr(built, "quantize_convs", False):  # after smoothing, which rewrites MatMuls only
+            target = with_convs(load_with_shapes(src), target)
         passes = len(calib.feeds) * (2 if method.needs_histogram else 1)
         with steps.step(f"calibrate ({method.name}, {len(calib.feeds)} samples)", passes) as advance:
             ranges = cached_ranges(src, calib, target.activations, method, progress=advance)
@@ -83,7 +86,10 @@ def ort_int8(
             if ranges
             else collect(src, feeds, target.activations, RangeMethod("minmax")).tensors
         )
-        return local_errors(src, feeds, node_ranges)
+        convs = [n for n in target.nodes if n not in weight_matmuls(load_with_shapes(src)).nodes]
+        return convs + local_errors(
+            src, feeds, node_ranges
+        )  # quantized convolutions first, then MatMuls by error
 
     with steps.step("quantize and measure"):
         _, quality, kept, tries = guarded(
@@ -102,7 +108,12 @@ def ort_int8(
             "weights": "int8 symmetric, per output channel",
             "activations": "uint8 asymmetric, per tensor, "
             + ("calibrated" if static else "range computed at run time"),
-            "ops": "MatMul/Gemm with a weight operand",
+            "ops": "MatMul/Gemm with a weight operand"
+            + (
+                ", Conv with its output (QLinearConv)"
+                if static and getattr(built, "quantize_convs", False)
+                else ""
+            ),
             "method": ranges.method if ranges else None,
             "smooth_quant": {"alpha": cfg.smooth_alpha, "activations": len(smoothed)} if static else None,
             "ranges_from_cache": ranges.from_cache if ranges else None,

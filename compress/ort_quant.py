@@ -57,6 +57,21 @@ def weight_matmuls(model: Any, exclude: tuple[str, ...] = ()) -> QuantTarget:
     return QuantTarget(nodes, acts)
 
 
+def with_convs(model: Any, target: QuantTarget) -> QuantTarget:
+    """``target`` plus every Conv with an initializer weight: its input and its output get a range,
+    as ONNX Runtime fuses ``DQ -> Conv -> Q`` into QLinearConv (there is no int8 convolution with a
+    float output). For speech feature encoders, whose convolutions over raw audio hold about a
+    third of wav2vec2-base's multiply-adds."""
+    inits = {i.name for i in model.graph.initializer}
+    nodes, acts = list(target.nodes), list(target.activations)
+    for node in model.graph.node:
+        if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        nodes.append(node.name)
+        acts += [t for t in (node.input[0], node.output[0]) if t not in acts]
+    return QuantTarget(nodes, acts)
+
+
 def quantize_static_qdq(
     model: Any,
     out: Path,
@@ -80,6 +95,7 @@ def quantize_static_qdq(
         CalibrationMethod.MinMax,
         {name: (np.float32(lo), np.float32(hi)) for name, (lo, hi) in ranges.items()},
     )
+    convs = {n.name for n in model.graph.node if n.op_type == "Conv"} & set(nodes)
     quantizer = QDQQuantizer(
         model,
         per_channel,
@@ -89,12 +105,13 @@ def quantize_static_qdq(
         data,
         nodes,
         [],
-        list(QUANT_OPS),
+        [*QUANT_OPS, "Conv"],
         {
             "OpTypesToExcludeOutputQuantization": list(QUANT_OPS),
             "ActivationSymmetric": symmetric_activations,
             "WeightSymmetric": True,
-            "QuantizeBias": False,
+            # a Conv's bias as int32 (QLinearConv's form); MatMul biases are Adds, fused below
+            "QuantizeBias": bool(convs),
         },
     )
     quantizer.quantize_model()
@@ -119,6 +136,9 @@ def keep_float_consumers(model: Any, quantized: set[str]) -> int:
             if dq is None or dq.op_type != "DequantizeLinear":
                 continue
             q = produced_by.get(dq.input[0])
+            source = produced_by.get(q.input[0]) if q is not None else None
+            if source is not None and source.op_type == "Conv" and source.name in quantized:
+                continue  # a quantized Conv's own output Q: what makes it a QLinearConv
             if q is not None and q.op_type == "QuantizeLinear":
                 node.input[i] = q.input[0]
                 rewired += 1

@@ -123,6 +123,16 @@ def test_int8_from_wav_files(ctc_exports, speech, tmp_path):
         if manifest["export"]["precision"] == "int8":
             calib = manifest["export"]["quantization"]["calibration"]
             assert calib["kind"] == "audio" and calib["files"] == 3 and calib["samples"] == 3
+        if name == "ort8":  # the feature encoder's convolutions too, in QLinearConv's form (output Q)
+            import onnx
+
+            assert "Conv" in manifest["export"]["quantization"]["ops"]
+            graph = onnx.load(str(tmp_path / name / "model.onnx")).graph
+            made = {o: n for n in graph.node for o in n.output}
+            convs = [n for n in graph.node if n.op_type == "Conv"]
+            assert convs and all(made[n.input[1]].op_type == "DequantizeLinear" for n in convs)
+            consumers = [n for n in graph.node for c in convs if c.output[0] in n.input]
+            assert consumers and all(n.op_type == "QuantizeLinear" for n in consumers)
         gen = run_cli("generate", str(tmp_path / name), "--audio", str(speech / "s0.wav"))
         assert gen.returncode == 0, gen.stderr
         assert gen.stdout.strip()
@@ -272,3 +282,22 @@ def test_bench_times_each_utterance_and_scores_transcripts_against_fp32(ctc_expo
         assert r["audio_s"] == pytest.approx(len(read_wav(speech / r["utterance"], 16000)) / 16000)
         assert r["cer_vs_fp32"] == 0.0 and r["transcript"]  # fp32 ONNX reads what PyTorch reads
     assert "RTF" in (out / "bench.md").read_text() and "WAV files" in bench["audio"]
+
+
+def test_int8_guard_puts_the_convolutions_back_in_float_first(ctc_exports, speech, tmp_path):
+    """When the guard has to keep nodes in float, a speech encoder's quantized convolutions go
+    back first, before any MatMul (the guard logs each node it keeps)."""
+    import re
+
+    import onnx
+
+    _, artifact = ctc_exports["wav2vec2"]
+    out = tmp_path / "guarded"
+    result = run_cli(
+        "export", "--model", str(artifact), "--target", "ort", "--precision", "int8", "--calib", str(speech),
+        "--eval-data", str(speech), "--max-drop", "1e-9", "--max-float-nodes", "2", "--out", str(out), "--verbose",
+    )  # fmt: skip
+    kept = re.findall(r"keeping (\S+) in float", result.stdout + result.stderr)
+    convs = {n.name for n in onnx.load(str(artifact / "model.onnx")).graph.node if n.op_type == "Conv"}
+    assert len(kept) == 2 and all(name in convs for name in kept), kept
+    assert result.returncode != 0 and "cannot meet --max-drop" in result.stderr and not out.exists()
