@@ -42,7 +42,6 @@ def ort_int8(
     from edgekit.calibration.ranges import RangeMethod, cached_ranges, collect
     from edgekit.compress.ort_quant import (
         load_with_shapes,
-        qdq_summary,
         quantize_dynamic_int8,
         quantize_static_qdq,
         weight_matmuls,
@@ -96,7 +95,28 @@ def ort_int8(
             build, candidates, evalset, cfg.max_drop, cfg.max_float_nodes, cfg.seed, steps
         )
     src.unlink()
-    fused = static and fuse
+    section = _ort_section(
+        cfg, static and fuse, static, ranges, smoothed, calib, target, kept, tries, tmp, built
+    )
+    return section, quality
+
+
+def _ort_section(
+    cfg: Any,
+    fused: bool,
+    static: bool,
+    ranges: Any,
+    smoothed: list,
+    calib: Any,
+    target: Any,
+    kept: list,
+    tries: list,
+    tmp: Path,
+    built: Any,
+) -> dict:
+    """The manifest's ``quantization`` section of an ONNX Runtime INT8 graph."""
+    from edgekit.compress.ort_quant import qdq_summary
+
     section = {
         "quantization": {
             "mode": "static" if static else "dynamic",
@@ -124,7 +144,7 @@ def ort_int8(
             "graph": qdq_summary(tmp / "model.onnx"),
         }
     }
-    return section, quality
+    return section
 
 
 def openvino_int8(
