@@ -124,6 +124,38 @@ def summary(result: dict) -> dict:
     return report
 
 
+def _optimum(args, model: Path, photos: Path, root: Path) -> dict:
+    """Optimum's ORTModelForVision2Seq on the same model and photos (prepared by the same
+    preprocessor), 2 threads, after the bench run (its own process, not interleaved)."""
+    import numpy as np
+
+    from edgekit.benchmarks.caption_bench import CAPTION_TOKENS
+    from edgekit.benchmarks.peers import optimum_vision2seq
+    from edgekit.calibration.images import ImagePreprocessor, image_files, open_image
+
+    pre = ImagePreprocessor.from_model(model)
+    pixels = root / "pixels.npy"
+    np.save(pixels, np.stack([pre(open_image(f)) for f in image_files(photos)]))
+    return optimum_vision2seq(
+        args.optimum_python, model, root / "optimum", pixels, args.new_tokens, CAPTION_TOKENS, args.repeat, 2
+    )
+
+
+def _peer_summary(peer: dict, result: dict) -> dict:
+    """The peer's figures beside edgekit's: encoder speed-up over PyTorch fp32 from this run's torch
+    row, decode tokens/s, and its captions against PyTorch fp32's."""
+    torch_row = next(r for r in result["rows"] if r["backend"] == "torch")
+    reference = next(q for q in result["quality"] if q["backend"] == "torch")["captions"]
+    same = [a == b for a, b in zip(peer["captions"], reference.values())]
+    return {
+        "tool": peer["tool"],
+        "encoder_ms": round(peer["encoder_ms"], 1),
+        "encoder_speedup_vs_torch": round(torch_row["encoder_ms"] / peer["encoder_ms"], 2),
+        "tokens_per_s": round(peer["tokens_per_s"], 1),
+        "captions_identical_to_fp32": sum(same) / len(same),
+    }
+
+
 def main(argv: list[str] | None = None) -> dict:
     from edgekit.benchmarks.harness import BenchConfig, bench
     from edgekit.benchmarks.measures import export_variants
@@ -134,6 +166,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--decoder-layers", type=int, default=12, help="GPT-2 layers (12: GPT-2 small's)")
     ap.add_argument("--new-tokens", type=int, default=16)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument(
+        "--optimum-python",
+        default=None,
+        help="python of a venv with optimum[onnxruntime]: times ORTModelForVision2Seq too",
+    )
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -146,8 +183,11 @@ def main(argv: list[str] | None = None) -> dict:
             out=args.out, overwrite=True,
         )  # fmt: skip
         result = bench(cfg)
+        peer = _optimum(args, model, photos, root) if args.optimum_python else None
     print_table(result)
     report = summary(result)
+    if peer is not None:
+        report["peer"] = _peer_summary(peer, result)
     print(json.dumps(report, indent=2))
     return report
 

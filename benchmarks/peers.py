@@ -168,3 +168,70 @@ def optimum_ctc(python: str, model_dir: Path, out: Path, ctc: dict, mode: str = 
     return wrap_peer(
         out, f"optimum {_version(python, 'optimum')} ({mode})", model_dir, model_file, export=export
     )
+
+
+# Optimum: ORTModelForVision2Seq's export of a captioner folder, timed by itself in its own venv
+# (its generate runs its three graphs: encoder, decoder, decoder with past). Per photo: the
+# encoder alone, and a greedy generation of exactly ``new_tokens`` tokens; then each photo's
+# greedy caption (up to ``caption_tokens`` or EOS), decoded without special tokens.
+_OPTIMUM_VISION2SEQ = r"""
+import sys, json, time
+import numpy as np, torch, onnxruntime as ort
+model_dir, out, pixels, new_tokens, caption_tokens, repeat, threads = sys.argv[1:8]
+new_tokens, caption_tokens, repeat, threads = int(new_tokens), int(caption_tokens), int(repeat), int(threads)
+from transformers import AutoTokenizer
+from optimum.onnxruntime import ORTModelForVision2Seq
+options = ort.SessionOptions()
+options.intra_op_num_threads = threads
+model = ORTModelForVision2Seq.from_pretrained(model_dir, export=True, session_options=options)
+model.save_pretrained(out)
+tok = AutoTokenizer.from_pretrained(model_dir)
+photos = torch.from_numpy(np.load(pixels))
+torch.set_num_threads(threads)
+def run(px, n, min_n):
+    return model.generate(pixel_values=px, max_new_tokens=n, min_new_tokens=min_n, do_sample=False, num_beams=1)
+run(photos[:1], 4, 4)  # warm-up
+encoder, generation = [], []
+for _ in range(repeat):
+    for i in range(len(photos)):
+        px = photos[i : i + 1]
+        t0 = time.perf_counter(); model.encoder(pixel_values=px); t1 = time.perf_counter()
+        run(px, new_tokens, new_tokens); t2 = time.perf_counter()
+        encoder.append(t1 - t0); generation.append(t2 - t1)
+captions = [tok.decode(run(photos[i : i + 1], caption_tokens, 0)[0], skip_special_tokens=True).strip() for i in range(len(photos))]
+enc = float(np.median(encoder))
+print(json.dumps({"encoder_ms": enc * 1e3, "tokens_per_s": new_tokens / (float(np.median(generation)) - enc), "captions": captions}))
+"""
+
+
+def optimum_vision2seq(
+    python: str,
+    model_dir: Path,
+    out: Path,
+    pixels: Path,
+    new_tokens: int,
+    caption_tokens: int,
+    repeat: int,
+    threads: int,
+) -> dict:
+    """Optimum's ``ORTModelForVision2Seq`` on the captioner ``model_dir``, in its venv: encoder ms
+    and decode tokens/s (a generation of ``new_tokens`` less the encoder, over ``new_tokens``:
+    its first decoder step counted, as Optimum's generate runs it), and the greedy captions of the
+    photos in ``pixels`` (an .npy of prepared pixel batches)."""
+    import json
+
+    line = _run_peer(
+        python,
+        _OPTIMUM_VISION2SEQ,
+        [
+            str(model_dir),
+            str(out),
+            str(pixels),
+            str(new_tokens),
+            str(caption_tokens),
+            str(repeat),
+            str(threads),
+        ],
+        "Optimum Vision2Seq export",
+    )
+    return {"tool": f"optimum {_version(python, 'optimum')} ORTModelForVision2Seq", **json.loads(line)}
