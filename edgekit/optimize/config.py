@@ -16,7 +16,8 @@ class Task:
 
     precisions: tuple[str, ...]
     kind: str
-    """'encoder', 'decoder' (KV-cache, weight-only int8/int4), 'dual' (image-text) or 'ctc' (speech)."""
+    """'encoder', 'decoder' (KV-cache, weight-only int8/int4), 'dual' (image-text), 'ctc' (speech),
+    'vision' (image features) or 'captioner' (an image encoder-decoder)."""
     eval_hint: str
     """What --eval-data has to be, for the message when it is missing."""
     calib_hint: str = "pass --calib texts.txt (or --data)"
@@ -51,11 +52,22 @@ TASKS = {
         distils=False,
         text_data=False,
     ),
+    "image-captioning": Task(
+        ("fp32", "int8", "int4"),
+        "captioner",
+        "held-out photos: a folder of JPEG/PNG images",
+        calib_hint="pass --calib with a folder of images",
+        distils=False,
+        text_data=False,
+    ),
 }
 """Tasks whose every stage exists for optimize. For encoders, image-text and speech models int8 is
-static (calibrated); for decoders int8 and int4 are weight-only. Speech and vision encoders are
-quantized only (no students yet)."""
+static (calibrated); for decoders int8 and int4 are weight-only; for captioners int8 and int4 are
+a static INT8 vision encoder (calibrated on images) with a weight-only decoder. Speech, vision
+encoders and captioners are quantized only (no students yet)."""
 BACKEND_TARGETS = {"ort": "ort", "openvino": "openvino"}
+CAPTION_NEW_TOKENS = 16
+"""Captioners: the greedy tokens of one timed caption (EOS ignored)."""
 """The export target whose artifact each backend runs."""
 
 
@@ -65,6 +77,11 @@ def task_kind(task: str) -> str:
 
 def is_decoder(task: str) -> bool:
     return task_kind(task) == "decoder"
+
+
+def is_captioner(task: str) -> bool:
+    """Image captioners: encoder-decoders timed per caption, scored on their captions."""
+    return task_kind(task) == "captioner"
 
 
 def is_dual(task: str) -> bool:
@@ -231,11 +248,13 @@ class OptimizeConfig:
         self._check_dual()
         if (
             not is_decoder(self.task)
-            and "int8" in self.precisions
+            and ("int8" in self.precisions or (is_captioner(self.task) and "int4" in self.precisions))
             and self.calib is None
             and (self.data is None or not TASKS[self.task].text_data)
         ):
-            what = {"ctc": "audio", "vision": "images"}.get(task_kind(self.task), "text")
+            what = {"ctc": "audio", "vision": "images", "captioner": "images"}.get(
+                task_kind(self.task), "text"
+            )
             raise InputError(f"INT8 needs calibration {what}", TASKS[self.task].calib_hint)
         if not 0 <= self.max_drop < 1:
             raise InputError(

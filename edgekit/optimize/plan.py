@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekit.optimize.config import BACKEND_TARGETS, TASKS, OptimizeConfig, Shape, is_decoder
+from edgekit.optimize.config import BACKEND_TARGETS, TASKS, OptimizeConfig, Shape, is_captioner, is_decoder
 
 TEACHER = "teacher"
 
@@ -97,6 +97,10 @@ def _target_options(cfg: OptimizeConfig, backend: str, precision: str) -> dict:
     options: dict[str, Any] = {"target": BACKEND_TARGETS[backend], "precision": precision, "seed": cfg.seed}
     if is_decoder(cfg.task):
         return {**options, "task": "text-generation"}  # int8/int4: weight-only, no calibration
+    if is_captioner(cfg.task):  # int8/int4: the vision encoder static INT8, the decoder weight-only
+        if precision == "fp32":
+            return options
+        return {**options, "calib": str(Path(cfg.calib).expanduser().resolve()), "calib_size": cfg.calib_size}
     if precision == "int8":
         options.update(
             calib=str(Path(cfg.calib or cfg.data).expanduser().resolve()), calib_size=cfg.calib_size

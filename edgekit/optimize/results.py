@@ -10,7 +10,15 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from edgekit.optimize.config import TASKS, OptimizeConfig, is_ctc, is_decoder, is_dual, is_vision
+from edgekit.optimize.config import (
+    TASKS,
+    OptimizeConfig,
+    is_captioner,
+    is_ctc,
+    is_decoder,
+    is_dual,
+    is_vision,
+)
 from edgekit.optimize.plan import Plan
 
 QUALITY = {
@@ -22,6 +30,9 @@ DUAL_QUALITY = {
     "i2t_r1": "image-to-text recall@1 on the --eval-data pairs, relative to the teacher in PyTorch fp32",
 }
 CTC_QUALITY = "transcript agreement with the teacher in PyTorch fp32 (1 - character error rate) over the --eval-data WAV files"
+CAPTION_QUALITY = (
+    "token F1 of the greedy captions of the --eval-data photos against the teacher's in PyTorch fp32"
+)
 VISION_QUALITY = "5-fold probe accuracy on the features of the labelled --eval-data images, relative to the teacher in PyTorch fp32"
 REPORT_FILES = ("results.json", "report.md", "report.html", "pareto.png")
 
@@ -146,7 +157,23 @@ def ctc_quality(rows: list[dict], reference: str) -> list[dict]:
     return out
 
 
-ROWS = {"dual": _dual_row, "ctc": _ctc_row}
+def _captioner_row(rows: list[dict], folder: str, backend: str, case: dict) -> dict | None:
+    """A captioner cell's row: the time to one caption (the encoder's p50, then the first decoder
+    step, then the other new tokens at the per-token p50), captions per second."""
+    row = _find(rows, folder, backend)
+    if row is None:
+        return None
+    caption_ms = row["ttft_ms"] + (row["new_tokens"] - 1) * row["per_token_p50_ms"]
+    return {
+        "p50_ms": caption_ms,
+        "throughput_per_s": 1e3 / caption_ms,
+        "peak_rss_mb": row.get("peak_rss_mb"),
+        "encoder_ms": row["encoder_ms"],
+        "tokens_per_s": row["tokens_per_s"],
+    }
+
+
+ROWS = {"dual": _dual_row, "ctc": _ctc_row, "captioner": _captioner_row}
 """How a cell's bench rows become its one row, by task kind (default: the row of the timed case)."""
 
 
@@ -194,7 +221,15 @@ def collect(
     ref = plan.stage(plan.reference).folder
     if ctc:  # the bench rows carry each utterance's transcript
         quality = ctc_quality(rows, ref)
-    metric = dual_metric(quality) if dual else "transcript_agreement" if ctc else "accuracy"
+    metric = (
+        dual_metric(quality)
+        if dual
+        else "transcript_agreement"
+        if ctc
+        else "caption_token_f1"
+        if is_captioner(cfg.task)
+        else "accuracy"
+    )
     kind_row = ROWS.get(TASKS[cfg.task].kind)
 
     def find_row(folder: str, backend: str) -> dict | None:
@@ -250,7 +285,7 @@ def collect(
 def _case(cfg: OptimizeConfig) -> dict[str, Any]:
     """The bench case cells are compared at: none for decoders (per token) and speech (every
     file once), the batch for images, batch and sequence for text encoders."""
-    if is_decoder(cfg.task) or is_ctc(cfg.task):
+    if is_decoder(cfg.task) or is_ctc(cfg.task) or is_captioner(cfg.task):
         return {}
     if is_vision(cfg.task):
         return {"batch": cfg.batch}
@@ -281,7 +316,12 @@ def _cell_entry(
 def _quality_text(task: str, metric: str) -> str:
     """What a task's quality figure is, for the report."""
     kind = TASKS[task].kind
-    texts = {"dual": DUAL_QUALITY.get(metric), "ctc": CTC_QUALITY, "vision": VISION_QUALITY}
+    texts = {
+        "dual": DUAL_QUALITY.get(metric),
+        "ctc": CTC_QUALITY,
+        "vision": VISION_QUALITY,
+        "captioner": CAPTION_QUALITY,
+    }
     return texts.get(kind) or QUALITY[kind == "decoder"]
 
 

@@ -20,8 +20,10 @@ from typing import Any
 from edgekit.errors import EdgekitError, InputError
 from edgekit.optimize.board import Board
 from edgekit.optimize.config import (
+    CAPTION_NEW_TOKENS,
     OptimizeConfig,
     fit_shapes,
+    is_captioner,
     is_ctc,
     is_decoder,
     is_dual,
@@ -113,7 +115,11 @@ def _check_teacher(cfg: OptimizeConfig, config: dict) -> None:
     from edgekit.models.ctc import ctc_model_types
     from edgekit.models.vision import vision_model_types
 
-    kinds = {"ctc": ("a CTC speech", ctc_model_types), "vision": ("a vision encoder", vision_model_types)}
+    kinds = {
+        "ctc": ("a CTC speech", ctc_model_types),
+        "vision": ("a vision encoder", vision_model_types),
+        "captioner": ("an image captioner", _captioner_model_types),
+    }
     if task_kind(cfg.task) in kinds:
         what, types = kinds[task_kind(cfg.task)]
         if config.get("model_type") not in types():
@@ -121,6 +127,14 @@ def _check_teacher(cfg: OptimizeConfig, config: dict) -> None:
                 f"--task {cfg.task} takes {what} model; '{cfg.model}' is a {config.get('model_type')} model",
                 f"give a {', '.join(types())} model folder, or another --task",
             )
+
+
+def _captioner_model_types() -> list[str]:
+    from edgekit.models.specs import list_seq2seq_specs
+
+    return sorted(
+        t for spec in list_seq2seq_specs() if spec.encoder_input == "pixel_values" for t in spec.model_types
+    )
 
 
 def _check_data(cfg: OptimizeConfig) -> None:
@@ -131,8 +145,8 @@ def _check_data(cfg: OptimizeConfig) -> None:
     if is_ctc(cfg.task):
         _check_audio(cfg)
         return
-    if is_vision(cfg.task):
-        _check_images(cfg)
+    if is_vision(cfg.task) or is_captioner(cfg.task):
+        _check_images(cfg, labelled=is_vision(cfg.task))
         return
     for path in (cfg.data, cfg.calib) if not is_dual(cfg.task) else (cfg.calib_text,):
         if path is not None:
@@ -164,15 +178,17 @@ def _check_audio(cfg: OptimizeConfig) -> None:
                 read_wav(file, 16000)
 
 
-def _check_images(cfg: OptimizeConfig) -> None:
-    """Vision: every image of --eval-data and --calib opens; --eval-data has class subfolders."""
+def _check_images(cfg: OptimizeConfig, labelled: bool) -> None:
+    """Images: every image of --eval-data and --calib opens; for vision encoders (probe accuracy)
+    --eval-data has class subfolders, captioners are scored on their captions without labels."""
     from edgekit.calibration.images import check_image_folder
 
     if cfg.calib is not None:
         check_image_folder(cfg.calib, "--calib")
     folder = Path(cfg.eval_data).expanduser()
     labels = [f.parent.name for f in check_image_folder(folder, "--eval-data") if f.parent != folder]
-    _require_labels(cfg, labels, "a folder of class subfolders of images")
+    if labelled:
+        _require_labels(cfg, labels, "a folder of class subfolders of images")
 
 
 def _require_labels(cfg: OptimizeConfig, labels: list[str], what: str) -> None:
@@ -340,6 +356,13 @@ def run_bench(
 
 
 def _bench_options(cfg: OptimizeConfig) -> dict:
+    if is_captioner(cfg.task):  # batch 1: the encoder once, then CAPTION_NEW_TOKENS greedy tokens
+        return {
+            "new_tokens": CAPTION_NEW_TOKENS,
+            "contexts": (8,),
+            "repeat": cfg.repeat,
+            "threads": cfg.threads,
+        }
     if is_decoder(cfg.task):  # batch 1: tokens/s after a 32-token prompt, per-token latency at 16 tokens
         return {"new_tokens": cfg.new_tokens, "prompt_len": 32, "contexts": (16,), "threads": cfg.threads}
     if is_ctc(cfg.task) or is_vision(cfg.task):  # speech: each utterance whole, batch 1; images at --batch

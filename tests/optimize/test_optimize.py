@@ -413,3 +413,53 @@ def test_a_speech_teacher_is_quantized_and_scored_on_its_transcripts(tmp_path):
     assert "cer_vs_fp32" in int8["validation"]["quality"]  # the guard judged it on the WAVs' transcripts
     report = (out / "report.md").read_text()
     assert "files/s" in report and "1 - CER" in report and "RTF" in report
+
+
+def test_a_captioner_teacher_is_quantized_and_scored_on_its_captions(tmp_path):
+    """Image captioners: no students; fp32 and int8 (a static INT8 vision encoder calibrated on the
+    photos, a weight-only decoder) on ONNX Runtime, timed per caption (encoder, then the greedy
+    tokens), quality the token F1 of each cell's captions against the teacher's in PyTorch."""
+    from ..conftest import save_photos
+    from ..export.captioner_models import make_tiny_captioner
+
+    teacher = make_tiny_captioner(tmp_path / "cap", "gpt2", peaked=25.0)
+    (tmp_path / "photos").mkdir()
+    photos = save_photos(tmp_path / "photos")
+    out = tmp_path / "opt"
+    args = [
+        "--model",
+        str(teacher),
+        "--task",
+        "image-captioning",
+        "--eval-data",
+        str(photos),
+        "--calib",
+        str(photos),
+    ]
+    args += ["--backends", "ort", "--precisions", "fp32,int8", "--repeat", "3"]
+    result = run_cli("optimize", *args, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    results, cells = _every_cell_ok(out)
+    assert set(cells) == {"teacher torch fp32", "teacher ort fp32", "teacher ort int8"}
+    assert results["metric"] == "caption_token_f1" and "captions" in results["quality_metric"]
+    bench = json.loads(next((out / "stages").glob("bench-*/bench.json")).read_text())
+    for name, c in cells.items():
+        backend = name.split()[1]
+        folder = Path(c.get("artifact", "")).name
+        row = next(
+            r
+            for r in bench["rows"]
+            if r["backend"] == backend and (backend == "torch" or r["artifact"] == folder)
+        )
+        assert c["p50_ms"] == pytest.approx(
+            row["ttft_ms"] + (row["new_tokens"] - 1) * row["per_token_p50_ms"]
+        )
+        assert 0 <= c["accuracy"] <= 1 and c["throughput_per_s"] > 0
+    assert cells["teacher ort fp32"]["accuracy"] == 1.0  # the teacher's weights: its captions
+    int8 = json.loads(next((out / "stages").glob("export-teacher-ort-int8-*/manifest.json")).read_text())
+    assert int8["export"]["quantization"]["encoder"]["calibration"]["kind"] == "image"
+    assert "caption ms" in (out / "report.md").read_text()
+    refused = run_cli(
+        "optimize", *args[:4], "--eval-data", str(photos), "--students", "2", "--out", str(tmp_path / "o2")
+    )
+    assert refused.returncode != 0 and "does not distil" in refused.stderr and not (tmp_path / "o2").exists()

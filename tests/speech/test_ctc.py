@@ -295,9 +295,9 @@ def test_int8_guard_puts_the_convolutions_back_in_float_first(ctc_exports, speec
     out = tmp_path / "guarded"
     result = run_cli(
         "export", "--model", str(artifact), "--target", "ort", "--precision", "int8", "--calib", str(speech),
-        "--eval-data", str(speech), "--max-drop", "1e-9", "--max-float-nodes", "2", "--out", str(out), "--verbose",
+        "--eval-data", str(speech), "--max-drop", "1e-9", "--max-float-nodes", "1", "--out", str(out), "--verbose",
     )  # fmt: skip
     kept = re.findall(r"keeping (\S+) in float", result.stdout + result.stderr)
     convs = {n.name for n in onnx.load(str(artifact / "model.onnx")).graph.node if n.op_type == "Conv"}
-    assert len(kept) == 2 and all(name in convs for name in kept), kept
+    assert len(kept) == 1 and kept[0] in convs, kept
     assert result.returncode != 0 and "cannot meet --max-drop" in result.stderr and not out.exists()
