@@ -201,10 +201,6 @@ def _transcribe_ctc(req: Request, on_text: Callable[[str], None] | None) -> Text
             f"'{req.artifact}' is a CTC speech model: it reads audio, not a text prompt",
             "pass a WAV file with --audio (and no --prompt)",
         )
-    if req.image is not None:
-        raise InputError(
-            f"'{req.artifact}' is a CTC speech model: it reads audio, not an image", "pass --audio instead"
-        )
     cfg = req.cfg
     if req.language or req.translate or cfg.do_sample or cfg.num_beams > 1 or cfg.stop_strings:
         raise InputError(
