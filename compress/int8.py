@@ -56,7 +56,7 @@ def ort_int8(
     target = weight_matmuls(load_with_shapes(src))
     with steps.step("reference outputs on eval data"):
         evalset = build_eval_set(cfg, built, reference, model_dir)
-    calib, ranges, smoothed = None, None, []
+    calib, ranges, smoothed, convs = None, None, [], []
     if static:
         method = RangeMethod(cfg.calib_method, cfg.percentile).check()
         with steps.step("calibration set"):
@@ -65,7 +65,9 @@ def ort_int8(
             src, target, smoothed = smooth_graph(src, target, calib, cfg.smooth_alpha, steps)
             (tmp / "model.fp32.onnx").unlink()
         if getattr(built, "quantize_convs", False):  # after smoothing, which rewrites MatMuls only
+            matmuls = set(target.nodes)
             target = with_convs(load_with_shapes(src), target)
+            convs = [n for n in target.nodes if n not in matmuls]
         passes = len(calib.feeds) * (2 if method.needs_histogram else 1)
         with steps.step(f"calibrate ({method.name}, {len(calib.feeds)} samples)", passes) as advance:
             ranges = cached_ranges(src, calib, target.activations, method, progress=advance)
@@ -85,7 +87,6 @@ def ort_int8(
             if ranges
             else collect(src, feeds, target.activations, RangeMethod("minmax")).tensors
         )
-        convs = [n for n in target.nodes if n not in weight_matmuls(load_with_shapes(src)).nodes]
         return convs + local_errors(
             src, feeds, node_ranges
         )  # quantized convolutions first, then MatMuls by error
@@ -96,7 +97,7 @@ def ort_int8(
         )
     src.unlink()
     section = _ort_section(
-        cfg, static and fuse, static, ranges, smoothed, calib, target, kept, tries, tmp, built
+        cfg, static and fuse, static, ranges, smoothed, calib, target, kept, tries, tmp, bool(convs)
     )
     return section, quality
 
@@ -112,7 +113,7 @@ def _ort_section(
     kept: list,
     tries: list,
     tmp: Path,
-    built: Any,
+    convs: bool,
 ) -> dict:
     """The manifest's ``quantization`` section of an ONNX Runtime INT8 graph."""
     from edgekit.compress.ort_quant import qdq_summary
@@ -129,11 +130,7 @@ def _ort_section(
             "activations": "uint8 asymmetric, per tensor, "
             + ("calibrated" if static else "range computed at run time"),
             "ops": "MatMul/Gemm with a weight operand"
-            + (
-                ", Conv with its output (QLinearConv)"
-                if static and getattr(built, "quantize_convs", False)
-                else ""
-            ),
+            + (", Conv with its output (QLinearConv)" if convs else ""),
             "method": ranges.method if ranges else None,
             "smooth_quant": {"alpha": cfg.smooth_alpha, "activations": len(smoothed)} if static else None,
             "ranges_from_cache": ranges.from_cache if ranges else None,

@@ -70,7 +70,7 @@ def seq2seq_profiles(cfg: Any, built: Any, encoder: Path, decoder: Path) -> dict
             min(max(cfg.seq_lens), max_seq - 1),
             max_seq,
             extra={"encoder_sequence": cross},
-        ),  # fmt: skip
+        ),
     }
 
 

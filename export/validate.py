@@ -258,13 +258,12 @@ def seq2seq_cases(built, encoder_reference, seed: int = 0) -> dict[str, Any]:
 
         def features(batch: int) -> dict[str, np.ndarray]:
             shape = feature_shape(built.config, built.spec, batch, built.model_dir)
-            feed = {built.spec.encoder_input: rng.standard_normal(shape).astype(np.float32)}
+            values = rng.standard_normal(shape).astype(np.float32)
             if built.prompt is not None:  # the default task's prompt beside the image (Florence-2)
-                from edgekit.models.task_prompt import encoder_prompt_ids
+                from edgekit.runtimes.seq2seq import image_encoder_feed
 
-                ids = encoder_prompt_ids(built.prompt, built.tokenizer, None)
-                feed["input_ids"] = np.asarray([ids] * batch, dtype=np.int64)
-            return feed
+                return image_encoder_feed({"encoder_prompt": built.prompt}, built.tokenizer, values)
+            return {built.spec.encoder_input: values}
 
         single, padded, prompts = features(1), features(2), [features(1) for _ in range(3)]
     encoder_cases = [
