@@ -279,6 +279,9 @@ def test_blip_continues_a_prompt_like_transformers_and_refuses_other_heads(capti
             assert got.returncode == 0 and got.stdout.strip() == expected, got.stderr
         text = generate_text(artifact, "a picture of", GenerationConfig(max_new_tokens=8), image=photo).text
         assert text.strip() == expected
+    long_prompt = run_cli("generate", str(artifact), "--image", str(photo), "--prompt", "word " * 70)
+    assert long_prompt.returncode != 0 and "use a shorter --prompt" in long_prompt.stderr  # 64 positions
+    assert "Traceback" not in long_prompt.stderr
     retrieval = tmp_path / "blip-retrieval"
     retrieval.mkdir()
     for f in model.iterdir():

@@ -146,3 +146,9 @@ def test_a_captioner_teacher_is_quantized_and_scored_on_its_captions(tmp_path):
         "optimize", *args[:4], "--eval-data", str(photos), "--students", "2", "--out", str(tmp_path / "o2")
     )
     assert refused.returncode != 0 and "does not distil" in refused.stderr and not (tmp_path / "o2").exists()
+    from ..conftest import make_tiny_encoder
+
+    encoder = make_tiny_encoder(tmp_path / "bert", "bert")
+    wrong = run_cli("optimize", "--model", str(encoder), *args[2:], "--out", str(tmp_path / "o3"))
+    assert wrong.returncode != 0 and "takes an image captioner model" in wrong.stderr
+    assert "Traceback" not in wrong.stderr and not (tmp_path / "o3").exists()
