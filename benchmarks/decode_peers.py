@@ -196,6 +196,7 @@ def set_genai_threads(folder: Path, threads: int) -> None:
 EDGEKIT = (  # (name, cache key, target, precision, backend)
     ("edgekit ORT fp32", "ort", "ort", "fp32", "ort"),
     ("edgekit OpenVINO fp32", "openvino", "openvino", "fp32", "openvino"),
+    ("edgekit OpenVINO fp16 weights", "openvino-fp16", "openvino", "fp16", "openvino"),
     ("edgekit OpenVINO bf16", "openvino-bf16", "openvino", "bf16", "openvino"),
     ("edgekit ORT int8 (weight-only)", "ort-int8", "ort", "int8", "ort"),
     ("edgekit OpenVINO int8 (weight-only)", "openvino-int8", "openvino", "int8", "openvino"),
@@ -207,7 +208,7 @@ EDGEKIT = (  # (name, cache key, target, precision, backend)
     ("edgekit ExecuTorch int4 (android .pte, 8da4w)", "android-int4", "android", "int4", "executorch"),
     ("edgekit ORT Mobile int4 (android .ort)", "android-int4", "android", "int4", "ort"),
 )
-BITS = {"fp32": "fp32", "F16": "16-bit", "bf16": "16-bit", "int8": "8-bit", "Q8_0": "8-bit"}
+BITS = {"fp32": "fp32", "F16": "16-bit", "fp16": "16-bit", "bf16": "16-bit", "int8": "8-bit", "Q8_0": "8-bit"}
 GGUF_PEER = "llama.cpp Q4_1"
 """The runtime whose tokens the GGUF import is compared with: llama.cpp on the same file."""
 

@@ -7,7 +7,8 @@ much as the weights' reads once those are 4-bit; ONNX Runtime's own optimizer le
   and with the residual Add in front of it one ``SkipSimplifiedLayerNormalization``, whose fourth
   output is the sum the next residual reads;
 - the query, key and value projections of each ``GroupQueryAttention`` (three MatMuls of one input)
-  become one MatMul whose output the attention takes packed.
+  become one MatMul whose output the attention takes packed;
+- a gated MLP's gate and up projections (two MatMuls of one input) become one MatMul and a Split.
 
 Each rewrite matches the exact pattern and leaves anything else as it was; the graph is validated
 against PyTorch after it, like any other.
@@ -193,6 +194,51 @@ def merge_qkv(model: Any) -> int:
     return merged
 
 
+def merge_gate_up(model: Any) -> int:
+    """Two MatMuls with constant weights of one shape that are the only readers of their input (a
+    gated MLP's gate and up projections): one MatMul of the concatenated weight and a Split. The
+    same reads, in one larger product that splits better across threads and is one dispatch fewer
+    per layer after weight-only quantization (SmolLM2 int4: 3-5% more tokens/s, A/B in one process)."""
+    from onnx import helper, numpy_helper
+
+    from edgekit.compress.onnx_edit import drop_unused_initializers
+
+    g = Graph(model)
+    merged = 0
+    for name, users in g.consumers.items():
+        if len(users) != 2 or any(u.op_type != "MatMul" or u.input[0] != name for u in users):
+            continue
+        weights = [g.inits.get(u.input[1]) for u in users]
+        if any(w is None or len(w.dims) != 2 for w in weights) or weights[0].dims != weights[1].dims:
+            continue
+        if any(u.output[0] in g.outputs for u in users):
+            continue
+        first, second = users
+        joined = f"{first.output[0]}.gate_up"
+        both = np.concatenate([numpy_helper.to_array(w) for w in weights], axis=1)
+        sizes = np.array([weights[0].dims[1], weights[1].dims[1]], dtype=np.int64)
+        g.graph.initializer.append(numpy_helper.from_array(both, f"{joined}.weight"))
+        g.graph.initializer.append(numpy_helper.from_array(sizes, f"{joined}.sizes"))
+        g.added.append((first, helper.make_node("MatMul", [name, f"{joined}.weight"], [joined], name=joined)))
+        g.added.append(
+            (
+                second,
+                helper.make_node(
+                    "Split",
+                    [joined, f"{joined}.sizes"],
+                    [first.output[0], second.output[0]],
+                    name=f"{joined}.split",
+                    axis=-1,
+                ),
+            )
+        )
+        g.removed.update({id(first), id(second)})
+        merged += 1
+    g.commit()
+    drop_unused_initializers(model)
+    return merged
+
+
 def fuse_decoder(path: Path) -> dict:
     """Both rewrites on the graph at ``path``, in place (weights inside the file, or beside it in
     ``<name>.data`` for graphs over protobuf's 2 GB; the exporter's own data file is replaced)."""
@@ -210,8 +256,14 @@ def fuse_decoder(path: Path) -> dict:
     model = onnx.load(str(path))
     norms = fuse_rms_norms(model)
     qkv = merge_qkv(model)
+    gate_up = merge_gate_up(model)
     use_contrib_domain(model)
     for name in external:  # loaded above; the staging folder's files, written by this export
         (path.parent / name).unlink()
     save_onnx(model, path)
-    return {**norms, "merged_qkv_projections": qkv, "nodes": len(model.graph.node)}
+    return {
+        **norms,
+        "merged_qkv_projections": qkv,
+        "merged_gate_up_projections": gate_up,
+        "nodes": len(model.graph.node),
+    }

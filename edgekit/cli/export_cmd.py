@@ -232,7 +232,8 @@ def _validation_line(path: Path, manifest: dict) -> str:
     return (
         f"wrote {path} ({export.get('format', 'onnx')}, {export['exporter']} exporter, opset {export['opset']}); "
         f"validated on {validation.get('runtime')} on {len(validation['cases'])} inputs: max |diff| {diffs} "
-        f"(atol {validation['atol']:g})"
+        f"(atol {validation['atol']:g}"
+        + (f" + {validation['rtol']:g} of the largest |logit|)" if validation.get("rtol") else ")")
     )
 
 

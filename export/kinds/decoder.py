@@ -115,7 +115,7 @@ class DecoderCase:
         if not generation["identical"]:
             log.warning(
                 "%s: greedy tokens match fp32 on %d of %d prompts (matching prefixes %s of %d tokens)",
-                precision if precision == "bf16" else f"weight-only {precision}",
+                precision if precision in ("bf16", "fp16") else f"weight-only {precision}",
                 generation["identical_prompts"],
                 generation["prompts"],
                 generation["matching_prefix"],

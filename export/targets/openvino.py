@@ -16,6 +16,8 @@ from edgekit.export.targets import TargetBase
 
 IR_SECTION = {"format": "openvino-ir", "inference_precision": "f32"}
 FP16_WEIGHTS_ATOL = 2e-2  # fp16 weights carry ~3 significant digits; outputs of order 1 move by ~1e-3..1e-2
+FP16_LOGITS_RTOL = 5e-3
+"""A decoder's logits with fp16 weights, of the largest |logit| (SmolLM2: 0.066 at logits up to ~25)."""
 
 
 def ir_atol(job: Any, atol: float) -> float:
@@ -79,13 +81,17 @@ class OpenVINOTarget(TargetBase):
         cases = decoder_cases(case.built.tokenizer, lay, case.reference)
 
         def validate_ir(session, atol):
-            report = ValidationReport(atol=atol)
+            report = ValidationReport(atol=atol, rtol=FP16_LOGITS_RTOL if cfg.precision == "fp16" else 0.0)
             stateful_compare(case.reference, session, lay, cases, report)
             return report
 
         weight_only = cfg.precision in WEIGHT_ONLY
-        parity = (
-            None if weight_only else (lambda session: case.parity(session, strict=cfg.precision == "fp32"))
+        parity = (  # fp32 must equal transformers' greedy tokens; 16-bit weights are compared and reported
+            None
+            if weight_only
+            else case.parity
+            if cfg.precision == "fp32"
+            else (lambda session: case.weight_only_parity(session, cfg.precision))
         )
         cache = {"kv_heads": lay.kv_heads, "head_dim": lay.head_dim}
         convert = lambda xml: torch_decoder_to_ir(job.model_dir, job.spec, xml, cfg.precision == "fp16")  # noqa: E731

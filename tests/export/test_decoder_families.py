@@ -241,15 +241,17 @@ def test_ort_target_fuses_attention_where_it_can(model_type, tmp_path):
         if fused
         else "GroupQueryAttention" not in ops
     )
-    if fused:  # RMSNorms fused (the first alone, the rest with their residual Add), QKV packed
+    if fused:  # RMSNorms fused (the first alone, the rest with their residual Add), QKV and gate/up joined
         layers = 2
         assert manifest["export"]["graph_rewrites"] == {
             "SimplifiedLayerNormalization": 1,
             "SkipSimplifiedLayerNormalization": 2 * layers,
             "merged_qkv_projections": layers,
+            "merged_gate_up_projections": layers,
             "nodes": len(ops),
         }
-        assert "Pow" not in ops and "Reciprocal" not in ops and ops.count("MatMul") == 5 * layers + 1
+        assert "Pow" not in ops and "Reciprocal" not in ops and ops.count("MatMul") == 4 * layers + 1
+        assert ops.count("Split") == layers
     val = manifest["validation"]
     assert (
         val["passed"] and val["greedy_generation"]["identical"] and max(val["max_abs_diff"].values()) <= 1e-4

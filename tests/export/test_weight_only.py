@@ -42,8 +42,8 @@ def test_tiny_decoder_weight_only(tied_llama, tmp_path, target, precision):
         assert (
             [n.op_type for n in graph.graph.node].count("MatMulNBits")
             == quant["quantized_matmuls"]
-            == 2 * 5 + 1
-        )  # q, k, v merged; + the tied head
+            == 2 * 4 + 1
+        )  # q, k, v merged, gate and up merged; + the tied head
         bits = {
             a.i
             for n in graph.graph.node
@@ -80,7 +80,7 @@ def test_real_smollm2_int8_weight_only_on_ort():
         for a in n.attribute
         if a.name == "bits"
     } == {8}
-    assert quant["quantized_matmuls"] == 30 * 5 + 1  # q, k and v merged into one projection
+    assert quant["quantized_matmuls"] == 30 * 4 + 1  # q, k and v merged, and gate and up
     assert quant["materialized_transposed_weights"] == 1
     assert (
         sum((out / n).stat().st_size for n in ("model.onnx", "model.onnx.data")) < 0.55 * 517 * 2**20
@@ -104,9 +104,10 @@ def test_real_smollm2_keeps_its_gguf_blocks_on_ort():
     assert m["export"]["precision"] == "gguf" and m["export"]["attention"] == "GroupQueryAttention"
     assert quant["gguf_matmuls"] == {
         "Q4_0": 0,
-        "Q4_1": 30 * 5,
+        "Q4_1": 30 * 4,
         "Q8_0": 1,
-    }  # q, k, v merged: rows of 3 tensors and quant["float_matmuls"] == 0
+    }  # q, k, v merged (rows of 3 tensors), gate and up merged (rows of 2)
+    assert quant["float_matmuls"] == 0
     exact = validation["gguf_blocks_exact"]
     assert exact["passed"] and exact["max_abs_diff"]["logits"] <= 5e-4 and exact["accuracy_level"] == 0
     assert quant["accuracy_level"] == 4 and validation["greedy_generation"]["prompts"] == 3
@@ -164,6 +165,33 @@ def test_tiny_decoder_bf16_on_openvino(tied_llama, tmp_path):
     assert m["validation"]["fp32"]["passed"] and m["validation"]["fp32"]["inference_precision"] == "f32"
     assert 0 < m["validation"]["max_abs_diff"]["logits"] < 1.0  # bf16 moves logits, but not far
     assert m["validation"]["greedy_generation"]["prompts"] == 3 and "run in bf16" in result.stdout
+
+
+def test_tiny_decoder_fp16_weights_on_openvino(tied_llama, tmp_path):
+    """--precision fp16 on a decoder: the IR stores its weights as fp16 and runs in f32 (any x86 CPU
+    converts them as it reads), validated on the logits relative to their scale, greedy tokens reported."""
+    import openvino as ov
+
+    out = tmp_path / "fp16"
+    result = run_cli(
+        "export", "--model", str(tied_llama), "--target", "openvino", "--precision", "fp16", "--out", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["export"]["weights"] == "fp16" and m["export"]["inference_precision"] == "f32"
+    v = m["validation"]
+    assert v["passed"] and v["rtol"] == 5e-3 and 0 < v["max_abs_diff"]["logits"] < 0.1
+    assert v["greedy_generation"]["prompts"] == 3 and v["greedy_generation"]["new_tokens"] == 32
+    model = ov.Core().read_model(str(out / "model.xml"))
+    types = {
+        op.get_output_element_type(0).get_type_name()
+        for op in model.get_ops()
+        if op.get_type_name() == "Constant"
+    }
+    assert "f16" in types  # the weights themselves, not an f32 copy
+    f32_bin = tmp_path / "f32"
+    run_cli("export", "--model", str(tied_llama), "--target", "openvino", "--out", str(f32_bin))
+    assert (out / "model.bin").stat().st_size < 0.6 * (f32_bin / "model.bin").stat().st_size
 
 
 def test_a_file_that_is_no_gguf_is_refused_in_one_line(tmp_path):
