@@ -281,12 +281,13 @@ def timed_seq2seq(stepper, inputs, prompt: list[int], new_tokens: int) -> dict:
 
 
 def captions(stepper, arg: dict) -> list[list[int]]:
-    """Greedy tokens for each encoder input of ``arg["feeds"]``, up to EOS or ``max_new_tokens``."""
+    """Greedy tokens for each encoder input of ``arg["feeds"]`` after its decoder prompt in
+    ``arg["prompts"]``, up to EOS or ``max_new_tokens``."""
     from edgekit.runtimes.generate import GenerationConfig
     from edgekit.runtimes.seq2seq import generate_seq2seq
 
     cfg = GenerationConfig(max_new_tokens=arg["max_new_tokens"])
     return [
-        generate_seq2seq(stepper, feed, [arg["start"]], cfg, eos_token_ids=tuple(arg["eos"]))
-        for feed in arg["feeds"]
+        generate_seq2seq(stepper, feed, list(prompt), cfg, eos_token_ids=tuple(arg["eos"]))
+        for feed, prompt in zip(arg["feeds"], arg["prompts"])
     ]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from edgekit.artifacts import check_out_dir, read_manifest
 from edgekit.audio import read_wav
-from edgekit.benchmarks.caption_bench import is_captioner
+from edgekit.benchmarks.caption_bench import is_captioner, output_kind
 from edgekit.benchmarks.generation import GENERATING, PER_CONTEXT_STEPS
 from edgekit.calibration.audio import require_audio
 from edgekit.calibration.images import check_image_folder
@@ -134,13 +134,17 @@ def check_bench(cfg: BenchConfig) -> tuple[list[tuple[Path, dict]], BenchConfig]
             f"--eval-data '{cfg.eval_data}' does not exist",
             "pass a .txt/.jsonl file or a folder of .txt files (class subfolders give labels)",
         )
+    seq2seq = all(m.get("export", {}).get("task") == "seq2seq" for m in manifests)
     pairs = all(m.get("export", {}).get("task") in DUAL_TASKS for m in manifests)
-    speech = all(m.get("export", {}).get("task") in CTC_TASKS for m in manifests)
+    speech = all(
+        m.get("export", {}).get("task") in CTC_TASKS or (seq2seq and output_kind(m) == "transcript")
+        for m in manifests
+    )
     images = all(m.get("export", {}).get("task") in VISION_TASKS or is_captioner(m) for m in manifests)
     unscored = [m["export"]["task"] for m in manifests if m.get("export", {}).get("task") in GENERATING]
-    if cfg.eval_data is not None and unscored and not all(is_captioner(m) for m in manifests):
+    if cfg.eval_data is not None and unscored and not seq2seq:
         raise InputError(
-            f"--eval-data scores encoders, image-text models, vision, speech CTC and captioner artifacts; "
+            f"--eval-data scores encoders, image-text models, vision, speech CTC and encoder-decoder artifacts; "
             f"{unscored[0]} artifacts are timed on --text only",
             "drop --eval-data",
         )

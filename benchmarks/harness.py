@@ -210,8 +210,8 @@ def _timed_rows(kind: str, run: _Run) -> list[dict[str, Any]]:
 
 def _quality_rows(kind: str, run: _Run) -> list[dict[str, Any]]:
     """Quality on --eval-data against the fp32 reference (encoders, image-text models, vision
-    encoders, captioners)."""
-    from edgekit.benchmarks.caption_bench import caption_quality, is_captioner
+    encoders, encoder-decoders)."""
+    from edgekit.benchmarks.caption_bench import caption_quality
 
     if kind == "image-text":
         from edgekit.benchmarks.dual_bench import dual_quality
@@ -223,7 +223,7 @@ def _quality_rows(kind: str, run: _Run) -> list[dict[str, Any]]:
         from edgekit.benchmarks.vision_bench import vision_quality
 
         return vision_quality(run.cfg, run.workers, run.loaded, run.progress, run.task, run.verbose)
-    if kind == "seq2seq" and all(is_captioner(m) for _, m in run.loaded):
+    if kind == "seq2seq":  # captions, transcripts or text outputs against fp32's
         return caption_quality(
             run.cfg, run.workers, run.loaded, run.tokenizers, run.progress, run.task, run.verbose
         )

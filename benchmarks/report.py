@@ -146,18 +146,26 @@ def markdown_table(result: dict[str, Any]) -> str:
 
 
 def quality_columns(result: dict[str, Any]) -> tuple:
-    from edgekit.benchmarks.caption_bench import CAPTION_COLUMNS
+    from edgekit.benchmarks.caption_bench import quality_columns as seq2seq_columns
     from edgekit.benchmarks.dual_bench import QUALITY_COLUMNS as DUAL_COLUMNS
 
     first = result["quality"][0]
     if "pairs" in first:
         return DUAL_COLUMNS
-    return CAPTION_COLUMNS if "caption_exact" in first or "captions" in first else QUALITY_COLUMNS
+    for kind in ("caption", "transcript", "output"):  # encoder-decoders: what they write, against fp32's
+        if f"{kind}_exact" in first or f"{kind}s" in first:
+            return seq2seq_columns(kind)
+    return QUALITY_COLUMNS
 
 
 def quality_title(result: dict[str, Any]) -> str:
     first = result["quality"][0]
-    counted = {"pairs": "image-text pairs", "images": "eval images", "texts": "eval texts"}
+    counted = {
+        "pairs": "image-text pairs",
+        "images": "eval images",
+        "texts": "eval texts",
+        "inputs": "eval inputs",
+    }
     what = next(f"{first[k]} {name}" for k, name in counted.items() if k in first)
     return f"Quality against the fp32 PyTorch reference on {what}"
 

@@ -17,13 +17,16 @@ class Task:
     precisions: tuple[str, ...]
     kind: str
     """'encoder', 'decoder' (KV-cache, weight-only int8/int4), 'dual' (image-text), 'ctc' (speech),
-    'vision' (image features) or 'captioner' (an image encoder-decoder)."""
+    'vision' (image features), 'captioner' (an image encoder-decoder), 'transcriber' (a speech
+    encoder-decoder: Whisper) or 'text2text' (a text encoder-decoder: T5, BART, Marian)."""
     eval_hint: str
     """What --eval-data has to be, for the message when it is missing."""
     calib_hint: str = "pass --calib texts.txt (or --data)"
     distils: bool = True
     text_data: bool = True
     """Whether --data can stand in for --calib (text models); speech and image models need --calib."""
+    calibrated: bool = True
+    """Whether its int8 (and a captioner's int4) is calibrated; weight-only int8/int4 is not."""
 
 
 TASKS = {
@@ -35,7 +38,7 @@ TASKS = {
     "image-text": Task(
         ("fp32", "int8"), "dual", "held-out image-text pairs (a .jsonl of image/text[/label], or a folder)"
     ),
-    "causal-lm": Task(("fp32", "int8", "int4"), "decoder", "held-out texts"),
+    "causal-lm": Task(("fp32", "int8", "int4"), "decoder", "held-out texts", calibrated=False),
     "speech-ctc": Task(
         ("fp32", "int8"),
         "ctc",
@@ -60,15 +63,33 @@ TASKS = {
         distils=False,
         text_data=False,
     ),
+    "automatic-speech-recognition": Task(
+        ("fp32", "int8", "int4"),
+        "transcriber",
+        "held-out speech: WAV files (one file or a folder)",
+        distils=False,
+        text_data=False,
+        calibrated=False,
+    ),
+    "text2text-generation": Task(
+        ("fp32", "int8", "int4"),
+        "text2text",
+        "held-out texts: a .txt file (one per line), a .jsonl with 'text', or a folder of .txt files",
+        distils=False,
+        calibrated=False,
+    ),
 }
 """Tasks whose every stage exists for optimize. For encoders, image-text and speech models int8 is
 static (calibrated); for decoders int8 and int4 are weight-only; for captioners int8 and int4 are
-a static INT8 vision encoder (calibrated on images) with a weight-only decoder. Speech, vision
-encoders and captioners are quantized only (no students yet)."""
+a static INT8 vision encoder (calibrated on images) with a weight-only decoder; for speech and
+text encoder-decoders both graphs are weight-only. CTC speech, vision encoders and
+encoder-decoders are quantized only (no students yet)."""
 BACKEND_TARGETS = {"ort": "ort", "openvino": "openvino"}
-CAPTION_NEW_TOKENS = 16
-"""Captioners: the greedy tokens of one timed caption (EOS ignored)."""
 """The export target whose artifact each backend runs."""
+CAPTION_NEW_TOKENS = 16
+"""Encoder-decoders: the greedy tokens of one timed output (EOS ignored)."""
+SEQ2SEQ_OUTPUTS = {"captioner": "caption", "transcriber": "transcript", "text2text": "output"}
+"""What each encoder-decoder kind writes: its bench quality keys are ``<what>_exact`` and ``<what>_token_f1``."""
 
 
 def task_kind(task: str) -> str:
@@ -82,6 +103,11 @@ def is_decoder(task: str) -> bool:
 def is_captioner(task: str) -> bool:
     """Image captioners: encoder-decoders timed per caption, scored on their captions."""
     return task_kind(task) == "captioner"
+
+
+def is_seq2seq(task: str) -> bool:
+    """Encoder-decoders (captioners, speech and text): timed per output, scored on their outputs."""
+    return task_kind(task) in SEQ2SEQ_OUTPUTS
 
 
 def is_dual(task: str) -> bool:
@@ -247,7 +273,7 @@ class OptimizeConfig:
             )
         self._check_dual()
         if (
-            not is_decoder(self.task)
+            TASKS[self.task].calibrated
             and ("int8" in self.precisions or (is_captioner(self.task) and "int4" in self.precisions))
             and self.calib is None
             and (self.data is None or not TASKS[self.task].text_data)

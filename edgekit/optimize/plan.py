@@ -17,7 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekit.optimize.config import BACKEND_TARGETS, TASKS, OptimizeConfig, Shape, is_captioner, is_decoder
+from edgekit.optimize.config import (
+    BACKEND_TARGETS,
+    TASKS,
+    OptimizeConfig,
+    Shape,
+    is_captioner,
+    is_decoder,
+    is_seq2seq,
+)
 
 TEACHER = "teacher"
 
@@ -97,6 +105,8 @@ def _target_options(cfg: OptimizeConfig, backend: str, precision: str) -> dict:
     options: dict[str, Any] = {"target": BACKEND_TARGETS[backend], "precision": precision, "seed": cfg.seed}
     if is_decoder(cfg.task):
         return {**options, "task": "text-generation"}  # int8/int4: weight-only, no calibration
+    if is_seq2seq(cfg.task) and not is_captioner(cfg.task):
+        return {**options, "task": "seq2seq"}  # speech and text: both graphs weight-only, no calibration
     if is_captioner(cfg.task):  # int8/int4: the vision encoder static INT8, the decoder weight-only
         if precision == "fp32":
             return options

@@ -7,7 +7,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from edgekit.optimize.config import CAPTION_NEW_TOKENS
+from edgekit.optimize.config import CAPTION_NEW_TOKENS, SEQ2SEQ_OUTPUTS, TASKS
 
 COLUMNS = (
     ("cell", "cell", "{}"),
@@ -55,8 +55,9 @@ def table(results: dict) -> tuple[list[str], list[list[str]]]:
         base = tuple((titles.get(t, t), k, f) for t, k, f in base)
     if results["task"] == "image-feature-extraction":
         base = tuple(("images/s" if t == "items/s" else t, k, f) for t, k, f in base)
-    if results["task"] == "image-captioning":  # one photo's caption: encoder, then the new tokens
-        titles = {"p50 ms": "caption ms", "items/s": "captions/s", "accuracy": "token F1"}
+    what = SEQ2SEQ_OUTPUTS.get(TASKS[results["task"]].kind)
+    if what:  # an encoder-decoder's one output (caption, transcript, text): encoder, then the new tokens
+        titles = {"p50 ms": f"{what} ms", "items/s": f"{what}s/s", "accuracy": "token F1"}
         base = tuple((titles.get(t, t), k, f) for t, k, f in base if k != "p90_ms")
     if results["task"] == "speech-ctc":  # every --eval-data file once; transcripts against the teacher's
         titles = {"p50 ms": "all files p50 ms", "p90 ms": "all files p90 ms", "items/s": "files/s"}
@@ -134,8 +135,9 @@ def _case(results: dict) -> str:
     case = results["case"]
     if results["task"] == "speech-ctc":
         return "of every --eval-data file once (batch 1)"
-    if results["task"] == "image-captioning":
-        return f"of one caption (batch 1: the encoder, then {CAPTION_NEW_TOKENS} greedy tokens)"
+    what = SEQ2SEQ_OUTPUTS.get(TASKS[results["task"]].kind)
+    if what:  # an encoder-decoder: per caption, transcript or output
+        return f"of one {what} (batch 1: the encoder, then {CAPTION_NEW_TOKENS} greedy tokens)"
     if not case:
         return "per generated token (batch 1, after a 32-token prompt)"
     return f"at batch {case['batch']}" + (f", sequence {case['seq_len']}" if "seq_len" in case else " images")

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.optimize.config import (
+    SEQ2SEQ_OUTPUTS,
     TASKS,
     OptimizeConfig,
-    is_captioner,
     is_ctc,
     is_decoder,
     is_dual,
+    is_seq2seq,
     is_vision,
 )
 from edgekit.optimize.plan import Plan
@@ -30,9 +31,11 @@ DUAL_QUALITY = {
     "i2t_r1": "image-to-text recall@1 on the --eval-data pairs, relative to the teacher in PyTorch fp32",
 }
 CTC_QUALITY = "transcript agreement with the teacher in PyTorch fp32 (1 - character error rate) over the --eval-data WAV files"
-CAPTION_QUALITY = (
-    "token F1 of the greedy captions of the --eval-data photos against the teacher's in PyTorch fp32"
-)
+SEQ2SEQ_QUALITY = {
+    "captioner": "token F1 of the greedy captions of the --eval-data photos against the teacher's in PyTorch fp32",
+    "transcriber": "token F1 of the greedy transcripts of the --eval-data WAV files against the teacher's in PyTorch fp32",
+    "text2text": "token F1 of the greedy outputs for the --eval-data texts against the teacher's in PyTorch fp32",
+}
 VISION_QUALITY = "5-fold probe accuracy on the features of the labelled --eval-data images, relative to the teacher in PyTorch fp32"
 REPORT_FILES = ("results.json", "report.md", "report.html", "pareto.png")
 
@@ -157,9 +160,9 @@ def ctc_quality(rows: list[dict], reference: str) -> list[dict]:
     return out
 
 
-def _captioner_row(rows: list[dict], folder: str, backend: str, case: dict) -> dict | None:
-    """A captioner cell's row: the time to one caption (the encoder's p50, then the first decoder
-    step, then the other new tokens at the per-token p50), captions per second."""
+def _seq2seq_row(rows: list[dict], folder: str, backend: str, case: dict) -> dict | None:
+    """An encoder-decoder cell's row: the time to one output (the encoder's p50, then the first
+    decoder step, then the other new tokens at the per-token p50), outputs per second."""
     row = _find(rows, folder, backend)
     if row is None:
         return None
@@ -173,7 +176,7 @@ def _captioner_row(rows: list[dict], folder: str, backend: str, case: dict) -> d
     }
 
 
-ROWS = {"dual": _dual_row, "ctc": _ctc_row, "captioner": _captioner_row}
+ROWS = {"dual": _dual_row, "ctc": _ctc_row, **{kind: _seq2seq_row for kind in SEQ2SEQ_OUTPUTS}}
 """How a cell's bench rows become its one row, by task kind (default: the row of the timed case)."""
 
 
@@ -226,8 +229,8 @@ def collect(
         if dual
         else "transcript_agreement"
         if ctc
-        else "caption_token_f1"
-        if is_captioner(cfg.task)
+        else f"{SEQ2SEQ_OUTPUTS[TASKS[cfg.task].kind]}_token_f1"
+        if is_seq2seq(cfg.task)
         else "accuracy"
     )
     kind_row = ROWS.get(TASKS[cfg.task].kind)
@@ -285,7 +288,7 @@ def collect(
 def _case(cfg: OptimizeConfig) -> dict[str, Any]:
     """The bench case cells are compared at: none for decoders (per token) and speech (every
     file once), the batch for images, batch and sequence for text encoders."""
-    if is_decoder(cfg.task) or is_ctc(cfg.task) or is_captioner(cfg.task):
+    if is_decoder(cfg.task) or is_ctc(cfg.task) or is_seq2seq(cfg.task):
         return {}
     if is_vision(cfg.task):
         return {"batch": cfg.batch}
@@ -320,7 +323,7 @@ def _quality_text(task: str, metric: str) -> str:
         "dual": DUAL_QUALITY.get(metric),
         "ctc": CTC_QUALITY,
         "vision": VISION_QUALITY,
-        "captioner": CAPTION_QUALITY,
+        **SEQ2SEQ_QUALITY,
     }
     return texts.get(kind) or QUALITY[kind == "decoder"]
 

@@ -11,6 +11,7 @@ keeps the teacher's quality within ``max_drop``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import shutil
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from edgekit.optimize.config import (
     is_ctc,
     is_decoder,
     is_dual,
+    is_seq2seq,
     is_vision,
     task_kind,
 )
@@ -118,7 +120,12 @@ def _check_teacher(cfg: OptimizeConfig, config: dict) -> None:
     kinds = {
         "ctc": ("a CTC speech", ctc_model_types),
         "vision": ("a vision encoder", vision_model_types),
-        "captioner": ("an image captioner", _captioner_model_types),
+        "captioner": ("an image captioner", functools.partial(_seq2seq_model_types, "pixel_values")),
+        "transcriber": (
+            "a speech encoder-decoder",
+            functools.partial(_seq2seq_model_types, "input_features"),
+        ),
+        "text2text": ("a text encoder-decoder", functools.partial(_seq2seq_model_types, "input_ids")),
     }
     if task_kind(cfg.task) in kinds:
         what, types = kinds[task_kind(cfg.task)]
@@ -129,11 +136,12 @@ def _check_teacher(cfg: OptimizeConfig, config: dict) -> None:
             )
 
 
-def _captioner_model_types() -> list[str]:
+def _seq2seq_model_types(encoder_input: str) -> list[str]:
+    """The encoder-decoder families whose encoder reads ``encoder_input`` (pixels, audio features, text)."""
     from edgekit.models.specs import list_seq2seq_specs
 
     return sorted(
-        t for spec in list_seq2seq_specs() if spec.encoder_input == "pixel_values" for t in spec.model_types
+        t for spec in list_seq2seq_specs() if spec.encoder_input == encoder_input for t in spec.model_types
     )
 
 
@@ -142,7 +150,7 @@ def _check_data(cfg: OptimizeConfig) -> None:
     data without labels, is the user's to fix, not a failed cell."""
     from edgekit.calibration.text import load_labeled, load_texts
 
-    if is_ctc(cfg.task):
+    if is_ctc(cfg.task) or task_kind(cfg.task) == "transcriber":
         _check_audio(cfg)
         return
     if is_vision(cfg.task) or is_captioner(cfg.task):
@@ -151,7 +159,9 @@ def _check_data(cfg: OptimizeConfig) -> None:
     for path in (cfg.data, cfg.calib) if not is_dual(cfg.task) else (cfg.calib_text,):
         if path is not None:
             load_texts(path, encoding=cfg.encoding)
-    if is_decoder(cfg.task):  # quality is perplexity: texts, no labels
+    if is_decoder(cfg.task) or is_seq2seq(
+        cfg.task
+    ):  # perplexity, or outputs against the teacher's: no labels
         load_texts(cfg.eval_data, encoding=cfg.encoding)
         return
     if is_dual(cfg.task):  # image-text pairs; labels give zero-shot accuracy, else retrieval recall
@@ -356,7 +366,7 @@ def run_bench(
 
 
 def _bench_options(cfg: OptimizeConfig) -> dict:
-    if is_captioner(cfg.task):  # batch 1: the encoder once, then CAPTION_NEW_TOKENS greedy tokens
+    if is_seq2seq(cfg.task):  # batch 1: the encoder once, then CAPTION_NEW_TOKENS greedy tokens
         return {
             "new_tokens": CAPTION_NEW_TOKENS,
             "contexts": (8,),

@@ -178,6 +178,27 @@ def test_seq2seq_cli_generate_and_bad_options(peaked_bart):
     assert bad.returncode != 0 and "exceeds the decoder's" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_bench_scores_a_text_encoder_decoder_on_eval_texts(peaked_bart, tmp_path):
+    """bench --eval-data on a text encoder-decoder: every backend answers the texts greedily and its
+    outputs are compared with PyTorch fp32's (the fp32 graphs give the same tokens)."""
+    _, arts, _ = peaked_bart
+    texts = tmp_path / "texts.txt"
+    texts.write_text("the city council voted\nrain is expected later today\na new bridge opened\n")
+    out = tmp_path / "bench"
+    done = run_cli(
+        "bench", str(arts["onnx"]), str(arts["openvino"]), "--backend", "torch,ort,openvino",
+        "--new-tokens", "4", "--contexts", "4", "--seq-len", "16", "--repeat", "2",
+        "--eval-data", str(texts), "--out", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    quality = json.loads((out / "bench.json").read_text())["quality"]
+    assert {(q["artifact"], q["backend"]) for q in quality} >= {("onnx", "ort"), ("openvino", "openvino")}
+    for q in quality:
+        assert q["inputs"] == 3 and len(q["outputs"]) == 3
+        assert q["output_exact"] == 1.0 and q["output_token_f1"] == 1.0, q
+    assert "outputs identical to fp32" in (out / "bench.md").read_text()
+
+
 def test_load_session_on_seq2seq_needs_a_graph_name(peaked_bart):
     from edgekit.errors import InputError
     from edgekit.runtimes.registry import load_session

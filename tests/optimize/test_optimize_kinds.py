@@ -152,3 +152,74 @@ def test_a_captioner_teacher_is_quantized_and_scored_on_its_captions(tmp_path):
     wrong = run_cli("optimize", "--model", str(encoder), *args[2:], "--out", str(tmp_path / "o3"))
     assert wrong.returncode != 0 and "takes an image captioner model" in wrong.stderr
     assert "Traceback" not in wrong.stderr and not (tmp_path / "o3").exists()
+
+
+def _tiny_whisper_with_features(folder: Path) -> Path:
+    """The tiny random Whisper of the seq2seq tests at Whisper's own 30 s window (1500 encoder
+    positions), saved with a feature extractor of its mel bins, so that WAV files go in."""
+    import torch
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
+
+    from ..export.seq2seq_models import make_tiny_seq2seq
+
+    make_tiny_seq2seq(folder, "whisper")
+    config = WhisperConfig.from_pretrained(str(folder))
+    config.max_source_positions = 1500
+    torch.manual_seed(0)
+    model = WhisperForConditionalGeneration(config).eval()
+    model.generation_config.eos_token_id, model.generation_config.decoder_start_token_id = 3, 2
+    model.save_pretrained(str(folder))
+    WhisperFeatureExtractor(feature_size=config.num_mel_bins).save_pretrained(str(folder))
+    return folder
+
+
+@pytest.mark.parametrize("task", ["automatic-speech-recognition", "text2text-generation"])
+def test_speech_and_text_encoder_decoders_are_quantized_and_scored_on_their_outputs(task, tmp_path):
+    """Whisper and BART teachers: no students, no calibration; fp32 and weight-only int8 (both
+    graphs) on ONNX Runtime, timed per output, quality the token F1 of each cell's transcripts (or
+    text outputs) against the teacher's in PyTorch."""
+    from edgekit.audio import speak, write_wav
+
+    from ..export.seq2seq_models import make_tiny_seq2seq
+
+    if task == "automatic-speech-recognition":
+        teacher, held, what = (
+            _tiny_whisper_with_features(tmp_path / "whisper"),
+            tmp_path / "wavs",
+            "transcript",
+        )
+        held.mkdir()
+        for i, text in enumerate(("the quick brown fox", "rain later today")):
+            samples, rate = speak(text)
+            write_wav(held / f"{i}.wav", samples, rate)
+    else:
+        teacher, held, what = (
+            make_tiny_seq2seq(tmp_path / "bart", "bart", peaked=30),
+            tmp_path / "t.txt",
+            "output",
+        )
+        held.write_text("the city council voted\nrain is expected later today\na new bridge opened\n")
+    out = tmp_path / "opt"
+    args = ["--model", str(teacher), "--task", task, "--eval-data", str(held), "--students", "none"]
+    result = run_cli(
+        "optimize",
+        *args,
+        "--backends",
+        "ort",
+        "--precisions",
+        "fp32,int8",
+        "--repeat",
+        "3",
+        "--out",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    results, cells = every_cell_ok(out)
+    assert set(cells) == {"teacher torch fp32", "teacher ort fp32", "teacher ort int8"}
+    assert results["metric"] == f"{what}_token_f1" and f"{what}s" in results["quality_metric"]
+    assert cells["teacher ort fp32"]["accuracy"] == 1.0  # the fp32 graphs give the teacher's own tokens
+    assert 0 <= cells["teacher ort int8"]["accuracy"] <= 1 and cells["teacher ort int8"]["p50_ms"] > 0
+    int8 = json.loads((out / cells["teacher ort int8"]["artifact"] / "manifest.json").read_text())
+    quant = int8["export"]["quantization"]  # both graphs weight-only: nothing was calibrated
+    assert set(quant) == {"encoder", "decoder"} and "calibration" not in json.dumps(quant)
+    assert f"{what} ms" in (out / "report.md").read_text()
