@@ -146,7 +146,7 @@ class CacheStepper:
         if self.static is not None and self.mask.shape[1] > self.capacity:  # past what it holds
             self.past, self.static = self.static.arrays(self.mask.shape[1] - ids.shape[1]), None
         if self.static is not None:
-            return self.static.run(feeds, "logits")[:, -1]
+            return self.static.run(feeds, "logits")[:, -1].copy()  # the buffer is the next step's
         feeds.update(self.past)
         if self.stateful:
             return self.session.run(feeds, ["logits"])["logits"][:, -1]

@@ -134,7 +134,9 @@ class OrtBackend:
 class StaticCache:
     """A decoder's KV cache allocated once at full length and bound as both past and present: no
     growing copy of the cache and no new values to allocate and free at each step. Only the
-    inputs that change and the logits are bound per run."""
+    inputs that change are bound per run; the fetched output goes to a buffer of its own that is
+    bound again only when its shape changes (the prefill, then one token a step), so a step makes
+    no output values to wrap (reading them all back cost ~0.1 ms a step, 61 values on SmolLM2)."""
 
     def __init__(self, session: Any, pairs: dict[str, str], shape: tuple[int, ...]):
         import onnxruntime as ort
@@ -145,13 +147,27 @@ class StaticCache:
         for past, present in pairs.items():
             self._binding.bind_ortvalue_input(past, self.buffers[past])
             self._binding.bind_ortvalue_output(present, self.buffers[past])
+        self._last = {o.name: o.shape[-1] for o in session.get_outputs()}  # the fetched output's last axis
+        self._out: tuple[tuple, np.ndarray, Any] | None = None  # (fetch and shape, buffer, its bound value)
 
     def run(self, inputs: Mapping[str, Any], fetch: str) -> np.ndarray:
+        """``fetch`` ([rows, new tokens, last axis]) for this step, in a buffer the next run overwrites."""
+        import onnxruntime as ort
+
         for name, value in inputs.items():
             self._binding.bind_cpu_input(name, np.ascontiguousarray(value))
-        self._binding.bind_output(fetch, "cpu")
+        shape = (*np.shape(inputs["input_ids"]), self._last[fetch])
+        if not isinstance(shape[-1], int):  # a dynamic last axis: ONNX Runtime allocates the output
+            self._binding.bind_output(fetch, "cpu")
+            self._session.run_with_iobinding(self._binding)
+            return self._binding.get_outputs()[-1].numpy()
+        if self._out is None or self._out[0] != (fetch, shape):
+            buffer = np.empty(shape, np.float32)
+            value = ort.OrtValue.ortvalue_from_numpy(buffer)
+            self._binding.bind_ortvalue_output(fetch, value)
+            self._out = ((fetch, shape), buffer, value)
         self._session.run_with_iobinding(self._binding)
-        return self._binding.get_outputs()[-1].numpy()  # bound after the cache buffers
+        return self._out[1]
 
     def arrays(self, length: int) -> dict[str, np.ndarray]:
         """The first ``length`` positions of each buffer, as plain arrays (a growing cache again)."""

@@ -173,53 +173,60 @@ def _tiny_whisper_with_features(folder: Path) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("task", ["automatic-speech-recognition", "text2text-generation"])
-def test_speech_and_text_encoder_decoders_are_quantized_and_scored_on_their_outputs(task, tmp_path):
-    """Whisper and BART teachers: no students, no calibration; fp32 and weight-only int8 (both
-    graphs) on ONNX Runtime, timed per output, quality the token F1 of each cell's transcripts (or
-    text outputs) against the teacher's in PyTorch."""
+def test_a_speech_encoder_decoder_is_quantized_and_scored_on_its_transcripts(tmp_path):
+    """Whisper teachers: no students, no calibration; fp32 and weight-only int8 (both graphs) on
+    ONNX Runtime, timed per transcript, quality the token F1 of each cell's transcripts of the WAV
+    files against the teacher's in PyTorch. (Text encoder-decoders take the same path; their
+    planning is checked below and their bench scoring in tests/export/test_seq2seq.py.)"""
     from edgekit.audio import speak, write_wav
 
-    from ..export.seq2seq_models import make_tiny_seq2seq
-
-    if task == "automatic-speech-recognition":
-        teacher, held, what = (
-            _tiny_whisper_with_features(tmp_path / "whisper"),
-            tmp_path / "wavs",
-            "transcript",
-        )
-        held.mkdir()
-        for i, text in enumerate(("the quick brown fox", "rain later today")):
-            samples, rate = speak(text)
-            write_wav(held / f"{i}.wav", samples, rate)
-    else:
-        teacher, held, what = (
-            make_tiny_seq2seq(tmp_path / "bart", "bart", peaked=30),
-            tmp_path / "t.txt",
-            "output",
-        )
-        held.write_text("the city council voted\nrain is expected later today\na new bridge opened\n")
+    teacher, held = _tiny_whisper_with_features(tmp_path / "whisper"), tmp_path / "wavs"
+    held.mkdir()
+    for i, text in enumerate(("the quick brown fox", "rain later today")):
+        samples, rate = speak(text)
+        write_wav(held / f"{i}.wav", samples, rate)
     out = tmp_path / "opt"
-    args = ["--model", str(teacher), "--task", task, "--eval-data", str(held), "--students", "none"]
-    result = run_cli(
-        "optimize",
-        *args,
-        "--backends",
-        "ort",
-        "--precisions",
-        "fp32,int8",
-        "--repeat",
-        "3",
-        "--out",
-        str(out),
-    )
+    args = ["--model", str(teacher), "--task", "automatic-speech-recognition", "--eval-data", str(held)]
+    args += ["--students", "none", "--backends", "ort", "--precisions", "fp32,int8", "--repeat", "3"]
+    result = run_cli("optimize", *args, "--out", str(out))
     assert result.returncode == 0, result.stderr
     results, cells = every_cell_ok(out)
     assert set(cells) == {"teacher torch fp32", "teacher ort fp32", "teacher ort int8"}
-    assert results["metric"] == f"{what}_token_f1" and f"{what}s" in results["quality_metric"]
+    assert results["metric"] == "transcript_token_f1" and "transcripts" in results["quality_metric"]
     assert cells["teacher ort fp32"]["accuracy"] == 1.0  # the fp32 graphs give the teacher's own tokens
     assert 0 <= cells["teacher ort int8"]["accuracy"] <= 1 and cells["teacher ort int8"]["p50_ms"] > 0
     int8 = json.loads((out / cells["teacher ort int8"]["artifact"] / "manifest.json").read_text())
     quant = int8["export"]["quantization"]  # both graphs weight-only: nothing was calibrated
     assert set(quant) == {"encoder", "decoder"} and "calibration" not in json.dumps(quant)
-    assert f"{what} ms" in (out / "report.md").read_text()
+    assert "transcript ms" in (out / "report.md").read_text()
+
+
+def test_a_text_encoder_decoder_is_planned_weight_only_and_checked_on_its_kind(tmp_path):
+    """--task text2text-generation: weight-only int8/int4 export options without calibration, a
+    teacher of another kind refused in one line, the metric and the report's words."""
+    from edgekit.optimize.config import OptimizeConfig
+    from edgekit.optimize.plan import _target_options
+
+    from ..export.seq2seq_models import make_tiny_seq2seq
+
+    bart = make_tiny_seq2seq(tmp_path / "bart", "bart")
+    held = tmp_path / "t.txt"
+    held.write_text("the city council voted\nrain is expected later today\n")
+    cfg = OptimizeConfig(
+        model=bart,
+        out=tmp_path / "o",
+        task="text2text-generation",
+        eval_data=held,
+        precisions=("fp32", "int4"),
+    ).check()  # no --calib needed
+    assert _target_options(cfg, "ort", "int4") == {
+        "target": "ort",
+        "precision": "int4",
+        "seed": 0,
+        "task": "seq2seq",
+    }
+    whisper = _tiny_whisper_with_features(tmp_path / "whisper")
+    args = ["--model", str(whisper), "--task", "text2text-generation", "--eval-data", str(held)]
+    bad = run_cli("optimize", *args, "--students", "none", "--out", str(tmp_path / "bad"))
+    assert bad.returncode != 0 and "takes a text encoder-decoder model" in bad.stderr
+    assert "Traceback" not in bad.stderr and not (tmp_path / "bad").exists()
