@@ -31,10 +31,15 @@ EVAL_TEXTS = 64
 """Texts of --eval-data a text encoder-decoder answers (each one a full greedy decode on every backend)."""
 
 
+OUTPUT_KINDS = {"pixel_values": "caption", "input_features": "transcript", "input_ids": "output"}
+"""What an encoder-decoder writes, by what its encoder reads; its quality keys are ``<what>_exact``,
+``<what>_token_f1`` and ``<what>s``."""
+
+
 def output_kind(manifest: dict) -> str:
     """What an encoder-decoder writes: a caption (pixels in), a transcript (audio features in) or an output (text in)."""
     encoder_input = manifest.get("export", {}).get("seq2seq", {}).get("encoder_input")
-    return {"pixel_values": "caption", "input_features": "transcript"}.get(encoder_input, "output")
+    return OUTPUT_KINDS.get(encoder_input, "output")
 
 
 def quality_columns(kind: str) -> tuple[tuple[str, str], ...]:

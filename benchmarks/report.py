@@ -146,13 +146,14 @@ def markdown_table(result: dict[str, Any]) -> str:
 
 
 def quality_columns(result: dict[str, Any]) -> tuple:
+    from edgekit.benchmarks.caption_bench import OUTPUT_KINDS
     from edgekit.benchmarks.caption_bench import quality_columns as seq2seq_columns
     from edgekit.benchmarks.dual_bench import QUALITY_COLUMNS as DUAL_COLUMNS
 
     first = result["quality"][0]
     if "pairs" in first:
         return DUAL_COLUMNS
-    for kind in ("caption", "transcript", "output"):  # encoder-decoders: what they write, against fp32's
+    for kind in OUTPUT_KINDS.values():  # encoder-decoders: what they write, against fp32's
         if f"{kind}_exact" in first or f"{kind}s" in first:
             return seq2seq_columns(kind)
     return QUALITY_COLUMNS

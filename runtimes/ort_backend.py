@@ -152,8 +152,6 @@ class StaticCache:
 
     def run(self, inputs: Mapping[str, Any], fetch: str) -> np.ndarray:
         """``fetch`` ([rows, new tokens, last axis]) for this step, in a buffer the next run overwrites."""
-        import onnxruntime as ort
-
         for name, value in inputs.items():
             self._binding.bind_cpu_input(name, np.ascontiguousarray(value))
         shape = (*np.shape(inputs["input_ids"]), self._last[fetch])
@@ -161,7 +159,9 @@ class StaticCache:
             self._binding.bind_output(fetch, "cpu")
             self._session.run_with_iobinding(self._binding)
             return self._binding.get_outputs()[-1].numpy()
-        if self._out is None or self._out[0] != (fetch, shape):
+        if self._out is None or self._out[0] != (fetch, shape):  # the prefill, then the first step
+            import onnxruntime as ort
+
             buffer = np.empty(shape, np.float32)
             value = ort.OrtValue.ortvalue_from_numpy(buffer)
             self._binding.bind_ortvalue_output(fetch, value)

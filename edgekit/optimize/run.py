@@ -159,9 +159,8 @@ def _check_data(cfg: OptimizeConfig) -> None:
     for path in (cfg.data, cfg.calib) if not is_dual(cfg.task) else (cfg.calib_text,):
         if path is not None:
             load_texts(path, encoding=cfg.encoding)
-    if is_decoder(cfg.task) or is_seq2seq(
-        cfg.task
-    ):  # perplexity, or outputs against the teacher's: no labels
+    if is_decoder(cfg.task) or is_seq2seq(cfg.task):
+        # perplexity, or outputs against the teacher's: texts, no labels
         load_texts(cfg.eval_data, encoding=cfg.encoding)
         return
     if is_dual(cfg.task):  # image-text pairs; labels give zero-shot accuracy, else retrieval recall

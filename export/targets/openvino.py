@@ -86,13 +86,11 @@ class OpenVINOTarget(TargetBase):
             return report
 
         weight_only = cfg.precision in WEIGHT_ONLY
-        parity = (  # fp32 must equal transformers' greedy tokens; 16-bit weights are compared and reported
-            None
-            if weight_only
-            else case.parity
-            if cfg.precision == "fp32"
-            else (lambda session: case.weight_only_parity(session, cfg.precision))
-        )
+        parity = None  # weight-only: compared after compression, below
+        if cfg.precision == "fp32":  # must equal transformers' greedy tokens
+            parity = case.parity
+        elif not weight_only:  # 16-bit weights: compared with fp32 and reported
+            parity = lambda session: case.weight_only_parity(session, cfg.precision)  # noqa: E731
         cache = {"kv_heads": lay.kv_heads, "head_dim": lay.head_dim}
         convert = lambda xml: torch_decoder_to_ir(job.model_dir, job.spec, xml, cfg.precision == "fp16")  # noqa: E731
         section, validation = to_ir(job, convert, validate_ir, onnx_validation, job.atol, parity, cache)
