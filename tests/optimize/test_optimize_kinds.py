@@ -230,3 +230,10 @@ def test_a_text_encoder_decoder_is_planned_weight_only_and_checked_on_its_kind(t
     bad = run_cli("optimize", *args, "--students", "none", "--out", str(tmp_path / "bad"))
     assert bad.returncode != 0 and "takes a text encoder-decoder model" in bad.stderr
     assert "Traceback" not in bad.stderr and not (tmp_path / "bad").exists()
+    wavs = tmp_path / "wavs"  # speech: a file that is no WAV is named before anything is written
+    wavs.mkdir()
+    (wavs / "notes.wav").write_text("not audio")
+    args = ["--model", str(whisper), "--task", "automatic-speech-recognition", "--eval-data", str(wavs)]
+    bad = run_cli("optimize", *args, "--students", "none", "--out", str(tmp_path / "bad-wav"))
+    assert bad.returncode != 0 and "notes.wav" in bad.stderr and "is not a PCM WAV file" in bad.stderr
+    assert "Traceback" not in bad.stderr and not (tmp_path / "bad-wav").exists()
